@@ -1,0 +1,60 @@
+# quanto: `make demo` and `make test` each do their own set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BUILD  := build
+SANBUILD := build-sanitize
+JOBS   ?= $(shell nproc)
+STAMP  := $(VENV)/.setup-stamp
+
+# ccache hits across clones of the repository (CI clones it afresh).
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
+export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: setup build test test-kernels test-ops test-python test-sanitize demo bench clean
+
+setup: $(STAMP)
+$(STAMP): scripts/setup.sh requirements.txt constraints.txt
+	bash scripts/setup.sh
+	touch $@
+
+$(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+
+build: $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build test-kernels test-ops test-python test-sanitize
+	@echo "make test: all suites passed"
+
+test-kernels: build
+	$(BUILD)/quanto_kernel_tests --gtest_brief=1
+
+test-ops: build
+	$(BUILD)/quanto_ops_tests --gtest_brief=1
+
+# Once with the best ISA, then the dispatch-sensitive tests again on the generic kernels.
+test-python: build
+	$(PY) -m pytest -q tests/python
+	QUANTO_CPU_ISA=generic $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py
+
+# The torch-free kernels under AddressSanitizer + UndefinedBehaviorSanitizer (no LibTorch).
+test-sanitize: $(STAMP)
+	cmake -S . -B $(SANBUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUANTO_KERNELS_ONLY=ON \
+	  -DQUANTO_SANITIZE=ON -DQUANTO_BUILD_BENCH=OFF
+	cmake --build $(SANBUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(SANBUILD)/quanto_kernel_tests --gtest_brief=1
+
+demo: build
+	$(PY) examples/minilm_weight_quantization.py
+
+bench: build
+	$(BUILD)/quanto_kernel_bench --benchmark_min_time=0.2
+	$(PY) bench/bench_ops.py
+
+clean:
+	rm -rf $(BUILD) $(SANBUILD) python/quanto/_native

@@ -1,0 +1,75 @@
+// C++ entry points of the quanto ops. Each call goes through the PyTorch dispatcher, so C++,
+// the CLI and torch.ops.quanto.* run the same kernels on every device. Arguments are checked;
+// a bad one raises c10::Error with a message naming it.
+//
+// Conventions (shared/FORMAT.md):
+//  - qtype is a name: "qint2", "qint4", "qint8", "qfloat8" (= "qfloat8_e4m3fn"),
+//    "qfloat8_e4m3fnuz", "qfloat8_e5m2".
+//  - axis is 0 (first) or -1 (last); nullopt means per-tensor. Group-wise parameters split
+//    the elements that share an index along `axis` into groups of group_size; the grouped
+//    tensor is optimum-quanto's: [numel / gs, gs] for axis 0, [gs, numel / gs] for axis -1.
+//  - Floating inputs are float32, bfloat16 or float16; arithmetic matches PyTorch in that dtype.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+namespace quanto::ops {
+
+// amax(|x|) / qmax, per tensor (0-dim) or per axis (keepdim). Zero scales become 1.
+at::Tensor absmax_scale(const at::Tensor& x, std::string_view qtype,
+                        std::optional<int64_t> axis = std::nullopt);
+
+// Min/max affine parameters for 2/4-bit codes: scale = (max - min) / (2^bits - 1), shift = -min,
+// per axis (group_size nullopt) or per group. Shapes: [N, 1, …] per axis 0, [1, …, N] per axis
+// -1, [numel / gs, 1] grouped on axis 0, [1, numel / gs] grouped on axis -1.
+std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, std::string_view qtype,
+                                                      int64_t axis,
+                                                      std::optional<int64_t> group_size = std::nullopt);
+
+// Integer zero-point that represents `shift`: clamp(round(shift / scale), 0, 2^bits - 1), uint8.
+at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
+
+// clamp(round(x / scale)) in the qtype's storage dtype (int8 or float8). scale is 0-dim for
+// per-tensor, or broadcastable along `axis`.
+at::Tensor symmetric_quantize(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
+                              std::optional<int64_t> axis = std::nullopt);
+// data * scale, in scale's dtype.
+at::Tensor symmetric_dequantize(const at::Tensor& data, const at::Tensor& scale);
+
+// Unsigned codes clamp(round((x + shift) / scale), 0, 2^bits - 1) (float shift), or
+// clamp(round(x / scale) + zero_point) (uint8 shift), in the grouped layout when group_size is set.
+at::Tensor affine_quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                           std::string_view qtype, int64_t axis,
+                           std::optional<int64_t> group_size = std::nullopt);
+// codes * scale - shift (float shift) or (codes - zero_point) * scale, ungrouped to `shape`.
+at::Tensor affine_dequantize(const at::Tensor& codes, const at::Tensor& scale, const at::Tensor& shift,
+                             at::IntArrayRef shape, int64_t axis,
+                             std::optional<int64_t> group_size = std::nullopt);
+
+// Packs uint8 codes of `bits` (2 or 4) along dim 0: [R0, …] -> [ceil(R0 / (8 / bits)), …].
+at::Tensor pack_codes(const at::Tensor& codes, int64_t bits);
+// Inverse of pack_codes; `rows` is R0.
+at::Tensor unpack_codes(const at::Tensor& packed, int64_t bits, int64_t rows);
+
+// Reference matmuls, y = x @ W^T + bias, y in x's dtype, for x [..., K] and W [N, K].
+// int8 or float8 weights, scale [N, 1] (per channel) or 0-dim.
+at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
+                         const std::optional<at::Tensor>& bias = std::nullopt);
+// 2/4-bit weights as produced by affine_quantize(axis 0, group_size) + pack_codes.
+at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
+                        const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                        const std::optional<at::Tensor>& bias = std::nullopt);
+// int8 activations (0-dim scale) × int8 weights, int32 accumulation, output in out_dtype.
+at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
+                       const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
+                       c10::ScalarType out_dtype);
+
+// Name of the CPU kernel set in use: "generic", "avx2" or "avx512".
+std::string cpu_isa();
+
+}  // namespace quanto::ops

@@ -1,0 +1,35 @@
+"""quanto: quantization of PyTorch models on a C++ (LibTorch) core.
+
+Importing the package loads the native library, which registers ``torch.ops.quanto.*``.
+"""
+
+from . import _library
+from .qtypes import (
+    qfloat8,
+    qfloat8_e4m3fn,
+    qfloat8_e4m3fnuz,
+    qfloat8_e5m2,
+    qint2,
+    qint4,
+    qint8,
+    qtype,
+    qtype_from_name,
+    qtypes,
+)
+
+_library.load()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "qtype",
+    "qtypes",
+    "qtype_from_name",
+    "qint2",
+    "qint4",
+    "qint8",
+    "qfloat8",
+    "qfloat8_e4m3fn",
+    "qfloat8_e4m3fnuz",
+    "qfloat8_e5m2",
+]

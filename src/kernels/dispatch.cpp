@@ -1,0 +1,111 @@
+#include "kernels/dispatch.h"
+
+#include <cstdlib>
+#include <stdexcept>
+
+#if defined(__x86_64__)
+#include "kernels/x86/quantize_x86.h"
+#endif
+
+namespace quanto::kernels {
+namespace {
+
+constexpr KernelTable kGeneric{CpuIsa::generic, &absmax_rows_ref<float>, &absmax_rows_ref<bf16>,
+                               &symmetric_quantize_int_ref<float>,
+                               &symmetric_quantize_int_ref<bf16>};
+
+#if defined(__x86_64__)
+constexpr KernelTable kAvx2{CpuIsa::avx2, &avx2::absmax_rows_f32, &avx2::absmax_rows_bf16,
+                            &avx2::symmetric_quantize_int_f32,
+                            &avx2::symmetric_quantize_int_bf16};
+constexpr KernelTable kAvx512{CpuIsa::avx512, &avx512::absmax_rows_f32, &avx512::absmax_rows_bf16,
+                              &avx512::symmetric_quantize_int_f32,
+                              &avx512::symmetric_quantize_int_bf16};
+#endif
+
+std::string accepted_names() {
+  std::string s;
+  for (CpuIsa isa : supported_isas()) s += std::string(s.empty() ? "" : ", ") + isa_name(isa);
+  return s;
+}
+
+const KernelTable& select_from_environment() {
+  const char* env = std::getenv("QUANTO_CPU_ISA");
+  if (env == nullptr || *env == '\0') return kernel_table(supported_isas().back());
+  return kernel_table(parse_isa(env));
+}
+
+}  // namespace
+
+const char* isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::generic:
+      return "generic";
+    case CpuIsa::avx2:
+      return "avx2";
+    case CpuIsa::avx512:
+      return "avx512";
+  }
+  return "unknown";
+}
+
+bool cpu_supports(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::generic:
+      return true;
+#if defined(__x86_64__)
+    case CpuIsa::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
+    case CpuIsa::avx512:
+      return cpu_supports(CpuIsa::avx2) && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq");
+#endif
+    default:
+      return false;
+  }
+}
+
+std::vector<CpuIsa> supported_isas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
+    if (cpu_supports(isa)) out.push_back(isa);
+  return out;
+}
+
+CpuIsa parse_isa(const std::string& name) {
+  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
+    if (name == isa_name(isa)) {
+      if (!cpu_supports(isa))
+        throw std::invalid_argument("QUANTO_CPU_ISA=" + name +
+                                    " is not supported by this CPU; it supports: " +
+                                    accepted_names());
+      return isa;
+    }
+  throw std::invalid_argument("QUANTO_CPU_ISA=" + name +
+                              " is unknown; accepted values: generic, avx2, avx512");
+}
+
+const KernelTable& kernel_table(CpuIsa isa) {
+  if (!cpu_supports(isa))
+    throw std::invalid_argument(std::string("CPU ISA ") + isa_name(isa) +
+                                " is not supported by this CPU; it supports: " + accepted_names());
+  switch (isa) {
+#if defined(__x86_64__)
+    case CpuIsa::avx2:
+      return kAvx2;
+    case CpuIsa::avx512:
+      return kAvx512;
+#endif
+    default:
+      return kGeneric;
+  }
+}
+
+const KernelTable& kernels() {
+  static const KernelTable& table = select_from_environment();
+  return table;
+}
+
+}  // namespace quanto::kernels

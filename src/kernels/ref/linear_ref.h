@@ -1,0 +1,45 @@
+// Scalar reference matmuls: y = x @ W^T (+ bias) for each quantized weight format.
+//
+// x is row-major [M, K] in T (float, bf16, fp16); y is [M, N] in T, written for output
+// columns [n_begin, n_end) only, so the op layer can split N across threads. Scales and
+// biases arrive as float (the op layer converts them). A scale array is indexed
+// n * scale_stride: stride 1 for one scale per output channel, 0 for one per tensor.
+// Accumulation is in float (int32 for W8A8); y is rounded to T once, at the end.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/numeric.h"
+
+namespace quanto::kernels {
+
+struct LinearShape {
+  int64_t M, K, N;
+  int64_t n_begin, n_end;
+};
+
+// W8: w int8 [N, K].
+template <typename T>
+void linear_int8_ref(const T* x, const int8_t* w, const float* w_scale, int64_t scale_stride,
+                     const float* bias, LinearShape s, T* y);
+
+// FP8: w float8 codes [N, K].
+template <typename T>
+void linear_fp8_ref(const T* x, const uint8_t* w, Fp8Format format, const float* w_scale,
+                    int64_t scale_stride, const float* bias, LinearShape s, T* y);
+
+// W4/W2: affine codes of W [N, K], grouped along K in groups of group_size (which divides K):
+// group g = (n * K + k) / group_size holds weight (n, k); codes are packed by pack_ref over the
+// grouped [N * K / group_size, group_size] matrix. w(n, k) = code * scale[g] - shift[g].
+template <typename T>
+void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group_size,
+                      const float* scale, const float* shift, const float* bias, LinearShape s,
+                      T* y);
+
+// W8A8: x int8 [M, K] with one float scale, w int8 [N, K]; int32 accumulation, then
+// y = acc * (x_scale * w_scale[n]) + bias[n].
+template <typename T>
+void linear_int8_int8_ref(const int8_t* x, float x_scale, const int8_t* w, const float* w_scale,
+                          int64_t scale_stride, const float* bias, LinearShape s, T* y);
+
+}  // namespace quanto::kernels

@@ -1,0 +1,99 @@
+// C++ entry points: every call goes through the dispatcher (same path as torch.ops.quanto.*).
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/SymIntArrayRef.h>
+
+#include <quanto/ops.h>
+
+namespace quanto::ops {
+namespace {
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+}  // namespace
+
+at::Tensor absmax_scale(const at::Tensor& x, std::string_view qtype, std::optional<int64_t> axis) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, c10::string_view, std::optional<int64_t>)>("quanto::absmax_scale");
+  return h.call(x, qtype, axis);
+}
+
+std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, std::string_view qtype, int64_t axis,
+                                                      std::optional<int64_t> group_size) {
+  static const auto h = op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, c10::string_view, int64_t,
+                                                             std::optional<int64_t>)>("quanto::minmax_scale_shift");
+  return h.call(x, qtype, axis, group_size);
+}
+
+at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view)>("quanto::shift_to_zeropoint");
+  return h.call(scale, shift, qtype);
+}
+
+at::Tensor symmetric_quantize(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
+                              std::optional<int64_t> axis) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
+                                      std::optional<int64_t>)>("quanto::symmetric_quantize");
+  return h.call(x, scale, qtype, axis);
+}
+
+at::Tensor symmetric_dequantize(const at::Tensor& data, const at::Tensor& scale) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&)>("quanto::symmetric_dequantize");
+  return h.call(data, scale);
+}
+
+at::Tensor affine_quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                           std::string_view qtype, int64_t axis, std::optional<int64_t> group_size) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view,
+                                      int64_t, std::optional<int64_t>)>("quanto::affine_quantize");
+  return h.call(x, scale, shift, qtype, axis, group_size);
+}
+
+at::Tensor affine_dequantize(const at::Tensor& codes, const at::Tensor& scale, const at::Tensor& shift,
+                             at::IntArrayRef shape, int64_t axis, std::optional<int64_t> group_size) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef,
+                                      int64_t, std::optional<int64_t>)>("quanto::affine_dequantize");
+  return h.call(codes, scale, shift, c10::fromIntArrayRefSlow(shape), axis, group_size);
+}
+
+at::Tensor pack_codes(const at::Tensor& codes, int64_t bits) {
+  static const auto h = op<at::Tensor(const at::Tensor&, int64_t)>("quanto::pack_codes");
+  return h.call(codes, bits);
+}
+
+at::Tensor unpack_codes(const at::Tensor& packed, int64_t bits, int64_t rows) {
+  static const auto h = op<at::Tensor(const at::Tensor&, int64_t, c10::SymInt)>("quanto::unpack_codes");
+  return h.call(packed, bits, c10::SymInt(rows));
+}
+
+at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
+                         const std::optional<at::Tensor>& bias) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      const std::optional<at::Tensor>&)>("quanto::linear_qbytes");
+  return h.call(x, w_data, w_scale, bias);
+}
+
+at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
+                        const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                        const std::optional<at::Tensor>& bias) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      int64_t, int64_t, const std::optional<at::Tensor>&)>("quanto::linear_qbits");
+  return h.call(x, w_packed, w_scale, w_shift, bits, group_size, bias);
+}
+
+at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
+                       const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      const std::optional<at::Tensor>&, c10::ScalarType)>("quanto::linear_w8a8");
+  return h.call(x_data, x_scale, w_data, w_scale, bias, out_dtype);
+}
+
+std::string cpu_isa() {
+  static const auto h = op<std::string()>("quanto::cpu_isa");
+  return h.call();
+}
+
+}  // namespace quanto::ops

@@ -1,0 +1,99 @@
+// CPU: reference matmuls linear_qbytes / linear_qbits / linear_w8a8 (correctness first; the
+// fast kernels replace the bodies, not the contracts).
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include "kernels/ref/linear_ref.h"
+#include "ops/cpu/cpu_utils.h"
+#include "ops/specs.h"
+
+namespace quanto::ops::cpu {
+namespace {
+
+at::Tensor as_float(const at::Tensor& t) { return t.to(at::kFloat).contiguous().view(-1); }
+const float* float_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
+std::optional<at::Tensor> float_bias(const std::optional<at::Tensor>& bias) {
+  return bias ? std::optional<at::Tensor>(as_float(*bias)) : std::nullopt;
+}
+
+// Runs fn(shape) over output-channel ranges; y is [M, N].
+template <typename Fn>
+void over_channels(int64_t M, int64_t K, int64_t N, Fn&& fn) {
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(M * K, 1));
+  parallel_rows(N, grain, [&](int64_t n0, int64_t n1) { fn(kernels::LinearShape{M, K, N, n0, n1}); });
+}
+
+at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
+                         const std::optional<at::Tensor>& bias) {
+  const char* op = "linear_qbytes";
+  const TensorSpec spec = linear_qbytes_spec(x, w_data, w_scale, bias);
+  const int64_t N = w_data.size(0), K = w_data.size(1), M = x.numel() / K;
+  const at::Tensor xc = x.contiguous(), wc = w_data.contiguous(), sc = as_float(w_scale);
+  const auto bc = float_bias(bias);
+  const int64_t stride = sc.numel() == 1 ? 0 : 1;
+  at::Tensor y = at::empty(concrete(spec.sizes), x.options());
+  dispatch_float(x.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* xd = data_as<const T>(xc);
+    T* yd = data_as<T>(y);
+    over_channels(M, K, N, [&](kernels::LinearShape s) {
+      if (wc.scalar_type() == at::kChar)
+        kernels::linear_int8_ref<T>(xd, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s, yd);
+      else
+        kernels::linear_fp8_ref<T>(xd, data_as<const uint8_t>(wc), fp8_format(wc.scalar_type()), sc.data_ptr<float>(),
+                                   stride, float_or_null(bc), s, yd);
+    });
+  });
+  return y;
+}
+
+at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
+                        const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                        const std::optional<at::Tensor>& bias) {
+  const char* op = "linear_qbits";
+  const TensorSpec spec = linear_qbits_spec(x, w_packed, w_scale, w_shift, bits, group_size, bias);
+  const int64_t K = x.size(-1), M = x.numel() / K, N = spec.sizes.back().expect_int();
+  const at::Tensor xc = x.contiguous(), pc = w_packed.contiguous(), sc = as_float(w_scale);
+  // A zero-point becomes the equivalent float shift: (q - zp) * s = q * s - zp * s.
+  const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
+  const auto bc = float_bias(bias);
+  at::Tensor y = at::empty(concrete(spec.sizes), x.options());
+  dispatch_float(x.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    over_channels(M, K, N, [&](kernels::LinearShape s) {
+      kernels::linear_qbits_ref<T>(data_as<const T>(xc), data_as<const uint8_t>(pc), static_cast<int>(bits), group_size,
+                                   sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, data_as<T>(y));
+    });
+  });
+  return y;
+}
+
+at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
+                       const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  const char* op = "linear_w8a8";
+  const TensorSpec spec = linear_w8a8_spec(x_data, x_scale, w_data, w_scale, bias, out_dtype);
+  const int64_t N = w_data.size(0), K = w_data.size(1), M = x_data.numel() / K;
+  const at::Tensor xc = x_data.contiguous(), wc = w_data.contiguous(), sc = as_float(w_scale);
+  const float xs = x_scale.to(at::kFloat).item<float>();
+  const auto bc = float_bias(bias);
+  const int64_t stride = sc.numel() == 1 ? 0 : 1;
+  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(out_dtype));
+  dispatch_float(out_dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    over_channels(M, K, N, [&](kernels::LinearShape s) {
+      kernels::linear_int8_int8_ref<T>(data_as<const int8_t>(xc), xs, data_as<const int8_t>(wc), sc.data_ptr<float>(),
+                                       stride, float_or_null(bc), s, data_as<T>(y));
+    });
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(quanto, CPU, m) {
+  m.impl("linear_qbytes", &linear_qbytes);
+  m.impl("linear_qbits", &linear_qbits);
+  m.impl("linear_w8a8", &linear_w8a8);
+}
+
+}  // namespace quanto::ops::cpu

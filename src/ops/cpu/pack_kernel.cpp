@@ -1,0 +1,48 @@
+// CPU: pack_codes / unpack_codes.
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <atomic>
+
+#include "kernels/ref/pack_ref.h"
+#include "ops/cpu/cpu_utils.h"
+#include "ops/specs.h"
+
+namespace quanto::ops::cpu {
+namespace {
+
+at::Tensor pack_codes(const at::Tensor& codes, int64_t bits) {
+  const TensorSpec spec = pack_codes_spec(codes, bits);
+  const at::Tensor cc = codes.contiguous();
+  at::Tensor packed = at::empty(concrete(spec.sizes), codes.options());
+  const int64_t rows = cc.size(0), cols = cc.numel() / rows;
+  std::atomic<bool> fits{true};
+  parallel_rows(packed.size(0), grain_for(cols), [&](int64_t p0, int64_t p1) {
+    if (!kernels::pack_ref(data_as<const uint8_t>(cc), rows, cols, static_cast<int>(bits), p0, p1,
+                           data_as<uint8_t>(packed)))
+      fits = false;
+  });
+  TORCH_CHECK_VALUE(fits, "pack_codes: codes hold a value above ", (1 << bits) - 1,
+                    ", which does not fit in ", bits, " bits");
+  return packed;
+}
+
+at::Tensor unpack_codes(const at::Tensor& packed, int64_t bits, c10::SymInt rows) {
+  const TensorSpec spec = unpack_codes_spec(packed, bits, rows);
+  const at::Tensor pc = packed.contiguous();
+  at::Tensor codes = at::empty(concrete(spec.sizes), packed.options());
+  const int64_t r = codes.size(0), cols = codes.numel() / r;
+  parallel_rows(pc.size(0), grain_for(cols), [&](int64_t p0, int64_t p1) {
+    kernels::unpack_ref(data_as<const uint8_t>(pc), r, cols, static_cast<int>(bits), p0, p1, data_as<uint8_t>(codes));
+  });
+  return codes;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(quanto, CPU, m) {
+  m.impl("pack_codes", &pack_codes);
+  m.impl("unpack_codes", &unpack_codes);
+}
+
+}  // namespace quanto::ops::cpu

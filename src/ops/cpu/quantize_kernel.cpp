@@ -1,0 +1,188 @@
+// CPU: symmetric_quantize / symmetric_dequantize / affine_quantize / affine_dequantize.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/result_type.h>
+#include <torch/library.h>
+
+#include "kernels/dispatch.h"
+#include "kernels/ref/quantize_ref.h"
+#include "ops/cpu/cpu_utils.h"
+#include "ops/specs.h"
+
+namespace quanto::ops::cpu {
+namespace {
+
+using kernels::ParamLayout;
+
+// Data as a [rows, cols] block and where its parameters broadcast.
+struct Block {
+  int64_t rows, cols;
+  ParamLayout layout;
+};
+
+Block block_for(const at::Tensor& x, ParamAxis axis) {
+  const int64_t numel = x.numel();
+  switch (axis) {
+    case ParamAxis::rows:
+      return {x.size(0), numel / x.size(0), kernels::kPerRow};
+    case ParamAxis::cols:
+      return {numel / x.size(-1), x.size(-1), kernels::kPerCol};
+    default: {
+      const int64_t cols = x.dim() ? x.size(-1) : 1;
+      return {numel / cols, cols, kernels::kPerTensor};
+    }
+  }
+}
+
+// Scales and shifts as contiguous float: exact for every float dtype.
+at::Tensor params_as_float(const at::Tensor& p) { return p.to(at::kFloat).contiguous(); }
+
+ParamAxis param_axis(const char* op, const at::Tensor& x, std::optional<int64_t> axis) {
+  if (!axis) return ParamAxis::per_tensor;
+  return checked_axis(op, x.dim(), *axis) == 0 ? ParamAxis::rows : ParamAxis::cols;
+}
+
+// Runs fn(row_begin, row_end) over a block's rows on the thread pool, with pointers offset by
+// the caller from row_begin.
+template <typename Fn>
+void over_rows(const Block& b, Fn&& fn) {
+  parallel_rows(b.rows, grain_for(b.cols), fn);
+}
+
+at::Tensor symmetric_quantize(const at::Tensor& x, const at::Tensor& scale, c10::string_view qtype,
+                              std::optional<int64_t> axis) {
+  const char* op = "symmetric_quantize";
+  const TensorSpec spec = symmetric_quantize_spec(x, scale, qtype, axis);
+  const QType& q = checked_qtype(op, qtype);
+  // PyTorch evaluates x / scale in the promoted dtype; a 0-dim scale takes x's dtype but keeps
+  // its full value, which passing scales as float reproduces.
+  const auto dtype = at::result_type(x, scale);
+  const at::Tensor xc = x.to(dtype).contiguous(), sc = params_as_float(scale);
+  at::Tensor out = at::empty(concrete(spec.sizes), x.options().dtype(spec.dtype));
+  const Block b = block_for(xc, param_axis(op, x, axis));
+  dispatch_float(dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* xd = data_as<const T>(xc);
+    const float* sd = sc.data_ptr<float>();
+    if (!q.is_floating_point) {
+      const auto fn = kernels::symmetric_quantize_int<T>(kernels::kernels());
+      const kernels::IntRange range{static_cast<int32_t>(q.qmin), static_cast<int32_t>(q.qmax)};
+      int8_t* od = data_as<int8_t>(out);
+      over_rows(b, [&](int64_t r0, int64_t r1) {
+        fn(xd + r0 * b.cols, sd + r0 * b.layout.row_stride, b.layout, r1 - r0, b.cols, range, od + r0 * b.cols);
+      });
+    } else {
+      const auto format = fp8_format(q.dtype);
+      uint8_t* od = data_as<uint8_t>(out);
+      over_rows(b, [&](int64_t r0, int64_t r1) {
+        kernels::symmetric_quantize_fp8_ref<T>(xd + r0 * b.cols, sd + r0 * b.layout.row_stride, b.layout, r1 - r0,
+                                               b.cols, format, od + r0 * b.cols);
+      });
+    }
+  });
+  return out;
+}
+
+at::Tensor symmetric_dequantize(const at::Tensor& data, const at::Tensor& scale) {
+  const char* op = "symmetric_dequantize";
+  ParamAxis axis;
+  const TensorSpec spec = symmetric_dequantize_spec(data, scale, &axis);
+  const at::Tensor dc = data.contiguous(), sc = params_as_float(scale);
+  at::Tensor out = at::empty(concrete(spec.sizes), scale.options());
+  const Block b = block_for(dc, axis);
+  dispatch_float(scale.scalar_type(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const float* sd = sc.data_ptr<float>();
+    T* od = data_as<T>(out);
+    if (dc.scalar_type() == at::kChar) {
+      const int8_t* qd = data_as<const int8_t>(dc);
+      over_rows(b, [&](int64_t r0, int64_t r1) {
+        kernels::symmetric_dequantize_int_ref<T>(qd + r0 * b.cols, sd + r0 * b.layout.row_stride, b.layout, r1 - r0,
+                                                 b.cols, od + r0 * b.cols);
+      });
+    } else {
+      const uint8_t* qd = data_as<const uint8_t>(dc);
+      const auto format = fp8_format(dc.scalar_type());
+      over_rows(b, [&](int64_t r0, int64_t r1) {
+        kernels::symmetric_dequantize_fp8_ref<T>(qd + r0 * b.cols, sd + r0 * b.layout.row_stride, b.layout, r1 - r0,
+                                                 b.cols, format, od + r0 * b.cols);
+      });
+    }
+  });
+  return out;
+}
+
+Block block_for(const Grouping& g) {
+  return {g.rows.expect_int(), g.cols.expect_int(), g.axis == 0 ? kernels::kPerRow : kernels::kPerCol};
+}
+
+at::Tensor affine_quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                           c10::string_view qtype, int64_t axis, std::optional<int64_t> group_size) {
+  const char* op = "affine_quantize";
+  Grouping g;
+  const TensorSpec spec = affine_quantize_spec(x, scale, shift, qtype, axis, group_size, &g);
+  const QType& q = checked_qtype(op, qtype);
+  const auto dtype = affine_compute_dtype(x, scale, shift);
+  const bool zero_point = shift.scalar_type() == at::kByte;
+  const at::Tensor x2 = grouped_2d(x.to(dtype), g);
+  const at::Tensor sc = params_as_float(scale);
+  const at::Tensor sh = zero_point ? shift.contiguous() : params_as_float(shift);
+  at::Tensor codes = at::empty(concrete(spec.sizes), x.options().dtype(at::kByte));
+  const Block b = block_for(g);
+  const int32_t code_max = (1 << q.bits) - 1;
+  dispatch_float(dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* xd = data_as<const T>(x2);
+    const float* sd = sc.data_ptr<float>();
+    uint8_t* cd = data_as<uint8_t>(codes);
+    over_rows(b, [&](int64_t r0, int64_t r1) {
+      const int64_t p0 = r0 * b.layout.row_stride;
+      if (zero_point)
+        kernels::affine_quantize_zp_ref<T>(xd + r0 * b.cols, sd + p0, data_as<const uint8_t>(sh) + p0, b.layout,
+                                           r1 - r0, b.cols, code_max, cd + r0 * b.cols);
+      else
+        kernels::affine_quantize_ref<T>(xd + r0 * b.cols, sd + p0, sh.data_ptr<float>() + p0, b.layout, r1 - r0,
+                                        b.cols, code_max, cd + r0 * b.cols);
+    });
+  });
+  return codes;
+}
+
+at::Tensor affine_dequantize(const at::Tensor& codes, const at::Tensor& scale, const at::Tensor& shift,
+                             c10::SymIntArrayRef shape, int64_t axis, std::optional<int64_t> group_size) {
+  const char* op = "affine_dequantize";
+  Grouping g;
+  const TensorSpec spec = affine_dequantize_spec(codes, scale, shift, shape, axis, group_size, &g);
+  const bool zero_point = shift.scalar_type() == at::kByte;
+  const at::Tensor cc = codes.contiguous();
+  const at::Tensor sc = params_as_float(scale);
+  const at::Tensor sh = zero_point ? shift.contiguous() : params_as_float(shift);
+  const Block b = block_for(g);
+  at::Tensor y2d = at::empty({b.rows, b.cols}, scale.options().dtype(spec.dtype));
+  dispatch_float(spec.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const uint8_t* cd = data_as<const uint8_t>(cc);
+    const float* sd = sc.data_ptr<float>();
+    T* yd = data_as<T>(y2d);
+    over_rows(b, [&](int64_t r0, int64_t r1) {
+      const int64_t p0 = r0 * b.layout.row_stride;
+      if (zero_point)
+        kernels::affine_dequantize_zp_ref<T>(cd + r0 * b.cols, sd + p0, data_as<const uint8_t>(sh) + p0, b.layout,
+                                             r1 - r0, b.cols, yd + r0 * b.cols);
+      else
+        kernels::affine_dequantize_ref<T>(cd + r0 * b.cols, sd + p0, sh.data_ptr<float>() + p0, b.layout, r1 - r0,
+                                          b.cols, yd + r0 * b.cols);
+    });
+  });
+  return ungrouped(y2d, g, concrete(spec.sizes));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(quanto, CPU, m) {
+  m.impl("symmetric_quantize", &symmetric_quantize);
+  m.impl("symmetric_dequantize", &symmetric_dequantize);
+  m.impl("affine_quantize", &affine_quantize);
+  m.impl("affine_dequantize", &affine_dequantize);
+}
+
+}  // namespace quanto::ops::cpu

@@ -1,0 +1,71 @@
+// Every quanto op schema, in one place. Implementations live in one file per dispatch key
+// (cpu/, meta/). Names avoid optimum-quanto's ops (quantize_symmetric, quantize_affine, unpack,
+// qbytes_mm, …) so both libraries can be loaded in one process.
+#include <torch/library.h>
+
+#include <quanto/qtype.h>
+
+#include "kernels/dispatch.h"
+
+namespace {
+
+std::vector<std::string> qtype_names_op() {
+  std::vector<std::string> names;
+  for (const auto& q : quanto::all_qtypes()) names.emplace_back(q.name);
+  return names;
+}
+
+// The storage dtype as torch names it in Python (torch.int8, torch.float8_e4m3fn, …): a
+// ScalarType return would reach Python as a bare integer.
+std::string torch_dtype_name(c10::ScalarType d) {
+  switch (d) {
+    case c10::ScalarType::Char:
+      return "int8";
+    case c10::ScalarType::Float8_e4m3fn:
+      return "float8_e4m3fn";
+    case c10::ScalarType::Float8_e4m3fnuz:
+      return "float8_e4m3fnuz";
+    case c10::ScalarType::Float8_e5m2:
+      return "float8_e5m2";
+    default:
+      TORCH_CHECK(false, "qtype_info: no torch name for ", d);
+  }
+}
+
+std::tuple<int64_t, bool, std::string, double, double> qtype_info_op(c10::string_view name) {
+  const quanto::QType& q = quanto::qtype_from_name(name);
+  return {q.bits, q.is_floating_point, torch_dtype_name(q.dtype), q.qmin, q.qmax};
+}
+
+std::string cpu_isa_op() { return quanto::kernels::isa_name(quanto::kernels::kernels().isa); }
+
+}  // namespace
+
+TORCH_LIBRARY(quanto, m) {
+  // Introspection (no tensors, so one implementation for every backend).
+  m.def("qtype_names() -> str[]", &qtype_names_op);
+  m.def("qtype_info(str qtype) -> (int bits, bool is_floating_point, str dtype, float qmin, float qmax)",
+        &qtype_info_op);
+  m.def("cpu_isa() -> str", &cpu_isa_op);
+  m.def("default_group_size(int in_features) -> int?", &quanto::default_group_size);
+
+  // Scales.
+  m.def("absmax_scale(Tensor x, str qtype, int? axis=None) -> Tensor");
+  m.def("minmax_scale_shift(Tensor x, str qtype, int axis, int? group_size=None) -> (Tensor, Tensor)");
+  m.def("shift_to_zeropoint(Tensor scale, Tensor shift, str qtype) -> Tensor");
+
+  // Quantize / dequantize.
+  m.def("symmetric_quantize(Tensor x, Tensor scale, str qtype, int? axis=None) -> Tensor");
+  m.def("symmetric_dequantize(Tensor data, Tensor scale) -> Tensor");
+  m.def("affine_quantize(Tensor x, Tensor scale, Tensor shift, str qtype, int axis, int? group_size=None) -> Tensor");
+  m.def("affine_dequantize(Tensor codes, Tensor scale, Tensor shift, SymInt[] shape, int axis, int? group_size=None) -> Tensor");
+
+  // Packing of 2/4-bit codes (optimum-quanto's layout).
+  m.def("pack_codes(Tensor codes, int bits) -> Tensor");
+  m.def("unpack_codes(Tensor packed, int bits, SymInt rows) -> Tensor");
+
+  // Reference matmuls: y = x @ W^T + bias.
+  m.def("linear_qbytes(Tensor x, Tensor w_data, Tensor w_scale, Tensor? bias=None) -> Tensor");
+  m.def("linear_qbits(Tensor x, Tensor w_packed, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
+  m.def("linear_w8a8(Tensor x_data, Tensor x_scale, Tensor w_data, Tensor w_scale, Tensor? bias, ScalarType out_dtype) -> Tensor");
+}

@@ -1,0 +1,210 @@
+#include "ops/specs.h"
+
+#include <ATen/ops/empty.h>
+#include <c10/core/SymBool.h>
+#include <c10/util/Exception.h>
+
+namespace quanto::ops {
+namespace {
+
+bool is_float8(c10::ScalarType d) {
+  return d == at::kFloat8_e4m3fn || d == at::kFloat8_e4m3fnuz || d == at::kFloat8_e5m2;
+}
+
+bool sym_equal(const c10::SymInt& a, const c10::SymInt& b) {
+  return a.sym_eq(b).guard_bool(__FILE__, __LINE__);
+}
+
+void check_float_or_zeropoint(const char* op, const at::Tensor& shift) {
+  TORCH_CHECK_TYPE(shift.scalar_type() == at::kByte || shift.scalar_type() == at::kFloat ||
+                       shift.scalar_type() == at::kBFloat16 || shift.scalar_type() == at::kHalf,
+                   op, ": shift must be a float tensor (float shift) or uint8 (zero-point), got ",
+                   shift.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor empty_from_spec(const TensorSpec& spec, const at::Tensor& like) {
+  return at::empty_symint(spec.sizes, like.options().dtype(spec.dtype));
+}
+
+TensorSpec absmax_scale_spec(const at::Tensor& x, std::string_view qtype, std::optional<int64_t> axis) {
+  const char* op = "absmax_scale";
+  checked_qtype(op, qtype);
+  check_float(op, "x", x);
+  return {absmax_scale_sizes(op, x, axis), x.scalar_type()};
+}
+
+std::pair<TensorSpec, TensorSpec> minmax_scale_shift_spec(const at::Tensor& x, std::string_view qtype,
+                                                          int64_t axis, std::optional<int64_t> group_size) {
+  const char* op = "minmax_scale_shift";
+  checked_affine_qtype(op, qtype);
+  check_float(op, "x", x);
+  const Grouping g = grouping_for(op, x.sym_sizes(), checked_axis(op, x.dim(), axis), group_size);
+  return {{g.param_sizes, x.scalar_type()}, {g.param_sizes, x.scalar_type()}};
+}
+
+TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype) {
+  const char* op = "shift_to_zeropoint";
+  checked_affine_qtype(op, qtype);
+  check_float(op, "scale", scale);
+  check_float(op, "shift", shift);
+  TORCH_CHECK_VALUE(scale.sym_sizes() == shift.sym_sizes(), op, ": scale ", sizes_str(scale.sym_sizes()),
+                    " and shift ", sizes_str(shift.sym_sizes()), " must have the same shape");
+  return {SymSizes(shift.sym_sizes().begin(), shift.sym_sizes().end()), at::kByte};
+}
+
+TensorSpec symmetric_quantize_spec(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
+                                   std::optional<int64_t> axis) {
+  const char* op = "symmetric_quantize";
+  const QType& q = checked_qtype(op, qtype);
+  check_float(op, "x", x);
+  check_float(op, "scale", scale);
+  check_same_device(op, x, "scale", scale);
+  if (!axis) {
+    TORCH_CHECK_VALUE(sym_equal(scale.sym_numel(), 1), op,
+                      ": per-tensor quantization (axis=None) needs a scale with one value, got shape ",
+                      sizes_str(scale.sym_sizes()));
+  } else {
+    check_param_shape(op, "scale", scale, absmax_scale_sizes(op, x, axis), "per-axis quantization");
+  }
+  return {SymSizes(x.sym_sizes().begin(), x.sym_sizes().end()), q.dtype};
+}
+
+TensorSpec symmetric_dequantize_spec(const at::Tensor& data, const at::Tensor& scale, ParamAxis* layout) {
+  const char* op = "symmetric_dequantize";
+  TORCH_CHECK_TYPE(data.scalar_type() == at::kChar || is_float8(data.scalar_type()), op,
+                   ": data must be int8 or a float8 dtype, got ", data.scalar_type());
+  check_nonempty(op, "data", data);
+  check_float(op, "scale", scale);
+  check_same_device(op, data, "scale", scale);
+  ParamAxis found = ParamAxis::per_tensor;
+  if (!sym_equal(scale.sym_numel(), 1)) {
+    const int64_t nd = data.dim();
+    TORCH_CHECK_VALUE(nd >= 2 && scale.dim() == nd, op, ": scale ", sizes_str(scale.sym_sizes()),
+                      " must hold one value or broadcast along the first or last dim of data ",
+                      sizes_str(data.sym_sizes()));
+    bool rows = sym_equal(scale.sym_size(0), data.sym_size(0));
+    bool cols = sym_equal(scale.sym_size(-1), data.sym_size(-1));
+    for (int64_t d = 1; d < nd; ++d) rows = rows && sym_equal(scale.sym_size(d), 1);
+    for (int64_t d = 0; d < nd - 1; ++d) cols = cols && sym_equal(scale.sym_size(d), 1);
+    TORCH_CHECK_VALUE(rows || cols, op, ": scale ", sizes_str(scale.sym_sizes()),
+                      " must hold one value or broadcast along the first or last dim of data ",
+                      sizes_str(data.sym_sizes()));
+    found = rows ? ParamAxis::rows : ParamAxis::cols;
+  }
+  if (layout) *layout = found;
+  return {SymSizes(data.sym_sizes().begin(), data.sym_sizes().end()), scale.scalar_type()};
+}
+
+c10::ScalarType affine_compute_dtype(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift) {
+  const auto xs = c10::promoteTypes(x.scalar_type(), scale.scalar_type());
+  return shift.scalar_type() == at::kByte ? xs : c10::promoteTypes(xs, shift.scalar_type());
+}
+
+TensorSpec affine_quantize_spec(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                                std::string_view qtype, int64_t axis, std::optional<int64_t> group_size,
+                                Grouping* grouping) {
+  const char* op = "affine_quantize";
+  checked_affine_qtype(op, qtype);
+  check_float(op, "x", x);
+  check_float(op, "scale", scale);
+  check_float_or_zeropoint(op, shift);
+  check_same_device(op, x, "scale", scale);
+  check_same_device(op, x, "shift", shift);
+  Grouping g = grouping_for(op, x.sym_sizes(), checked_axis(op, x.dim(), axis), group_size);
+  const char* what = group_size ? "group-wise quantization" : "per-axis quantization";
+  check_param_shape(op, "scale", scale, g.param_sizes, what);
+  check_param_shape(op, "shift", shift, g.param_sizes, what);
+  TensorSpec spec{g.data_sizes, at::kByte};
+  if (grouping) *grouping = std::move(g);
+  return spec;
+}
+
+TensorSpec affine_dequantize_spec(const at::Tensor& codes, const at::Tensor& scale, const at::Tensor& shift,
+                                  c10::SymIntArrayRef shape, int64_t axis, std::optional<int64_t> group_size,
+                                  Grouping* grouping) {
+  const char* op = "affine_dequantize";
+  check_dtype(op, "codes", codes, at::kByte);
+  check_nonempty(op, "codes", codes);
+  check_float(op, "scale", scale);
+  check_float_or_zeropoint(op, shift);
+  check_same_device(op, codes, "scale", scale);
+  check_same_device(op, codes, "shift", shift);
+  for (const auto& s : shape)
+    TORCH_CHECK_VALUE(s.sym_gt(0).guard_bool(__FILE__, __LINE__), op, ": shape ", sizes_str(shape),
+                      " must have positive sizes");
+  Grouping g = grouping_for(op, shape, checked_axis(op, static_cast<int64_t>(shape.size()), axis), group_size);
+  check_param_shape(op, "codes", codes, g.data_sizes, "this shape and grouping");
+  const char* what = group_size ? "group-wise quantization" : "per-axis quantization";
+  check_param_shape(op, "scale", scale, g.param_sizes, what);
+  check_param_shape(op, "shift", shift, g.param_sizes, what);
+  const auto dtype = shift.scalar_type() == at::kByte
+                         ? scale.scalar_type()
+                         : c10::promoteTypes(scale.scalar_type(), shift.scalar_type());
+  if (grouping) *grouping = std::move(g);
+  return {SymSizes(shape.begin(), shape.end()), dtype};
+}
+
+TensorSpec pack_codes_spec(const at::Tensor& codes, int64_t bits) {
+  const char* op = "pack_codes";
+  checked_bits(op, bits);
+  check_dtype(op, "codes", codes, at::kByte);
+  TORCH_CHECK_VALUE(codes.dim() >= 1, op, ": codes must have at least 1 dim");
+  check_nonempty(op, "codes", codes);
+  return {packed_sizes(codes.sym_sizes(), bits), at::kByte};
+}
+
+TensorSpec unpack_codes_spec(const at::Tensor& packed, int64_t bits, const c10::SymInt& rows) {
+  const char* op = "unpack_codes";
+  checked_bits(op, bits);
+  check_dtype(op, "packed", packed, at::kByte);
+  TORCH_CHECK_VALUE(packed.dim() >= 1, op, ": packed must have at least 1 dim");
+  check_nonempty(op, "packed", packed);
+  TORCH_CHECK_VALUE(rows.sym_gt(0).guard_bool(__FILE__, __LINE__), op, ": rows must be positive, got ", rows);
+  const int64_t k = 8 / bits;
+  QUANTO_SYM_CHECK_VALUE(packed.sym_size(0).sym_eq((rows + (k - 1)) / k), op, ": ", rows, " rows of ", bits,
+                  "-bit codes pack into ", (rows + (k - 1)) / k, " rows, but packed has ",
+                  packed.sym_size(0));
+  SymSizes out(packed.sym_sizes().begin(), packed.sym_sizes().end());
+  out.front() = rows;
+  return {out, at::kByte};
+}
+
+TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
+                              const std::optional<at::Tensor>& bias) {
+  const char* op = "linear_qbytes";
+  check_float(op, "x", x);
+  TORCH_CHECK_TYPE(w_data.scalar_type() == at::kChar || is_float8(w_data.scalar_type()), op,
+                   ": w_data must be int8 or a float8 dtype, got ", w_data.scalar_type());
+  TORCH_CHECK_VALUE(w_data.dim() == 2, op, ": w_data must be 2-d [N, K], got ", sizes_str(w_data.sym_sizes()));
+  check_nonempty(op, "w_data", w_data);
+  check_same_device(op, x, "w_data", w_data);
+  const c10::SymInt N = w_data.sym_size(0);
+  check_channel_scale(op, "w_scale", w_scale, N);
+  check_bias(op, bias, N);
+  return {linear_out_sizes(op, x, w_data.sym_size(1), N), x.scalar_type()};
+}
+
+TensorSpec linear_qbits_spec(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
+                             const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                             const std::optional<at::Tensor>& bias) {
+  const char* op = "linear_qbits";
+  check_same_device(op, x, "w_packed", w_packed);
+  const c10::SymInt N = qbits_out_features(op, x, w_packed, w_scale, w_shift, bits, group_size);
+  check_bias(op, bias, N);
+  return {linear_out_sizes(op, x, x.sym_size(-1), N), x.scalar_type()};
+}
+
+TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
+                            const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
+                            c10::ScalarType out_dtype) {
+  const char* op = "linear_w8a8";
+  check_w8a8(op, x_data, x_scale, w_data, w_scale, out_dtype);
+  check_same_device(op, x_data, "w_data", w_data);
+  const c10::SymInt N = w_data.sym_size(0);
+  check_bias(op, bias, N);
+  return {linear_out_sizes(op, x_data, w_data.sym_size(1), N), out_dtype};
+}
+
+}  // namespace quanto::ops

@@ -1,0 +1,52 @@
+// Per-op validation and output specs (sizes + dtype), shared by the CPU and Meta kernels so
+// both reject the same inputs with the same messages and agree on every output shape.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include "ops/checks.h"
+
+namespace quanto::ops {
+
+struct TensorSpec {
+  SymSizes sizes;
+  c10::ScalarType dtype;
+};
+
+// An uninitialised tensor of `spec` on like's device (the Meta kernels' output).
+at::Tensor empty_from_spec(const TensorSpec& spec, const at::Tensor& like);
+
+// How a parameter tensor broadcasts over data viewed as a 2-D [rows, cols] block.
+enum class ParamAxis { per_tensor, rows, cols };
+
+TensorSpec absmax_scale_spec(const at::Tensor& x, std::string_view qtype, std::optional<int64_t> axis);
+std::pair<TensorSpec, TensorSpec> minmax_scale_shift_spec(const at::Tensor& x, std::string_view qtype,
+                                                          int64_t axis, std::optional<int64_t> group_size);
+TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
+TensorSpec symmetric_quantize_spec(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
+                                   std::optional<int64_t> axis);
+TensorSpec symmetric_dequantize_spec(const at::Tensor& data, const at::Tensor& scale, ParamAxis* layout = nullptr);
+// Float shift: computation dtype is promote(x, shift, scale); zero-point: promote(x, scale).
+c10::ScalarType affine_compute_dtype(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift);
+TensorSpec affine_quantize_spec(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                                std::string_view qtype, int64_t axis, std::optional<int64_t> group_size,
+                                Grouping* grouping = nullptr);
+TensorSpec affine_dequantize_spec(const at::Tensor& codes, const at::Tensor& scale, const at::Tensor& shift,
+                                  c10::SymIntArrayRef shape, int64_t axis, std::optional<int64_t> group_size,
+                                  Grouping* grouping = nullptr);
+TensorSpec pack_codes_spec(const at::Tensor& codes, int64_t bits);
+TensorSpec unpack_codes_spec(const at::Tensor& packed, int64_t bits, const c10::SymInt& rows);
+TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
+                              const std::optional<at::Tensor>& bias);
+TensorSpec linear_qbits_spec(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
+                             const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                             const std::optional<at::Tensor>& bias);
+TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
+                            const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
+                            c10::ScalarType out_dtype);
+
+}  // namespace quanto::ops

@@ -1,0 +1,68 @@
+// The C++ API: calls go through the dispatcher, shapes and dtypes are right, and bad input
+// raises c10 errors that name the argument.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <quanto/quanto.h>
+
+namespace {
+
+TEST(QType, LookupByNameAndAlias) {
+  EXPECT_EQ(quanto::qtype_from_name("qint4").bits, 4);
+  EXPECT_EQ(&quanto::qtype_from_name("qfloat8"), &quanto::qfloat8_e4m3fn);
+  EXPECT_EQ(quanto::qtype_from_name("qfloat8_e5m2").dtype, c10::ScalarType::Float8_e5m2);
+  try {
+    quanto::qtype_from_name("qint3");
+    FAIL() << "expected an error";
+  } catch (const c10::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("valid qtypes: qint2, qint4, qint8"), std::string::npos);
+  }
+}
+
+TEST(Ops, WeightInt4RoundTripThroughTheDispatcher) {
+  at::manual_seed(0);
+  const at::Tensor w = at::randn({64, 256});
+  auto [scale, shift] = quanto::ops::minmax_scale_shift(w, "qint4", 0, 128);
+  EXPECT_EQ(scale.sizes(), at::IntArrayRef({128, 1}));
+  const at::Tensor codes = quanto::ops::affine_quantize(w, scale, shift, "qint4", 0, 128);
+  const at::Tensor packed = quanto::ops::pack_codes(codes, 4);
+  EXPECT_EQ(packed.sizes(), at::IntArrayRef({64, 128}));
+  EXPECT_TRUE(at::equal(quanto::ops::unpack_codes(packed, 4, 128), codes));
+  const at::Tensor back = quanto::ops::affine_dequantize(codes, scale, shift, w.sizes(), 0, 128);
+  EXPECT_LE((back - w).abs().max().item<float>(), 0.5f * scale.max().item<float>() + 1e-6f);
+}
+
+TEST(Ops, Int8LinearMatchesDequantizedMatmul) {
+  at::manual_seed(1);
+  const at::Tensor x = at::randn({3, 33});
+  const at::Tensor w = at::randn({5, 33});
+  const at::Tensor scale = quanto::ops::absmax_scale(w, "qint8", 0);
+  const at::Tensor data = quanto::ops::symmetric_quantize(w, scale, "qint8", 0);
+  const at::Tensor y = quanto::ops::linear_qbytes(x, data, scale);
+  const at::Tensor want = at::matmul(x, quanto::ops::symmetric_dequantize(data, scale).t());
+  EXPECT_TRUE(at::allclose(y, want, 1e-5, 1e-5));
+}
+
+TEST(Ops, BadInputNamesTheArgument) {
+  const at::Tensor x = at::randn({4, 64});
+  EXPECT_THROW(
+      {
+        try {
+          quanto::ops::minmax_scale_shift(x, "qint4", 0, 48);
+        } catch (const c10::ValueError& e) {
+          EXPECT_NE(std::string(e.what()).find("group_size 48 does not divide"), std::string::npos);
+          throw;
+        }
+      },
+      c10::ValueError);
+  EXPECT_THROW(quanto::ops::absmax_scale(x.to(at::kInt), "qint8"), c10::TypeError);
+  EXPECT_THROW(quanto::ops::pack_codes(at::zeros({4}, at::kByte), 3), c10::ValueError);
+}
+
+TEST(Ops, CpuIsaIsReported) {
+  const std::string isa = quanto::ops::cpu_isa();
+  EXPECT_TRUE(isa == "generic" || isa == "avx2" || isa == "avx512") << isa;
+}
+
+}  // namespace
