@@ -37,10 +37,14 @@ test-kernels: build
 test-ops: build
 	$(BUILD)/quanto_ops_tests --gtest_brief=1
 
-# Once with the best ISA, then the dispatch-sensitive tests again on the generic kernels.
+# Everything once with the best ISA, then the dispatch-sensitive tests on every other ISA
+# this CPU supports.
 test-python: build
 	$(PY) -m pytest -q tests/python
-	QUANTO_CPU_ISA=generic $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py
+	for isa in $$($(PY) -c 'import quanto, torch; print(*torch.ops.quanto.supported_cpu_isas()[:-1])'); do \
+	  echo "== QUANTO_CPU_ISA=$$isa"; \
+	  QUANTO_CPU_ISA=$$isa $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py || exit 1; \
+	done
 
 # The torch-free kernels under AddressSanitizer + UndefinedBehaviorSanitizer (no LibTorch).
 test-sanitize: $(STAMP)

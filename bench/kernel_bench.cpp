@@ -29,7 +29,7 @@ void BM_absmax_rows_f32(benchmark::State& state) {
   state.SetLabel(isa_name(t.isa));
   std::vector<float> amax(kRows);
   for (auto _ : state) {
-    t.absmax_rows_f32(input().data(), kRows, kCols, amax.data());
+    t.f32.absmax_rows(input().data(), kRows, kCols, amax.data());
     benchmark::DoNotOptimize(amax.data());
   }
   state.SetBytesProcessed(state.iterations() * kRows * kCols * 4);
@@ -41,7 +41,20 @@ void BM_symmetric_quantize_int8_f32(benchmark::State& state) {
   std::vector<float> scale(kRows, 0.03f);
   std::vector<int8_t> q(static_cast<size_t>(kRows * kCols));
   for (auto _ : state) {
-    t.symmetric_quantize_int_f32(input().data(), scale.data(), kPerRow, kRows, kCols, {-128, 127}, q.data());
+    t.f32.symmetric_quantize_int(input().data(), scale.data(), kPerRow, kRows, kCols, {-128, 127}, q.data());
+    benchmark::DoNotOptimize(q.data());
+  }
+  state.SetBytesProcessed(state.iterations() * kRows * kCols * 4);
+}
+
+void BM_affine_quantize_int4_f32(benchmark::State& state) {
+  const KernelTable& t = kernel_table(static_cast<CpuIsa>(state.range(0)));
+  state.SetLabel(isa_name(t.isa));
+  const int64_t groups = kRows * kCols / 128;
+  std::vector<float> scale(groups, 0.2f), shift(groups, 1.5f);
+  std::vector<uint8_t> q(static_cast<size_t>(kRows * kCols));
+  for (auto _ : state) {
+    t.f32.affine_quantize(input().data(), scale.data(), shift.data(), kPerRow, groups, 128, 15, q.data());
     benchmark::DoNotOptimize(q.data());
   }
   state.SetBytesProcessed(state.iterations() * kRows * kCols * 4);
@@ -62,6 +75,7 @@ void isa_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_absmax_rows_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_symmetric_quantize_int8_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_affine_quantize_int4_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_pack_int4)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -10,17 +10,22 @@
 namespace quanto::kernels {
 namespace {
 
-constexpr KernelTable kGeneric{CpuIsa::generic, &absmax_rows_ref<float>, &absmax_rows_ref<bf16>,
-                               &symmetric_quantize_int_ref<float>,
-                               &symmetric_quantize_int_ref<bf16>};
+constexpr KernelTable kGeneric{CpuIsa::generic, reference_quantize_kernels<float>(),
+                               reference_quantize_kernels<bf16>()};
 
 #if defined(__x86_64__)
-constexpr KernelTable kAvx2{CpuIsa::avx2, &avx2::absmax_rows_f32, &avx2::absmax_rows_bf16,
-                            &avx2::symmetric_quantize_int_f32,
-                            &avx2::symmetric_quantize_int_bf16};
-constexpr KernelTable kAvx512{CpuIsa::avx512, &avx512::absmax_rows_f32, &avx512::absmax_rows_bf16,
-                              &avx512::symmetric_quantize_int_f32,
-                              &avx512::symmetric_quantize_int_bf16};
+constexpr KernelTable kAvx2{
+    CpuIsa::avx2,
+    {&avx2::absmax_rows_f32, &avx2::minmax_rows_f32, &avx2::symmetric_quantize_int_f32, &avx2::affine_quantize_f32,
+     &avx2::affine_quantize_zp_f32},
+    {&avx2::absmax_rows_bf16, &avx2::minmax_rows_bf16, &avx2::symmetric_quantize_int_bf16,
+     &avx2::affine_quantize_bf16, &avx2::affine_quantize_zp_bf16}};
+constexpr KernelTable kAvx512{
+    CpuIsa::avx512,
+    {&avx512::absmax_rows_f32, &avx512::minmax_rows_f32, &avx512::symmetric_quantize_int_f32,
+     &avx512::affine_quantize_f32, &avx512::affine_quantize_zp_f32},
+    {&avx512::absmax_rows_bf16, &avx512::minmax_rows_bf16, &avx512::symmetric_quantize_int_bf16,
+     &avx512::affine_quantize_bf16, &avx512::affine_quantize_zp_bf16}};
 #endif
 
 std::string accepted_names() {

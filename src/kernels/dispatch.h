@@ -25,15 +25,38 @@ std::vector<CpuIsa> supported_isas();  // generic first
 template <typename T>
 using AbsmaxRowsFn = void (*)(const T*, int64_t, int64_t, float*);
 template <typename T>
+using MinmaxRowsFn = void (*)(const T*, int64_t, int64_t, float*, float*);
+template <typename T>
+using AffineQuantizeFn = void (*)(const T*, const float*, const float*, ParamLayout, int64_t, int64_t, int32_t,
+                                  uint8_t*);
+template <typename T>
+using AffineQuantizeZpFn = void (*)(const T*, const float*, const uint8_t*, ParamLayout, int64_t, int64_t,
+                                    int32_t, uint8_t*);
+template <typename T>
 using SymmetricQuantizeIntFn = void (*)(const T*, const float*, ParamLayout, int64_t, int64_t,
                                         IntRange, int8_t*);
 
+// One row of function pointers per element type that has optimised variants (float, bf16);
+// float16 always uses the references.
+template <typename T>
+struct QuantizeKernels {
+  AbsmaxRowsFn<T> absmax_rows;
+  MinmaxRowsFn<T> minmax_rows;
+  SymmetricQuantizeIntFn<T> symmetric_quantize_int;
+  AffineQuantizeFn<T> affine_quantize;
+  AffineQuantizeZpFn<T> affine_quantize_zp;
+};
+
+template <typename T>
+constexpr QuantizeKernels<T> reference_quantize_kernels() {
+  return {&absmax_rows_ref<T>, &minmax_rows_ref<T>, &symmetric_quantize_int_ref<T>, &affine_quantize_ref<T>,
+          &affine_quantize_zp_ref<T>};
+}
+
 struct KernelTable {
   CpuIsa isa;
-  AbsmaxRowsFn<float> absmax_rows_f32;
-  AbsmaxRowsFn<bf16> absmax_rows_bf16;
-  SymmetricQuantizeIntFn<float> symmetric_quantize_int_f32;
-  SymmetricQuantizeIntFn<bf16> symmetric_quantize_int_bf16;
+  QuantizeKernels<float> f32;
+  QuantizeKernels<bf16> b16;
 };
 
 // The table of one ISA; throws std::invalid_argument if this CPU does not support it.
@@ -46,16 +69,10 @@ CpuIsa parse_isa(const std::string& name);
 
 // Typed access, so op code can stay generic over the element type.
 template <typename T>
-AbsmaxRowsFn<T> absmax_rows(const KernelTable& t) {
-  if constexpr (std::is_same_v<T, float>) return t.absmax_rows_f32;
-  else if constexpr (std::is_same_v<T, bf16>) return t.absmax_rows_bf16;
-  else return &absmax_rows_ref<T>;
-}
-template <typename T>
-SymmetricQuantizeIntFn<T> symmetric_quantize_int(const KernelTable& t) {
-  if constexpr (std::is_same_v<T, float>) return t.symmetric_quantize_int_f32;
-  else if constexpr (std::is_same_v<T, bf16>) return t.symmetric_quantize_int_bf16;
-  else return &symmetric_quantize_int_ref<T>;
+QuantizeKernels<T> quantize_kernels(const KernelTable& t) {
+  if constexpr (std::is_same_v<T, float>) return t.f32;
+  else if constexpr (std::is_same_v<T, bf16>) return t.b16;
+  else return reference_quantize_kernels<T>();
 }
 
 }  // namespace quanto::kernels

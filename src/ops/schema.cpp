@@ -39,6 +39,12 @@ std::tuple<int64_t, bool, std::string, double, double> qtype_info_op(c10::string
 
 std::string cpu_isa_op() { return quanto::kernels::isa_name(quanto::kernels::kernels().isa); }
 
+std::vector<std::string> supported_cpu_isas_op() {
+  std::vector<std::string> names;
+  for (auto isa : quanto::kernels::supported_isas()) names.emplace_back(quanto::kernels::isa_name(isa));
+  return names;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(quanto, m) {
@@ -47,6 +53,7 @@ TORCH_LIBRARY(quanto, m) {
   m.def("qtype_info(str qtype) -> (int bits, bool is_floating_point, str dtype, float qmin, float qmax)",
         &qtype_info_op);
   m.def("cpu_isa() -> str", &cpu_isa_op);
+  m.def("supported_cpu_isas() -> str[]", &supported_cpu_isas_op);
   m.def("default_group_size(int in_features) -> int?", &quanto::default_group_size);
 
   // Scales.

@@ -23,11 +23,11 @@ void check_absmax_rows(const KernelTable& table) {
       auto x = random_values<T>(static_cast<size_t>(rows * cols), static_cast<uint32_t>(rows * 1000 + cols));
       std::vector<float> want(rows), got(rows);
       absmax_rows_ref<T>(x.data(), rows, cols, want.data());
-      absmax_rows<T>(table)(x.data(), rows, cols, got.data());
+      quantize_kernels<T>(table).absmax_rows(x.data(), rows, cols, got.data());
       for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(got[r], want[r]) << "rows=" << rows << " cols=" << cols;
       // A NaN anywhere, body or tail, must reach the caller.
       x[static_cast<size_t>(cols - 1)] = from_float<T>(std::nanf(""));
-      absmax_rows<T>(table)(x.data(), rows, cols, got.data());
+      quantize_kernels<T>(table).absmax_rows(x.data(), rows, cols, got.data());
       EXPECT_TRUE(std::isnan(got[0])) << "cols=" << cols;
     }
 }
@@ -53,7 +53,7 @@ void check_symmetric_int(const KernelTable& table) {
           scale[0] = 0.0f;  // zero-scale policy in every variant
           std::vector<int8_t> want(x.size()), got(x.size());
           symmetric_quantize_int_ref<T>(x.data(), scale.data(), layout, rows, cols, range, want.data());
-          symmetric_quantize_int<T>(table)(x.data(), scale.data(), layout, rows, cols, range, got.data());
+          quantize_kernels<T>(table).symmetric_quantize_int(x.data(), scale.data(), layout, rows, cols, range, got.data());
           EXPECT_EQ(got, want) << "rows=" << rows << " cols=" << cols << " qmax=" << range.qmax
                                << " layout=" << layout.row_stride << "," << layout.col_stride;
         }
@@ -63,6 +63,61 @@ TEST_P(PerIsa, SymmetricQuantizeIntMatchesReference) {
   const KernelTable& table = kernel_table(GetParam());
   check_symmetric_int<float>(table);
   check_symmetric_int<bf16>(table);
+}
+
+template <typename T>
+void check_minmax_rows(const KernelTable& table) {
+  for (int64_t rows : {1, 3})
+    for (int64_t cols : kCols) {
+      auto x = random_values<T>(static_cast<size_t>(rows * cols), static_cast<uint32_t>(rows * 31 + cols));
+      std::vector<float> want_lo(rows), want_hi(rows), lo(rows), hi(rows);
+      minmax_rows_ref<T>(x.data(), rows, cols, want_lo.data(), want_hi.data());
+      quantize_kernels<T>(table).minmax_rows(x.data(), rows, cols, lo.data(), hi.data());
+      EXPECT_EQ(lo, want_lo) << "cols=" << cols;
+      EXPECT_EQ(hi, want_hi) << "cols=" << cols;
+      x[static_cast<size_t>(cols / 2)] = from_float<T>(std::nanf(""));
+      quantize_kernels<T>(table).minmax_rows(x.data(), rows, cols, lo.data(), hi.data());
+      EXPECT_TRUE(std::isnan(lo[0]) && std::isnan(hi[0])) << "cols=" << cols;
+    }
+}
+
+TEST_P(PerIsa, MinmaxRowsMatchesReference) {
+  const KernelTable& table = kernel_table(GetParam());
+  check_minmax_rows<float>(table);
+  check_minmax_rows<bf16>(table);
+}
+
+template <typename T>
+void check_affine(const KernelTable& table) {
+  for (int32_t code_max : {3, 15})
+    for (int64_t rows : {1, 4})
+      for (int64_t cols : kCols)
+        for (ParamLayout layout : {kPerRow, kPerTensor, kPerCol}) {
+          auto x = random_values<T>(static_cast<size_t>(rows * cols), static_cast<uint32_t>(cols * 13 + rows));
+          sprinkle_specials(x);
+          const size_t n = static_cast<size_t>(layout.col_stride ? cols : rows);
+          auto scale = random_values<float>(n, 17, 0.3f);
+          for (auto& s : scale) s = std::fabs(s) + 0.01f;
+          scale[0] = 0.0f;  // zero-scale policy in every variant
+          const auto shift = random_values<float>(n, 19, 1.0f);
+          std::vector<uint8_t> zp(n);
+          for (size_t i = 0; i < n; ++i) zp[i] = static_cast<uint8_t>((i * 7) % (code_max + 1));
+          std::vector<uint8_t> want(x.size()), got(x.size());
+          affine_quantize_ref<T>(x.data(), scale.data(), shift.data(), layout, rows, cols, code_max, want.data());
+          quantize_kernels<T>(table).affine_quantize(x.data(), scale.data(), shift.data(), layout, rows, cols,
+                                                     code_max, got.data());
+          EXPECT_EQ(got, want) << "float shift rows=" << rows << " cols=" << cols << " code_max=" << code_max;
+          affine_quantize_zp_ref<T>(x.data(), scale.data(), zp.data(), layout, rows, cols, code_max, want.data());
+          quantize_kernels<T>(table).affine_quantize_zp(x.data(), scale.data(), zp.data(), layout, rows, cols,
+                                                        code_max, got.data());
+          EXPECT_EQ(got, want) << "zero-point rows=" << rows << " cols=" << cols << " code_max=" << code_max;
+        }
+}
+
+TEST_P(PerIsa, AffineQuantizeMatchesReference) {
+  const KernelTable& table = kernel_table(GetParam());
+  check_affine<float>(table);
+  check_affine<bf16>(table);
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, PerIsa, ::testing::ValuesIn(supported_isas()),

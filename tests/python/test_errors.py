@@ -59,9 +59,16 @@ def run_with_isa(isa):
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
 
 
-def test_isa_override_selects_generic():
-    r = run_with_isa("generic")
-    assert r.returncode == 0 and r.stdout.strip() == "generic", r.stderr
+@pytest.mark.parametrize("isa", torch.ops.quanto.supported_cpu_isas())
+def test_isa_override_selects_each_supported_isa(isa):
+    r = run_with_isa(isa)
+    assert r.returncode == 0 and r.stdout.strip() == isa, r.stderr
+
+
+def test_supported_isas_start_with_generic_and_default_to_the_best():
+    isas = torch.ops.quanto.supported_cpu_isas()
+    assert isas[0] == "generic"
+    assert run_with_isa("").stdout.strip() == isas[-1]
 
 
 def test_unknown_isa_override_is_a_clear_error():

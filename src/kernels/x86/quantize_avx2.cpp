@@ -1,105 +1,66 @@
-// AVX2 + FMA + F16C variants (built with -mavx2 -mfma -mf16c). Tails go to the reference.
+// AVX2 + FMA + F16C instantiation of the SIMD quantization kernels (built with those -m flags).
 #include <immintrin.h>
 
-#include <cstring>
-
+#include "kernels/x86/quantize_simd.h"
 #include "kernels/x86/quantize_x86.h"
 
 namespace quanto::kernels::avx2 {
 namespace {
 
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const bf16* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-// Rounds each float to the nearest bf16 (ties to even); NaNs must be removed beforehand.
-inline __m256 round_to_bf16(__m256 v) {
-  __m256i b = _mm256_castps_si256(v);
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
-  b = _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb));
-  return _mm256_castsi256_ps(_mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
-}
-inline __m256 round_to(__m256 v, const float*) { return v; }
-inline __m256 round_to(__m256 v, const bf16*) { return round_to_bf16(v); }
-
-template <typename T>
-void absmax_rows(const T* x, int64_t rows, int64_t cols, float* amax) {
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  const int64_t body = cols - cols % 8;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* row = x + r * cols;
-    __m256 m = _mm256_setzero_ps();
-    __m256 nan = _mm256_setzero_ps();
-    for (int64_t c = 0; c < body; c += 8) {
-      const __m256 v = _mm256_andnot_ps(sign, load8(row + c));
-      nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      m = _mm256_max_ps(m, v);
-    }
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, m);
-    float result = 0.0f;
-    for (float l : lanes) result = l > result ? l : result;
-    if (!_mm256_testz_ps(nan, nan)) result = __builtin_nanf("");
-    if (body < cols) {
-      float tail;
-      absmax_rows_ref<T>(row + body, 1, cols - body, &tail);
-      if (tail > result || tail != tail) result = tail;
-    }
-    amax[r] = result;
+struct Vec {
+  using F = __m256;
+  static constexpr int kWidth = 8;
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F load(const bf16* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-}
-
-template <typename T>
-void symmetric_quantize_int(const T* x, const float* scale, ParamLayout layout, int64_t rows,
-                            int64_t cols, IntRange range, int8_t* q) {
-  if (layout.col_stride != 0) {  // one scale per column: not specialised yet
-    symmetric_quantize_int_ref<T>(x, scale, layout, rows, cols, range, q);
-    return;
+  static F set1(float v) { return _mm256_set1_ps(v); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F div(F a, F b) { return _mm256_div_ps(a, b); }
+  static F min(F a, F b) { return _mm256_min_ps(a, b); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F abs(F v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+  static F zero_nan(F v) { return _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)); }
+  static F nan_mask_or(F acc, F v) { return _mm256_or_ps(acc, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); }
+  static bool any(F mask) { return !_mm256_testz_ps(mask, mask); }
+  static F round_even(F v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static F round_bf16(F v) {
+    __m256i b = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    b = _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb));
+    return _mm256_castsi256_ps(_mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
-  const __m256 lo = _mm256_set1_ps(static_cast<float>(range.qmin));
-  const __m256 hi = _mm256_set1_ps(static_cast<float>(range.qmax));
-  const int64_t body = cols - cols % 8;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* row = x + r * cols;
-    int8_t* out = q + r * cols;
-    const float* s = scale + r * layout.row_stride;
-    if (*s == 0.0f) {  // documented policy: a zero scale quantizes to 0
-      std::memset(out, 0, static_cast<size_t>(cols));
-      continue;
-    }
-    const __m256 sv = _mm256_set1_ps(*s);
-    for (int64_t c = 0; c < body; c += 8) {
-      __m256 v = _mm256_div_ps(load8(row + c), sv);
-      v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));  // NaN -> 0
-      v = round_to(v, static_cast<const T*>(nullptr));
-      v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-      const __m256i i32 = _mm256_cvtps_epi32(v);
-      const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + c), _mm_packs_epi16(i16, i16));
-    }
-    if (body < cols)
-      symmetric_quantize_int_ref<T>(row + body, s, kPerTensor, 1, cols - body, range, out + body);
+  static float reduce_max(F v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
   }
-}
+  static float reduce_min(F v) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+  }
+  // Lanes hold integers already inside the target range.
+  static __m128i narrow16(F v) {
+    const __m256i i32 = _mm256_cvtps_epi32(v);
+    return _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+  }
+  static void store_i8(int8_t* p, F v) {
+    const __m128i i16 = narrow16(v);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi16(i16, i16));
+  }
+  static void store_u8(uint8_t* p, F v) {
+    const __m128i i16 = narrow16(v);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(i16, i16));
+  }
+};
 
 }  // namespace
 
-void absmax_rows_f32(const float* x, int64_t rows, int64_t cols, float* amax) {
-  absmax_rows(x, rows, cols, amax);
-}
-void absmax_rows_bf16(const bf16* x, int64_t rows, int64_t cols, float* amax) {
-  absmax_rows(x, rows, cols, amax);
-}
-void symmetric_quantize_int_f32(const float* x, const float* scale, ParamLayout layout,
-                                int64_t rows, int64_t cols, IntRange range, int8_t* q) {
-  symmetric_quantize_int(x, scale, layout, rows, cols, range, q);
-}
-void symmetric_quantize_int_bf16(const bf16* x, const float* scale, ParamLayout layout,
-                                 int64_t rows, int64_t cols, IntRange range, int8_t* q) {
-  symmetric_quantize_int(x, scale, layout, rows, cols, range, q);
-}
+QUANTO_DEFINE_QUANTIZE_X86(Vec, float, f32)
+QUANTO_DEFINE_QUANTIZE_X86(Vec, bf16, bf16)
 
 }  // namespace quanto::kernels::avx2

@@ -64,7 +64,7 @@ at::Tensor symmetric_quantize(const at::Tensor& x, const at::Tensor& scale, c10:
     const T* xd = data_as<const T>(xc);
     const float* sd = sc.data_ptr<float>();
     if (!q.is_floating_point) {
-      const auto fn = kernels::symmetric_quantize_int<T>(kernels::kernels());
+      const auto fn = kernels::quantize_kernels<T>(kernels::kernels()).symmetric_quantize_int;
       const kernels::IntRange range{static_cast<int32_t>(q.qmin), static_cast<int32_t>(q.qmax)};
       int8_t* od = data_as<int8_t>(out);
       over_rows(b, [&](int64_t r0, int64_t r1) {
@@ -134,13 +134,14 @@ at::Tensor affine_quantize(const at::Tensor& x, const at::Tensor& scale, const a
     const T* xd = data_as<const T>(x2);
     const float* sd = sc.data_ptr<float>();
     uint8_t* cd = data_as<uint8_t>(codes);
+    const auto table = kernels::quantize_kernels<T>(kernels::kernels());
     over_rows(b, [&](int64_t r0, int64_t r1) {
       const int64_t p0 = r0 * b.layout.row_stride;
       if (zero_point)
-        kernels::affine_quantize_zp_ref<T>(xd + r0 * b.cols, sd + p0, data_as<const uint8_t>(sh) + p0, b.layout,
+        table.affine_quantize_zp(xd + r0 * b.cols, sd + p0, data_as<const uint8_t>(sh) + p0, b.layout,
                                            r1 - r0, b.cols, code_max, cd + r0 * b.cols);
       else
-        kernels::affine_quantize_ref<T>(xd + r0 * b.cols, sd + p0, sh.data_ptr<float>() + p0, b.layout, r1 - r0,
+        table.affine_quantize(xd + r0 * b.cols, sd + p0, sh.data_ptr<float>() + p0, b.layout, r1 - r0,
                                         b.cols, code_max, cd + r0 * b.cols);
     });
   });

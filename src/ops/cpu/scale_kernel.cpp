@@ -22,7 +22,7 @@ void check_finite(const char* op, const std::vector<float>& v) {
 template <typename T>
 std::vector<float> absmax_of_rows(const T* x, int64_t rows, int64_t cols) {
   std::vector<float> amax(static_cast<size_t>(rows));
-  const auto fn = kernels::absmax_rows<T>(kernels::kernels());
+  const auto fn = kernels::quantize_kernels<T>(kernels::kernels()).absmax_rows;
   parallel_rows(rows, grain_for(cols), [&](int64_t b, int64_t e) { fn(x + b * cols, e - b, cols, amax.data() + b); });
   return amax;
 }
@@ -83,8 +83,9 @@ std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, c10::
     using T = typename decltype(tag)::type;
     const T* data = data_as<const T>(x2);
     if (g.axis == 0) {
+      const auto fn = kernels::quantize_kernels<T>(kernels::kernels()).minmax_rows;
       parallel_rows(rows, grain_for(cols), [&](int64_t b, int64_t e) {
-        kernels::minmax_rows_ref<T>(data + b * cols, e - b, cols, mn.data() + b, mx.data() + b);
+        fn(data + b * cols, e - b, cols, mn.data() + b, mx.data() + b);
       });
     } else {
       parallel_rows(cols, grain_for(rows), [&](int64_t b, int64_t e) {
