@@ -43,7 +43,8 @@ test-python: build
 	$(PY) -m pytest -q tests/python
 	for isa in $$($(PY) -c 'import quanto, torch; print(*torch.ops.quanto.supported_cpu_isas()[:-1])'); do \
 	  echo "== QUANTO_CPU_ISA=$$isa"; \
-	  QUANTO_CPU_ISA=$$isa $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py || exit 1; \
+	  QUANTO_CPU_ISA=$$isa $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py \
+	    tests/python/test_linear.py || exit 1; \
 	done
 
 # The torch-free kernels under AddressSanitizer + UndefinedBehaviorSanitizer (no LibTorch).

@@ -56,7 +56,15 @@ at::Tensor pack_codes(const at::Tensor& codes, int64_t bits);
 // Inverse of pack_codes; `rows` is R0.
 at::Tensor unpack_codes(const at::Tensor& packed, int64_t bits, int64_t rows);
 
-// Reference matmuls, y = x @ W^T + bias, y in x's dtype, for x [..., K] and W [N, K].
+// The tiled 4-bit layout read by the fast CPU kernels: each output row contiguous, 32 codes per
+// 16 bytes. Converted once (freeze/load) from the canonical packed codes of a [out, in] weight
+// grouped along axis 0 (group_size a multiple of 32); untile_qbits gives the canonical bytes back.
+at::Tensor tile_qbits(const at::Tensor& packed, int64_t bits, int64_t out_features, int64_t in_features,
+                      int64_t group_size);
+at::Tensor untile_qbits(const at::Tensor& tiled, int64_t bits, int64_t out_features, int64_t in_features,
+                        int64_t group_size);
+
+// Matmuls, y = x @ W^T + bias, y in x's dtype, for x [..., K] and W [N, K].
 // int8 or float8 weights, scale [N, 1] (per channel) or 0-dim.
 at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
                          const std::optional<at::Tensor>& bias = std::nullopt);
@@ -64,6 +72,10 @@ at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at
 at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
                         const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                         const std::optional<at::Tensor>& bias = std::nullopt);
+// 4-bit weights in the tiled layout: the fused kernel (weights decoded in registers).
+at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
+                              const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                              const std::optional<at::Tensor>& bias = std::nullopt);
 // int8 activations (0-dim scale) × int8 weights, int32 accumulation, output in out_dtype.
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,

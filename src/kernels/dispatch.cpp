@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #if defined(__x86_64__)
+#include "kernels/x86/linear_x86.h"
 #include "kernels/x86/quantize_x86.h"
 #endif
 
@@ -11,7 +12,7 @@ namespace quanto::kernels {
 namespace {
 
 constexpr KernelTable kGeneric{CpuIsa::generic, reference_quantize_kernels<float>(),
-                               reference_quantize_kernels<bf16>()};
+                               reference_quantize_kernels<bf16>(), kReferenceLinearKernels};
 
 #if defined(__x86_64__)
 constexpr KernelTable kAvx2{
@@ -19,13 +20,15 @@ constexpr KernelTable kAvx2{
     {&avx2::absmax_rows_f32, &avx2::minmax_rows_f32, &avx2::symmetric_quantize_int_f32, &avx2::affine_quantize_f32,
      &avx2::affine_quantize_zp_f32},
     {&avx2::absmax_rows_bf16, &avx2::minmax_rows_bf16, &avx2::symmetric_quantize_int_bf16,
-     &avx2::affine_quantize_bf16, &avx2::affine_quantize_zp_bf16}};
+     &avx2::affine_quantize_bf16, &avx2::affine_quantize_zp_bf16},
+    {&avx2::linear_w8, &avx2::linear_w4_tiled}};
 constexpr KernelTable kAvx512{
     CpuIsa::avx512,
     {&avx512::absmax_rows_f32, &avx512::minmax_rows_f32, &avx512::symmetric_quantize_int_f32,
      &avx512::affine_quantize_f32, &avx512::affine_quantize_zp_f32},
     {&avx512::absmax_rows_bf16, &avx512::minmax_rows_bf16, &avx512::symmetric_quantize_int_bf16,
-     &avx512::affine_quantize_bf16, &avx512::affine_quantize_zp_bf16}};
+     &avx512::affine_quantize_bf16, &avx512::affine_quantize_zp_bf16},
+    {&avx512::linear_w8, &avx512::linear_w4_tiled}};
 #endif
 
 std::string accepted_names() {

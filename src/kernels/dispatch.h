@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "kernels/numeric.h"
+#include "kernels/ref/linear_ref.h"
 #include "kernels/ref/quantize_ref.h"
+#include "kernels/ref/tiled_ref.h"
 
 namespace quanto::kernels {
 
@@ -53,10 +55,21 @@ constexpr QuantizeKernels<T> reference_quantize_kernels() {
           &affine_quantize_zp_ref<T>};
 }
 
+// Weight-only linear kernels on float activations (the op layer converts bf16/fp16).
+using LinearW8Fn = void (*)(const float*, const int8_t*, const float*, int64_t, const float*, LinearShape, float*);
+using LinearW4TiledFn = void (*)(const float*, const uint8_t*, int64_t, const float*, const float*, const float*,
+                                 LinearShape, float*);
+struct LinearKernels {
+  LinearW8Fn linear_w8;
+  LinearW4TiledFn linear_w4_tiled;
+};
+inline constexpr LinearKernels kReferenceLinearKernels{&linear_int8_ref<float>, &linear_w4_tiled_ref};
+
 struct KernelTable {
   CpuIsa isa;
   QuantizeKernels<float> f32;
   QuantizeKernels<bf16> b16;
+  LinearKernels linear;
 };
 
 // The table of one ISA; throws std::invalid_argument if this CPU does not support it.

@@ -69,6 +69,20 @@ at::Tensor unpack_codes(const at::Tensor& packed, int64_t bits, int64_t rows) {
   return h.call(packed, bits, c10::SymInt(rows));
 }
 
+at::Tensor tile_qbits(const at::Tensor& packed, int64_t bits, int64_t out_features, int64_t in_features,
+                      int64_t group_size) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, int64_t, int64_t, int64_t, int64_t)>("quanto::tile_qbits");
+  return h.call(packed, bits, out_features, in_features, group_size);
+}
+
+at::Tensor untile_qbits(const at::Tensor& tiled, int64_t bits, int64_t out_features, int64_t in_features,
+                        int64_t group_size) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, int64_t, int64_t, int64_t, int64_t)>("quanto::untile_qbits");
+  return h.call(tiled, bits, out_features, in_features, group_size);
+}
+
 at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
                          const std::optional<at::Tensor>& bias) {
   static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
@@ -82,6 +96,15 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
   static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                       int64_t, int64_t, const std::optional<at::Tensor>&)>("quanto::linear_qbits");
   return h.call(x, w_packed, w_scale, w_shift, bits, group_size, bias);
+}
+
+at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
+                              const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                              const std::optional<at::Tensor>& bias) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                    const std::optional<at::Tensor>&)>("quanto::linear_qbits_tiled");
+  return h.call(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
 }
 
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,

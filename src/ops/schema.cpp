@@ -71,8 +71,13 @@ TORCH_LIBRARY(quanto, m) {
   m.def("pack_codes(Tensor codes, int bits) -> Tensor");
   m.def("unpack_codes(Tensor packed, int bits, SymInt rows) -> Tensor");
 
-  // Reference matmuls: y = x @ W^T + bias.
+  // The tiled 4-bit layout of the fast kernels (converted once, at freeze or load).
+  m.def("tile_qbits(Tensor packed, int bits, int out_features, int in_features, int group_size) -> Tensor");
+  m.def("untile_qbits(Tensor tiled, int bits, int out_features, int in_features, int group_size) -> Tensor");
+
+  // Matmuls: y = x @ W^T + bias.
   m.def("linear_qbytes(Tensor x, Tensor w_data, Tensor w_scale, Tensor? bias=None) -> Tensor");
   m.def("linear_qbits(Tensor x, Tensor w_packed, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
+  m.def("linear_qbits_tiled(Tensor x, Tensor w_tiled, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
   m.def("linear_w8a8(Tensor x_data, Tensor x_scale, Tensor w_data, Tensor w_scale, Tensor? bias, ScalarType out_dtype) -> Tensor");
 }

@@ -196,6 +196,71 @@ TensorSpec linear_qbits_spec(const at::Tensor& x, const at::Tensor& w_packed, co
   return {linear_out_sizes(op, x, x.sym_size(-1), N), x.scalar_type()};
 }
 
+namespace {
+
+// The tiled layout's constraints, shared by the three tiled ops.
+void check_tiled_geometry(const char* op, int64_t bits, int64_t out_features, int64_t in_features,
+                          int64_t group_size) {
+  checked_bits(op, bits);
+  TORCH_CHECK_VALUE(bits == 4, op, ": the tiled layout exists for 4-bit weights only so far; use the canonical "
+                    "layout (linear_qbits) for ", bits, "-bit weights");
+  TORCH_CHECK_VALUE(out_features > 0 && in_features > 0, op, ": out_features and in_features must be positive, got ",
+                    out_features, " and ", in_features);
+  TORCH_CHECK_VALUE(group_size > 0 && group_size % 32 == 0, op,
+                    ": the tiled layout needs group_size to be a multiple of 32, got ", group_size);
+  TORCH_CHECK_VALUE(in_features % group_size == 0, op, ": group_size ", group_size, " does not divide in_features ",
+                    in_features);
+}
+
+SymSizes canonical_packed_sizes(int64_t bits, int64_t out_features, int64_t in_features, int64_t group_size) {
+  const int64_t groups = out_features * in_features / group_size, k = 8 / bits;
+  return {(groups + k - 1) / k, group_size};
+}
+
+}  // namespace
+
+TensorSpec tile_qbits_spec(const at::Tensor& packed, int64_t bits, int64_t out_features, int64_t in_features,
+                           int64_t group_size) {
+  const char* op = "tile_qbits";
+  check_tiled_geometry(op, bits, out_features, in_features, group_size);
+  check_dtype(op, "packed", packed, at::kByte);
+  check_param_shape(op, "packed", packed, canonical_packed_sizes(bits, out_features, in_features, group_size),
+                    "these features and group_size");
+  return {{out_features, in_features * bits / 8}, at::kByte};
+}
+
+TensorSpec untile_qbits_spec(const at::Tensor& tiled, int64_t bits, int64_t out_features, int64_t in_features,
+                             int64_t group_size) {
+  const char* op = "untile_qbits";
+  check_tiled_geometry(op, bits, out_features, in_features, group_size);
+  check_dtype(op, "tiled", tiled, at::kByte);
+  check_param_shape(op, "tiled", tiled, {out_features, in_features * bits / 8}, "these features");
+  return {canonical_packed_sizes(bits, out_features, in_features, group_size), at::kByte};
+}
+
+TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
+                                   const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                                   const std::optional<at::Tensor>& bias) {
+  const char* op = "linear_qbits_tiled";
+  check_float(op, "x", x);
+  check_dtype(op, "w_tiled", w_tiled, at::kByte);
+  TORCH_CHECK_VALUE(w_tiled.dim() == 2, op, ": w_tiled must be 2-d [N, K * bits / 8], got ",
+                    sizes_str(w_tiled.sym_sizes()));
+  check_same_device(op, x, "w_tiled", w_tiled);
+  // Weight shapes are static in practice: specialise on them (guard) rather than carry symbols.
+  const int64_t N = w_tiled.sym_size(0).guard_int(__FILE__, __LINE__);
+  const int64_t K = w_tiled.sym_size(1).guard_int(__FILE__, __LINE__) * 8 / std::max<int64_t>(bits, 1);
+  check_tiled_geometry(op, bits, N, K, group_size);
+  check_float(op, "w_scale", w_scale);
+  check_float_or_zeropoint(op, w_shift);
+  const int64_t groups = N * K / group_size;
+  TORCH_CHECK_VALUE(sym_equal(w_scale.sym_numel(), groups) && sym_equal(w_shift.sym_numel(), groups), op,
+                    ": w_scale and w_shift must hold one value per group (", groups, "), got ", w_scale.sym_numel(),
+                    " and ", w_shift.sym_numel());
+  check_bias(op, bias, N);
+  return {linear_out_sizes(op, x, K, N), x.scalar_type()};
+}
+
 TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                             const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
                             c10::ScalarType out_dtype) {

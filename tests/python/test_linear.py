@@ -94,3 +94,59 @@ def test_linear_shape_errors_name_the_argument():
         ops.linear_qbytes(torch.randn(2, 32), w.float(), torch.ones(8, 1))
     with pytest.raises(ValueError, match="group_size 48 does not divide in_features 64"):
         ops.linear_qbits(x, torch.zeros(1, 48, dtype=torch.uint8), torch.ones(4, 1), torch.ones(4, 1), 4, 48)
+
+
+def quantize_w4(w, group_size, zeropoint=False):
+    scale, shift = ops.minmax_scale_shift(w, "qint4", 0, group_size)
+    if zeropoint:
+        shift = ops.shift_to_zeropoint(scale, shift, "qint4")
+    codes = ops.affine_quantize(w, scale, shift, "qint4", 0, group_size)
+    return codes, ops.pack_codes(codes, 4), scale, shift
+
+
+@pytest.mark.parametrize("N,K,group_size", [(1, 32, 32), (7, 64, 32), (16, 256, 128), (33, 384, 128), (5, 192, 64)])
+def test_tiled_layout_round_trips_to_the_canonical_bytes(N, K, group_size):
+    w = random_tensor((N, K), torch.float32)
+    _, packed, _, _ = quantize_w4(w, group_size)
+    tiled = ops.tile_qbits(packed, 4, N, K, group_size)
+    assert tiled.shape == (N, K // 2) and tiled.dtype == torch.uint8
+    assert torch.equal(ops.untile_qbits(tiled, 4, N, K, group_size), packed)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("M", [1, 3, 4, 17])
+@pytest.mark.parametrize("N,K,group_size", [(1, 32, 32), (7, 64, 32), (16, 256, 128), (33, 384, 128)])
+@pytest.mark.parametrize("zeropoint", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_qbits_tiled(dtype, M, N, K, group_size, zeropoint, bias):
+    x = random_tensor((M, K), dtype)
+    w = random_tensor((N, K), torch.float32)
+    codes, packed, scale, shift = quantize_w4(w, group_size, zeropoint)
+    tiled = ops.tile_qbits(packed, 4, N, K, group_size)
+    b = random_tensor((N,), dtype) if bias else None
+    got = ops.linear_qbits_tiled(x, tiled, scale, shift, 4, group_size, b)
+    w_deq = ref.affine_dequantize(codes, scale, shift, (N, K), 0, group_size)
+    check_close(got, F.linear(x.float(), w_deq, None if b is None else b.float()), dtype)
+
+
+@pytest.mark.parametrize("M", [1, 5, 17])
+def test_linear_qbytes_int8_fast_path_on_leading_dims(M):
+    x = random_tensor((2, M, 96), torch.bfloat16)
+    w = random_tensor((40, 96), torch.float32)
+    s = ops.absmax_scale(w, "qint8", 0)
+    q = ops.symmetric_quantize(w, s, "qint8", 0)
+    got = ops.linear_qbytes(x, q, s)
+    check_close(got, F.linear(x.float(), ops.symmetric_dequantize(q, s)), torch.bfloat16)
+
+
+def test_tiled_errors_name_the_problem():
+    packed = torch.zeros(8, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="tiled layout needs group_size to be a multiple of 32, got 48"):
+        ops.tile_qbits(packed, 4, 4, 96, 48)
+    with pytest.raises(ValueError, match="4-bit weights only so far"):
+        ops.tile_qbits(packed, 2, 4, 64, 32)
+    with pytest.raises(ValueError, match=r"packed must have shape \[4, 32\]"):
+        ops.tile_qbits(packed, 4, 4, 64, 32)
+    with pytest.raises(ValueError, match="one value per group"):
+        ops.linear_qbits_tiled(torch.randn(1, 64), torch.zeros(4, 32, dtype=torch.uint8), torch.ones(3, 1),
+                               torch.ones(3, 1), 4, 32)

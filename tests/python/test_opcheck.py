@@ -24,7 +24,12 @@ def samples():
     w = torch.randn(8, 64)
     ws = ops.absmax_scale(w, "qint8", 0)
     wq = ops.symmetric_quantize(w, ws, "qint8", 0)
+    tiled = ops.tile_qbits(packed, 4, 16, 64, 32)
     return [
+        (ops.tile_qbits, (packed, 4, 16, 64, 32)),
+        (ops.untile_qbits, (tiled, 4, 16, 64, 32)),
+        (ops.linear_qbits_tiled, (torch.randn(3, 64), tiled, scale, shift, 4, 32, torch.randn(16))),
+        (ops.linear_qbits_tiled, (torch.randn(5, 64).to(torch.bfloat16), tiled, scale, zp, 4, 32, None)),
         (ops.absmax_scale, (xb, "qint8", 0)),
         (ops.absmax_scale, (x, "qfloat8_e5m2", None)),
         (ops.minmax_scale_shift, (x, "qint4", 0, 32)),

@@ -3,6 +3,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "kernels/dispatch.h"
 #include "kernels/ref/linear_ref.h"
 #include "ops/cpu/cpu_utils.h"
 #include "ops/specs.h"
@@ -23,6 +24,17 @@ void over_channels(int64_t M, int64_t K, int64_t N, Fn&& fn) {
   parallel_rows(N, grain, [&](int64_t n0, int64_t n1) { fn(kernels::LinearShape{M, K, N, n0, n1}); });
 }
 
+// The fused kernels take float activations: x is converted once (M·K values, small next to the
+// N·K weights it multiplies) and y converted back, in the op layer.
+template <typename Kernel>
+at::Tensor run_float_kernel(const at::Tensor& x, const TensorSpec& spec, int64_t K, int64_t N, Kernel kernel) {
+  const at::Tensor xf = x.to(at::kFloat).contiguous();
+  const int64_t M = xf.numel() / K;
+  at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
+  over_channels(M, K, N, [&](kernels::LinearShape s) { kernel(xf.data_ptr<float>(), s, y.data_ptr<float>()); });
+  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+}
+
 at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
                          const std::optional<at::Tensor>& bias) {
   const char* op = "linear_qbytes";
@@ -31,17 +43,20 @@ at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at
   const at::Tensor xc = x.contiguous(), wc = w_data.contiguous(), sc = as_float(w_scale);
   const auto bc = float_bias(bias);
   const int64_t stride = sc.numel() == 1 ? 0 : 1;
+  if (wc.scalar_type() == at::kChar) {
+    const auto fn = kernels::kernels().linear.linear_w8;
+    return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
+      fn(xf, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s, y);
+    });
+  }
   at::Tensor y = at::empty(concrete(spec.sizes), x.options());
   dispatch_float(x.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* xd = data_as<const T>(xc);
     T* yd = data_as<T>(y);
     over_channels(M, K, N, [&](kernels::LinearShape s) {
-      if (wc.scalar_type() == at::kChar)
-        kernels::linear_int8_ref<T>(xd, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s, yd);
-      else
-        kernels::linear_fp8_ref<T>(xd, data_as<const uint8_t>(wc), fp8_format(wc.scalar_type()), sc.data_ptr<float>(),
-                                   stride, float_or_null(bc), s, yd);
+      kernels::linear_fp8_ref<T>(xd, data_as<const uint8_t>(wc), fp8_format(wc.scalar_type()), sc.data_ptr<float>(),
+                                 stride, float_or_null(bc), s, yd);
     });
   });
   return y;
@@ -66,6 +81,20 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
     });
   });
   return y;
+}
+
+at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
+                              const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                              const std::optional<at::Tensor>& bias) {
+  const TensorSpec spec = linear_qbits_tiled_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
+  const int64_t N = w_tiled.size(0), K = x.size(-1);
+  const at::Tensor tc = w_tiled.contiguous(), sc = as_float(w_scale);
+  const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
+  const auto bc = float_bias(bias);
+  const auto fn = kernels::kernels().linear.linear_w4_tiled;
+  return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
+    fn(xf, data_as<const uint8_t>(tc), group_size, sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, y);
+  });
 }
 
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
@@ -93,6 +122,7 @@ at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, cons
 TORCH_LIBRARY_IMPL(quanto, CPU, m) {
   m.impl("linear_qbytes", &linear_qbytes);
   m.impl("linear_qbits", &linear_qbits);
+  m.impl("linear_qbits_tiled", &linear_qbits_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
 }
 

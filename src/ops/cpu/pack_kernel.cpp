@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "kernels/ref/pack_ref.h"
+#include "kernels/ref/tiled_ref.h"
 #include "ops/cpu/cpu_utils.h"
 #include "ops/specs.h"
 
@@ -38,11 +39,36 @@ at::Tensor unpack_codes(const at::Tensor& packed, int64_t bits, c10::SymInt rows
   return codes;
 }
 
+at::Tensor tile_qbits(const at::Tensor& packed, int64_t bits, int64_t out_features, int64_t in_features,
+                      int64_t group_size) {
+  const TensorSpec spec = tile_qbits_spec(packed, bits, out_features, in_features, group_size);
+  // Grouping along axis 0 is a plain reshape, so the unpacked codes are the [N, K] weight codes.
+  const at::Tensor codes = unpack_codes(packed, bits, out_features * in_features / group_size).contiguous();
+  at::Tensor tiled = at::empty(concrete(spec.sizes), packed.options());
+  parallel_rows(out_features, grain_for(in_features), [&](int64_t n0, int64_t n1) {
+    kernels::tile_w4_ref(data_as<const uint8_t>(codes), in_features, n0, n1, data_as<uint8_t>(tiled));
+  });
+  return tiled;
+}
+
+at::Tensor untile_qbits(const at::Tensor& tiled, int64_t bits, int64_t out_features, int64_t in_features,
+                        int64_t group_size) {
+  untile_qbits_spec(tiled, bits, out_features, in_features, group_size);
+  const at::Tensor tc = tiled.contiguous();
+  at::Tensor codes = at::empty({out_features * in_features / group_size, group_size}, tiled.options());
+  parallel_rows(out_features, grain_for(in_features), [&](int64_t n0, int64_t n1) {
+    kernels::untile_w4_ref(data_as<const uint8_t>(tc), in_features, n0, n1, data_as<uint8_t>(codes));
+  });
+  return pack_codes(codes, bits);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, CPU, m) {
   m.impl("pack_codes", &pack_codes);
   m.impl("unpack_codes", &unpack_codes);
+  m.impl("tile_qbits", &tile_qbits);
+  m.impl("untile_qbits", &untile_qbits);
 }
 
 }  // namespace quanto::ops::cpu

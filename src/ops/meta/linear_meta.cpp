@@ -17,6 +17,12 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
   return empty_from_spec(linear_qbits_spec(x, w_packed, w_scale, w_shift, bits, group_size, bias), x);
 }
 
+at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
+                              const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                              const std::optional<at::Tensor>& bias) {
+  return empty_from_spec(linear_qbits_tiled_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias), x);
+}
+
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
   return empty_from_spec(linear_w8a8_spec(x_data, x_scale, w_data, w_scale, bias, out_dtype), x_data);
@@ -27,6 +33,7 @@ at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, cons
 TORCH_LIBRARY_IMPL(quanto, Meta, m) {
   m.impl("linear_qbytes", &linear_qbytes);
   m.impl("linear_qbits", &linear_qbits);
+  m.impl("linear_qbits_tiled", &linear_qbits_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
 }
 

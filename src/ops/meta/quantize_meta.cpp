@@ -46,6 +46,16 @@ at::Tensor unpack_codes(const at::Tensor& packed, int64_t bits, c10::SymInt rows
   return empty_from_spec(unpack_codes_spec(packed, bits, rows), packed);
 }
 
+at::Tensor tile_qbits(const at::Tensor& packed, int64_t bits, int64_t out_features, int64_t in_features,
+                      int64_t group_size) {
+  return empty_from_spec(tile_qbits_spec(packed, bits, out_features, in_features, group_size), packed);
+}
+
+at::Tensor untile_qbits(const at::Tensor& tiled, int64_t bits, int64_t out_features, int64_t in_features,
+                        int64_t group_size) {
+  return empty_from_spec(untile_qbits_spec(tiled, bits, out_features, in_features, group_size), tiled);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, Meta, m) {
@@ -58,6 +68,8 @@ TORCH_LIBRARY_IMPL(quanto, Meta, m) {
   m.impl("affine_dequantize", &affine_dequantize);
   m.impl("pack_codes", &pack_codes);
   m.impl("unpack_codes", &unpack_codes);
+  m.impl("tile_qbits", &tile_qbits);
+  m.impl("untile_qbits", &untile_qbits);
 }
 
 }  // namespace quanto::ops::meta

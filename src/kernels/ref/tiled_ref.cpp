@@ -1,0 +1,44 @@
+#include "kernels/ref/tiled_ref.h"
+
+namespace quanto::kernels {
+namespace {
+
+inline int64_t tiled_offset(int64_t K, int64_t n, int64_t k) { return n * (K / 2) + (k / kTileCodes) * 16 + k % 16; }
+inline bool high_nibble(int64_t k) { return k % kTileCodes >= 16; }
+
+}  // namespace
+
+void tile_w4_ref(const uint8_t* codes, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* tiled) {
+  for (int64_t n = n_begin; n < n_end; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      uint8_t& byte = tiled[tiled_offset(K, n, k)];
+      const uint8_t code = codes[n * K + k] & 0x0F;
+      byte = high_nibble(k) ? static_cast<uint8_t>((byte & 0x0F) | (code << 4)) : static_cast<uint8_t>((byte & 0xF0) | code);
+    }
+}
+
+void untile_w4_ref(const uint8_t* tiled, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* codes) {
+  for (int64_t n = n_begin; n < n_end; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      const uint8_t byte = tiled[tiled_offset(K, n, k)];
+      codes[n * K + k] = high_nibble(k) ? static_cast<uint8_t>(byte >> 4) : static_cast<uint8_t>(byte & 0x0F);
+    }
+}
+
+void linear_w4_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                         const float* shift, const float* bias, LinearShape s, float* y) {
+  const int64_t groups = s.K / group_size;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t n = s.n_begin; n < s.n_end; ++n) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < s.K; ++k) {
+        const uint8_t byte = tiled[tiled_offset(s.K, n, k)];
+        const float code = static_cast<float>(high_nibble(k) ? byte >> 4 : byte & 0x0F);
+        const int64_t g = n * groups + k / group_size;
+        acc += x[m * s.K + k] * (code * scale[g] - shift[g]);
+      }
+      y[m * s.N + n] = bias ? acc + bias[n] : acc;
+    }
+}
+
+}  // namespace quanto::kernels

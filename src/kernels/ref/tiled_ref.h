@@ -1,0 +1,30 @@
+// The tiled 4-bit weight layout the fast CPU kernels read, and its scalar reference matmul.
+//
+// Canonical (shared/FORMAT.md) 4-bit weights pack a code's neighbours along dim 0 of the
+// grouped matrix, so one output row's codes are spread over two nibble planes far apart: a
+// GEMV would read every byte twice. The tiled layout keeps each output row contiguous:
+// row n holds K / 2 bytes, in blocks of 32 codes (16 bytes) where byte i holds code i in its
+// low nibble and code i + 16 in its high nibble, so a 16-byte load decodes to 32 weights in
+// order. It needs K % 32 == 0. Scales and shifts stay [N, K / group_size] row-major floats.
+// Conversion happens once (at freeze or load) and round-trips exactly.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ref/linear_ref.h"
+
+namespace quanto::kernels {
+
+inline constexpr int64_t kTileCodes = 32;  // codes per tiled block (16 bytes)
+
+// codes: row-major [N, K] uint8 (< 16) -> tiled [N, K / 2]; rows [n_begin, n_end).
+void tile_w4_ref(const uint8_t* codes, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* tiled);
+// The inverse.
+void untile_w4_ref(const uint8_t* tiled, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* codes);
+
+// y = x @ W^T + bias with w(n, k) = code * scale[n, g] - shift[n, g], g = k / group_size,
+// group_size a multiple of 32 dividing K; x and y float, columns [n_begin, n_end) of y.
+void linear_w4_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                         const float* shift, const float* bias, LinearShape s, float* y);
+
+}  // namespace quanto::kernels

@@ -1,0 +1,10 @@
+// AVX-512 (F, BW, VL, DQ) instantiation of the weight-only linear kernels.
+#include "kernels/x86/linear_simd.h"
+#include "kernels/x86/linear_x86.h"
+#include "kernels/x86/vec_avx512.h"
+
+namespace quanto::kernels::avx512 {
+
+QUANTO_DEFINE_LINEAR_X86(Vec)
+
+}  // namespace quanto::kernels::avx512

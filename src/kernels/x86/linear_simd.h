@@ -1,0 +1,205 @@
+// Weight-only linear kernels written once over a vector-traits type V (see quantize_simd.h for
+// why everything here is a template of V). x and y are float; the op layer converts bf16/fp16.
+//
+// Two paths, both reading the quantized weights exactly once per call:
+//  - GEMV (fewer than kGemmMinRows rows of x): weights are decoded in registers and fed to FMAs
+//    for kRowBlock output channels at a time, sharing each load of x. Bandwidth-bound: the float
+//    weight never exists in memory.
+//  - GEMM: kRowBlock weight rows are decoded once into a small float buffer (L1/L2-resident),
+//    then a register-blocked micro-kernel (V::kGemmRows rows of x × kRowBlock channels) reuses
+//    them across every row of x.
+// Results match the scalar references up to float summation order.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/ref/linear_ref.h"
+#include "kernels/ref/tiled_ref.h"
+
+namespace quanto::kernels::simd {
+
+inline constexpr int64_t kGemmMinRows = 4;
+inline constexpr int kRowBlock = 4;
+
+// dots[i][r] = x[i] · wbuf[r] for MR rows of x and kRowBlock rows of decoded weights.
+template <class V, int MR>
+void gemm_tile(const float* x, int64_t K, const float* wbuf, float dots[][kRowBlock]) {
+  typename V::F acc[MR][kRowBlock];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kRowBlock; ++r) acc[i][r] = V::zero();
+  const int64_t body = K - K % V::kWidth;
+  for (int64_t k = 0; k < body; k += V::kWidth) {
+    typename V::F w[kRowBlock];
+    for (int r = 0; r < kRowBlock; ++r) w[r] = V::load(wbuf + r * K + k);
+    for (int i = 0; i < MR; ++i) {
+      const typename V::F xv = V::load(x + i * K + k);
+      for (int r = 0; r < kRowBlock; ++r) acc[i][r] = V::fma(xv, w[r], acc[i][r]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kRowBlock; ++r) {
+      float d = V::hsum(acc[i][r]);
+      for (int64_t k = body; k < K; ++k) d += x[i * K + k] * wbuf[r * K + k];
+      dots[i][r] = d;
+    }
+}
+
+// Runs the micro-kernel over every row of x; emit(m, r, dot) receives each result.
+template <class V, typename Emit>
+void gemm_rows(const float* x, int64_t M, int64_t K, const float* wbuf, Emit emit) {
+  constexpr int MR = V::kGemmRows;
+  float dots[MR][kRowBlock];
+  int64_t m = 0;
+  for (; m + MR <= M; m += MR) {
+    gemm_tile<V, MR>(x + m * K, K, wbuf, dots);
+    for (int i = 0; i < MR; ++i)
+      for (int r = 0; r < kRowBlock; ++r) emit(m + i, r, dots[i][r]);
+  }
+  for (; m < M; ++m) {
+    gemm_tile<V, 1>(x + m * K, K, wbuf, dots);
+    for (int r = 0; r < kRowBlock; ++r) emit(m, r, dots[0][r]);
+  }
+}
+
+// ---- W8: int8 [N, K], y = (x · w_n) * scale[n] + bias[n] ----
+
+template <class V, int NR>
+void w8_dot_rows(const float* x, const int8_t* w, int64_t K, float* dots) {
+  typename V::F acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = V::zero();
+  const int64_t body = K - K % V::kWidth;
+  for (int64_t k = 0; k < body; k += V::kWidth) {
+    const typename V::F xv = V::load(x + k);
+    for (int r = 0; r < NR; ++r) acc[r] = V::fma(V::load_i8(w + r * K + k), xv, acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) {
+    float d = V::hsum(acc[r]);
+    for (int64_t k = body; k < K; ++k) d += x[k] * static_cast<float>(w[r * K + k]);
+    dots[r] = d;
+  }
+}
+
+template <class V>
+void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
+               LinearShape s, float* y) {
+  const int64_t K = s.K;
+  auto emit = [&](int64_t m, int64_t n, float d) {
+    const float out = d * scale[n * scale_stride];
+    y[m * s.N + n] = bias ? out + bias[n] : out;
+  };
+  if (s.M < kGemmMinRows) {
+    for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
+      const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
+      for (int64_t m = 0; m < s.M; ++m) {
+        float dots[kRowBlock];
+        if (nr == kRowBlock) w8_dot_rows<V, kRowBlock>(x + m * K, w + n0 * K, K, dots);
+        else
+          for (int64_t r = 0; r < nr; ++r) w8_dot_rows<V, 1>(x + m * K, w + (n0 + r) * K, K, dots + r);
+        for (int64_t r = 0; r < nr; ++r) emit(m, n0 + r, dots[r]);
+      }
+    }
+    return;
+  }
+  std::vector<float> wbuf(static_cast<size_t>(kRowBlock * K));
+  const int64_t body = K - K % V::kWidth;
+  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
+    const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
+    std::fill(wbuf.begin(), wbuf.end(), 0.0f);
+    for (int64_t r = 0; r < nr; ++r) {
+      const int8_t* row = w + (n0 + r) * K;
+      float* dst = wbuf.data() + r * K;
+      for (int64_t k = 0; k < body; k += V::kWidth) V::store(dst + k, V::load_i8(row + k));
+      for (int64_t k = body; k < K; ++k) dst[k] = static_cast<float>(row[k]);
+    }
+    gemm_rows<V>(x, s.M, K, wbuf.data(), [&](int64_t m, int r, float d) {
+      if (r < nr) emit(m, n0 + r, d);
+    });
+  }
+}
+
+// ---- W4, tiled layout (kernels/ref/tiled_ref.h): w(n, k) = code * scale[n, g] - shift[n, g] ----
+
+template <class V, int NR>
+void w4_dot_rows(const float* x, const uint8_t* tiled, int64_t K, int64_t group_size, const float* scale,
+                 const float* shift, const float* xsum, float* dots) {
+  constexpr int kRegs = static_cast<int>(kTileCodes) / V::kWidth;
+  const int64_t groups = K / group_size, row_bytes = K / 2;
+  typename V::F acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = V::zero();
+  for (int64_t g = 0; g < groups; ++g) {
+    typename V::F group_acc[NR];
+    for (int r = 0; r < NR; ++r) group_acc[r] = V::zero();
+    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += kTileCodes) {
+      typename V::F xv[kRegs];
+      for (int j = 0; j < kRegs; ++j) xv[j] = V::load(x + k + j * V::kWidth);
+      for (int r = 0; r < NR; ++r) {
+        typename V::F codes[kRegs];
+        V::decode_u4_block(tiled + r * row_bytes + k / 2, codes);
+        for (int j = 0; j < kRegs; ++j) group_acc[r] = V::fma(codes[j], xv[j], group_acc[r]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) acc[r] = V::fma(group_acc[r], V::set1(scale[r * groups + g]), acc[r]);
+  }
+  // Σ_k x_k (c_k s_g - h_g) = Σ_g s_g Σ_k x_k c_k - Σ_g h_g Σ_k x_k: the shift needs only x's group sums.
+  for (int r = 0; r < NR; ++r) {
+    float shifted = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) shifted += shift[r * groups + g] * xsum[g];
+    dots[r] = V::hsum(acc[r]) - shifted;
+  }
+}
+
+template <class V>
+void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                     const float* shift, const float* bias, LinearShape s, float* y) {
+  const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
+  auto emit = [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; };
+  if (s.M < kGemmMinRows) {
+    std::vector<float> xsum(static_cast<size_t>(groups));
+    for (int64_t m = 0; m < s.M; ++m) {
+      const float* xm = x + m * K;
+      for (int64_t g = 0; g < groups; ++g) {
+        float t = 0.0f;
+        for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += xm[k];
+        xsum[g] = t;
+      }
+      for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
+        const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
+        float dots[kRowBlock];
+        const uint8_t* t = tiled + n0 * row_bytes;
+        const float* sc = scale + n0 * groups;
+        const float* sh = shift + n0 * groups;
+        if (nr == kRowBlock) w4_dot_rows<V, kRowBlock>(xm, t, K, group_size, sc, sh, xsum.data(), dots);
+        else
+          for (int64_t r = 0; r < nr; ++r)
+            w4_dot_rows<V, 1>(xm, t + r * row_bytes, K, group_size, sc + r * groups, sh + r * groups, xsum.data(),
+                              dots + r);
+        for (int64_t r = 0; r < nr; ++r) emit(m, n0 + r, dots[r]);
+      }
+    }
+    return;
+  }
+  constexpr int kRegs = static_cast<int>(kTileCodes) / V::kWidth;
+  std::vector<float> wbuf(static_cast<size_t>(kRowBlock * K));
+  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
+    const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
+    std::fill(wbuf.begin(), wbuf.end(), 0.0f);
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t n = n0 + r;
+      float* dst = wbuf.data() + r * K;
+      for (int64_t k = 0; k < K; k += kTileCodes) {
+        const int64_t g = n * groups + k / group_size;
+        const typename V::F sv = V::set1(scale[g]), hv = V::set1(-shift[g]);
+        typename V::F codes[kRegs];
+        V::decode_u4_block(tiled + n * row_bytes + k / 2, codes);
+        for (int j = 0; j < kRegs; ++j) V::store(dst + k + j * V::kWidth, V::fma(codes[j], sv, hv));
+      }
+    }
+    gemm_rows<V>(x, s.M, K, wbuf.data(), [&](int64_t m, int r, float d) {
+      if (r < nr) emit(m, n0 + r, d);
+    });
+  }
+}
+
+}  // namespace quanto::kernels::simd

@@ -1,0 +1,37 @@
+// x86 variants of the weight-only linear kernels (contracts: kernels/ref/linear_ref.h and
+// kernels/ref/tiled_ref.h, with float x and y). One namespace per ISA translation unit.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ref/linear_ref.h"
+
+namespace quanto::kernels {
+
+#define QUANTO_DECLARE_LINEAR_X86                                                                          \
+  void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias, \
+                 LinearShape s, float* y);                                                                 \
+  void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
+                       const float* shift, const float* bias, LinearShape s, float* y);
+
+namespace avx2 {
+QUANTO_DECLARE_LINEAR_X86
+}
+namespace avx512 {
+QUANTO_DECLARE_LINEAR_X86
+}
+
+#undef QUANTO_DECLARE_LINEAR_X86
+
+// Each ISA translation unit defines its entry points with this, over its own vector traits.
+#define QUANTO_DEFINE_LINEAR_X86(Vec)                                                                      \
+  void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias, \
+                 LinearShape s, float* y) {                                                                \
+    simd::linear_w8<Vec>(x, w, scale, scale_stride, bias, s, y);                                           \
+  }                                                                                                        \
+  void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
+                       const float* shift, const float* bias, LinearShape s, float* y) {                   \
+    simd::linear_w4_tiled<Vec>(x, tiled, group_size, scale, shift, bias, s, y);                            \
+  }
+
+}  // namespace quanto::kernels

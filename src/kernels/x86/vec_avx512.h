@@ -1,0 +1,81 @@
+// Vector traits for AVX-512 (F, BW, VL, DQ): include only from translation units built with those flags.
+// The anonymous namespace gives every including TU its own copy (internal linkage), so
+// templates instantiated with this Vec never collide with another ISA's.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/numeric.h"
+
+namespace quanto::kernels::avx512 {
+namespace {
+
+struct Vec {
+  using F = __m512;
+  static constexpr int kWidth = 16;
+  static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static F load(const bf16* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static constexpr int kGemmRows = 4;  // rows of x per GEMM micro-tile (32 zmm registers)
+  static F set1(float v) { return _mm512_set1_ps(v); }
+  static F zero() { return _mm512_setzero_ps(); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static float hsum(F v) { return reduce(v, [](F a, F b) { return _mm512_add_ps(a, b); }); }
+  // kWidth int8 weights as floats.
+  static F load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  // A tiled block of 32 4-bit codes (16 bytes: byte i = code i | code i+16 << 4) as 2 registers.
+  static void decode_u4_block(const uint8_t* p, F out[2]) {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    out[0] = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(0x0F)));
+    out[1] = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
+  }
+  static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  static F min(F a, F b) { return _mm512_min_ps(a, b); }
+  static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F abs(F v) { return _mm512_abs_ps(v); }
+  static F zero_nan(F v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v); }
+  // NaN lanes accumulate as all-ones lanes, so any() can test the register.
+  static F nan_mask_or(F acc, F v) {
+    const __mmask16 m = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_castsi512_ps(_mm512_mask_set1_epi32(_mm512_castps_si512(acc), m, -1));
+  }
+  static bool any(F mask) { return _mm512_test_epi32_mask(_mm512_castps_si512(mask), _mm512_castps_si512(mask)) != 0; }
+  static F round_even(F v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static F round_bf16(F v) {
+    __m512i b = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    b = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));
+    return _mm512_castsi512_ps(_mm512_and_si512(b, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  }
+  static float reduce_max(F v) { return reduce(v, [](F a, F b) { return _mm512_max_ps(a, b); }); }
+  static float reduce_min(F v) { return reduce(v, [](F a, F b) { return _mm512_min_ps(a, b); }); }
+  // Folds 16 lanes with in-register shuffles (GCC 12's _mm512_reduce_* trip its own
+  // uninitialized-value warnings through _mm256_undefined_*).
+  template <typename Op>
+  static float reduce(F v, Op op) {
+    v = op(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = op(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    v = op(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = op(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_cvtss_f32(v);
+  }
+  // Lanes hold integers already inside the target range.
+  static void store_i8(int8_t* p, F v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+  static void store_u8(uint8_t* p, F v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+};
+
+}  // namespace
+
+}  // namespace quanto::kernels::avx512
