@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #if defined(__x86_64__)
+#include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_x86.h"
 #include "kernels/x86/quantize_x86.h"
 #endif
@@ -21,14 +22,18 @@ constexpr KernelTable kAvx2{
      &avx2::affine_quantize_zp_f32},
     {&avx2::absmax_rows_bf16, &avx2::minmax_rows_bf16, &avx2::symmetric_quantize_int_bf16,
      &avx2::affine_quantize_bf16, &avx2::affine_quantize_zp_bf16},
-    {&avx2::linear_w8, &avx2::linear_w4_tiled}};
+    {&avx2::linear_w8, &avx2::linear_w4_tiled, nullptr}};
 constexpr KernelTable kAvx512{
     CpuIsa::avx512,
     {&avx512::absmax_rows_f32, &avx512::minmax_rows_f32, &avx512::symmetric_quantize_int_f32,
      &avx512::affine_quantize_f32, &avx512::affine_quantize_zp_f32},
     {&avx512::absmax_rows_bf16, &avx512::minmax_rows_bf16, &avx512::symmetric_quantize_int_bf16,
      &avx512::affine_quantize_bf16, &avx512::affine_quantize_zp_bf16},
-    {&avx512::linear_w8, &avx512::linear_w4_tiled}};
+    {&avx512::linear_w8, &avx512::linear_w4_tiled, nullptr}};
+// AVX-512 plus bf16 dot products where they pay off.
+constexpr KernelTable kAvx512Bf16{CpuIsa::avx512bf16, kAvx512.f32, kAvx512.b16,
+                                  {&avx512::linear_w8, &avx512::linear_w4_tiled,
+                                   &avx512bf16::linear_w4_tiled_bf16x}};
 #endif
 
 std::string accepted_names() {
@@ -53,6 +58,8 @@ const char* isa_name(CpuIsa isa) {
       return "avx2";
     case CpuIsa::avx512:
       return "avx512";
+    case CpuIsa::avx512bf16:
+      return "avx512bf16";
   }
   return "unknown";
 }
@@ -69,6 +76,8 @@ bool cpu_supports(CpuIsa isa) {
       return cpu_supports(CpuIsa::avx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512dq");
+    case CpuIsa::avx512bf16:
+      return cpu_supports(CpuIsa::avx512) && __builtin_cpu_supports("avx512bf16");
 #endif
     default:
       return false;
@@ -77,13 +86,13 @@ bool cpu_supports(CpuIsa isa) {
 
 std::vector<CpuIsa> supported_isas() {
   std::vector<CpuIsa> out;
-  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
+  for (CpuIsa isa : kAllIsas)
     if (cpu_supports(isa)) out.push_back(isa);
   return out;
 }
 
 CpuIsa parse_isa(const std::string& name) {
-  for (CpuIsa isa : {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512})
+  for (CpuIsa isa : kAllIsas)
     if (name == isa_name(isa)) {
       if (!cpu_supports(isa))
         throw std::invalid_argument("QUANTO_CPU_ISA=" + name +
@@ -92,7 +101,7 @@ CpuIsa parse_isa(const std::string& name) {
       return isa;
     }
   throw std::invalid_argument("QUANTO_CPU_ISA=" + name +
-                              " is unknown; accepted values: generic, avx2, avx512");
+                              " is unknown; accepted values: generic, avx2, avx512, avx512bf16");
 }
 
 const KernelTable& kernel_table(CpuIsa isa) {
@@ -105,6 +114,8 @@ const KernelTable& kernel_table(CpuIsa isa) {
       return kAvx2;
     case CpuIsa::avx512:
       return kAvx512;
+    case CpuIsa::avx512bf16:
+      return kAvx512Bf16;
 #endif
     default:
       return kGeneric;

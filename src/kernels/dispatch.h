@@ -2,7 +2,7 @@
 //
 // Each ISA has a table of function pointers; entries without an optimised variant point to the
 // scalar reference. The table is chosen once, from the CPU's features, or from the
-// QUANTO_CPU_ISA environment variable (generic | avx2 | avx512) so one machine can exercise
+// QUANTO_CPU_ISA environment variable (generic | avx2 | avx512 | avx512bf16) so one machine can exercise
 // every variant it supports. Build flags never decide this.
 #pragma once
 
@@ -18,7 +18,9 @@
 
 namespace quanto::kernels {
 
-enum class CpuIsa : int { generic = 0, avx2 = 1, avx512 = 2 };
+// avx512bf16: AVX-512 plus the BF16 dot-product instructions (Zen 4, Cooper Lake, Sapphire Rapids).
+enum class CpuIsa : int { generic = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3 };
+inline constexpr CpuIsa kAllIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512, CpuIsa::avx512bf16};
 
 const char* isa_name(CpuIsa isa);
 bool cpu_supports(CpuIsa isa);
@@ -59,11 +61,16 @@ constexpr QuantizeKernels<T> reference_quantize_kernels() {
 using LinearW8Fn = void (*)(const float*, const int8_t*, const float*, int64_t, const float*, LinearShape, float*);
 using LinearW4TiledFn = void (*)(const float*, const uint8_t*, int64_t, const float*, const float*, const float*,
                                  LinearShape, float*);
+// Kernels reading bf16 activations directly; nullptr where the ISA has none (the op layer then
+// converts x to float for the kernels above).
+using LinearW4TiledBf16Fn = void (*)(const bf16*, const uint8_t*, int64_t, const float*, const float*, const float*,
+                                     LinearShape, float*);
 struct LinearKernels {
   LinearW8Fn linear_w8;
   LinearW4TiledFn linear_w4_tiled;
+  LinearW4TiledBf16Fn linear_w4_tiled_bf16x;
 };
-inline constexpr LinearKernels kReferenceLinearKernels{&linear_int8_ref<float>, &linear_w4_tiled_ref};
+inline constexpr LinearKernels kReferenceLinearKernels{&linear_int8_ref<float>, &linear_w4_tiled_ref, nullptr};
 
 struct KernelTable {
   CpuIsa isa;

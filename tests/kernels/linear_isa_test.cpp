@@ -80,6 +80,37 @@ TEST_P(LinearPerIsa, W4TiledMatchesReference) {
           }
 }
 
+TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
+  for (int64_t M : {1, 3, 17})
+    for (int64_t K : {32, 64, 256})
+      for (int64_t N : {1, 7, 16})
+        for (int64_t gs : {32, 64, 128})
+          for (bool with_bias : {false, true}) {
+            if (K % gs != 0) continue;
+            const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K * 3 + N));
+            std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
+            tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+            const size_t groups = static_cast<size_t>(N * K / gs);
+            const auto scale = random_values<float>(groups, 5, 0.1f);
+            const auto shift = random_values<float>(groups, 6, 0.5f);
+            const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 7);
+            std::vector<float> x(xb.size());
+            for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+            const auto bias = random_values<float>(static_cast<size_t>(N), 8);
+            const float* b = with_bias ? bias.data() : nullptr;
+            std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+            linear_w4_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, N}, want.data());
+            const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+            k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid},
+                                    got.data());
+            k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N},
+                                    got.data());
+            expect_close(got, want, "w4 tiled, bf16 activations");
+          }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, LinearPerIsa, ::testing::ValuesIn(supported_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 

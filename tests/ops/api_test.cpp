@@ -62,7 +62,7 @@ TEST(Ops, BadInputNamesTheArgument) {
 
 TEST(Ops, CpuIsaIsReported) {
   const std::string isa = quanto::ops::cpu_isa();
-  EXPECT_TRUE(isa == "generic" || isa == "avx2" || isa == "avx512") << isa;
+  EXPECT_TRUE(isa == "generic" || isa == "avx2" || isa == "avx512" || isa == "avx512bf16") << isa;
 }
 
 }  // namespace

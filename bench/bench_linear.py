@@ -1,0 +1,122 @@
+"""Weight-only quantized linear layers against their peers, measured in one run on one machine.
+
+For each weight shape (out x in) and batch M, times y = x @ W^T with bfloat16 activations:
+  torch fp32 / bf16 linear (dense baselines), torch._weight_int8pack_mm (int8),
+  torch._weight_int4pack_mm_for_cpu (int4, group 128), optimum-quanto 0.2.7's frozen QLinear
+  (qint8 / qint4 group 128), and quanto's fused kernels (linear_qbytes int8, linear_qbits_tiled
+  int4 group 128).
+At batch 1 the layer is bandwidth bound: the table adds quanto's effective GB/s (bytes of packed
+weights + scales + shifts read per call / time) and its fraction of the read bandwidth this
+script measures first. Speed-ups are ratios of times measured in this run.
+
+Run: make bench            (QUANTO_BENCH_QUICK=1 for one shape and fewer batches)
+"""
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+import quanto  # noqa: F401
+
+ops = torch.ops.quanto
+GROUP = 128
+QUICK = os.environ.get("QUANTO_BENCH_QUICK") == "1"
+SHAPES = [(4096, 4096)] if QUICK else [(4096, 4096), (14336, 4096), (4096, 14336), (8192, 8192)]
+BATCHES = [1, 8, 128] if QUICK else [1, 8, 32, 128, 512]
+
+
+def timeit(fn, min_time=0.3, min_reps=3):
+    fn()
+    best, total, reps = float("inf"), 0.0, 0
+    while reps < min_reps or total < min_time:
+        t = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t
+        best, total, reps = min(best, dt), total + dt, reps + 1
+    return best
+
+
+def read_bandwidth_gbs():
+    """Read bandwidth of this machine with every intra-op thread: a sum over 1 GiB."""
+    t = torch.ones(256 * 1024 * 1024, dtype=torch.float32)
+    return t.numel() * 4 / timeit(lambda: t.sum(), min_time=1.0) / 1e9
+
+
+def nbytes(*ts):
+    return sum(t.numel() * t.element_size() for t in ts)
+
+
+def prepare(N, K):
+    torch.manual_seed(0)
+    w = torch.randn(N, K) * 0.02
+    layers = {}
+    # quanto int8: per-channel scales, fused kernel.
+    s8 = ops.absmax_scale(w, "qint8", 0)
+    q8 = ops.symmetric_quantize(w, s8, "qint8", 0)
+    layers["quanto W8"] = (lambda x: ops.linear_qbytes(x, q8, s8), nbytes(q8, s8))
+    # quanto int4: group 128, tiled layout (converted once, like at freeze).
+    s4, h4 = ops.minmax_scale_shift(w, "qint4", 0, GROUP)
+    tiled = ops.tile_qbits(ops.pack_codes(ops.affine_quantize(w, s4, h4, "qint4", 0, GROUP), 4), 4, N, K, GROUP)
+    layers["quanto W4"] = (lambda x: ops.linear_qbits_tiled(x, tiled, s4, h4, 4, GROUP), nbytes(tiled, s4, h4))
+    # torch's own quantized CPU kernels.
+    q8_scales = s8.view(-1).to(torch.bfloat16)
+    layers["torch int8pack"] = (lambda x: torch._weight_int8pack_mm(x, q8, q8_scales), nbytes(q8, q8_scales))
+    w_int = torch.randint(0, 16, (N, K), dtype=torch.int32)
+    w4pack = torch._convert_weight_to_int4pack_for_cpu(w_int, 1)
+    scales_zeros = torch.rand(K // GROUP, N, 2, dtype=torch.bfloat16)
+    layers["torch int4pack"] = (lambda x: torch._weight_int4pack_mm_for_cpu(x, w4pack, GROUP, scales_zeros),
+                                nbytes(w4pack, scales_zeros))
+    # optimum-quanto's frozen QLinear (its own CPU path for each qtype).
+    from optimum.quanto import freeze, qint4, qint8, quantize
+    for name, qtype in (("optimum W8", qint8), ("optimum W4", qint4)):
+        m = torch.nn.Sequential(torch.nn.Linear(K, N, bias=False)).to(torch.bfloat16)
+        m[0].weight.data = w.to(torch.bfloat16)
+        quantize(m, weights=qtype)
+        freeze(m)
+        layers[name] = (m, None)
+    dense32, dense16 = w, w.to(torch.bfloat16)
+    layers["torch fp32"] = (lambda x: F.linear(x.float(), dense32), nbytes(dense32))
+    layers["torch bf16"] = (lambda x: F.linear(x, dense16), nbytes(dense16))
+    return layers
+
+
+COLUMNS = ["torch fp32", "torch bf16", "torch int8pack", "torch int4pack", "optimum W8", "optimum W4", "quanto W8",
+           "quanto W4"]
+
+
+@torch.no_grad()
+def main():
+    threads = torch.get_num_threads()
+    bw = read_bandwidth_gbs()
+    print(f"torch {torch.__version__}, {threads} threads, quanto CPU ISA {ops.cpu_isa()}, "
+          f"measured read bandwidth {bw:.1f} GB/s")
+    print("times in ms (bf16 activations; int4 = group 128); speed-up = baseline time / quanto time\n")
+    header = f"{'N x K':>12} {'M':>4} " + " ".join(f"{c:>14}" for c in COLUMNS)
+    header += f" {'W4/bf16':>8} {'W4/i4pack':>9} {'W8/bf16':>8} {'W4/opt':>7} {'W8/opt':>7} {'W4 GB/s':>8} {'W8 GB/s':>8}"
+    print(header)
+    for N, K in SHAPES:
+        layers = prepare(N, K)
+        for M in BATCHES:
+            x = torch.randn(M, K).to(torch.bfloat16)
+            t = {name: timeit(lambda f=fn: f(x)) for name, (fn, _) in layers.items()}
+            row = f"{f'{N}x{K}':>12} {M:>4} " + " ".join(f"{t[c] * 1e3:14.3f}" for c in COLUMNS)
+            w4_gbs = layers["quanto W4"][1] / t["quanto W4"] / 1e9
+            w8_gbs = layers["quanto W8"][1] / t["quanto W8"] / 1e9
+            row += (f" {t['torch bf16'] / t['quanto W4']:8.2f} {t['torch int4pack'] / t['quanto W4']:9.2f}"
+                    f" {t['torch bf16'] / t['quanto W8']:8.2f} {t['optimum W4'] / t['quanto W4']:7.2f}"
+                    f" {t['optimum W8'] / t['quanto W8']:7.2f}")
+            row += f" {w4_gbs:8.1f} {w8_gbs:8.1f}" if M == 1 else f" {'':8} {'':8}"
+            print(row, flush=True)
+        print(f"{'':>12} batch 1: quanto W4 at {100 * layers['quanto W4'][1] / t_at_m1(layers, 'quanto W4', K) / 1e9 / bw:.0f}% "
+              f"and W8 at {100 * layers['quanto W8'][1] / t_at_m1(layers, 'quanto W8', K) / 1e9 / bw:.0f}% of the measured bandwidth")
+
+
+def t_at_m1(layers, name, K):
+    x = torch.randn(1, K).to(torch.bfloat16)
+    return timeit(lambda: layers[name][0](x))
+
+
+if __name__ == "__main__":
+    main()
