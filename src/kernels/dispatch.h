@@ -65,12 +65,16 @@ using LinearW4TiledFn = void (*)(const float*, const uint8_t*, int64_t, const fl
 // converts x to float for the kernels above).
 using LinearW4TiledBf16Fn = void (*)(const bf16*, const uint8_t*, int64_t, const float*, const float*, const float*,
                                      LinearShape, float*);
+// linear_w8_bf16x is the batched path only (M >= 4, K % 32 == 0).
+using LinearW8Bf16Fn = void (*)(const bf16*, const int8_t*, const float*, int64_t, const float*, LinearShape, float*);
 struct LinearKernels {
   LinearW8Fn linear_w8;
   LinearW4TiledFn linear_w4_tiled;
   LinearW4TiledBf16Fn linear_w4_tiled_bf16x;
+  LinearW8Bf16Fn linear_w8_bf16x;
 };
-inline constexpr LinearKernels kReferenceLinearKernels{&linear_int8_ref<float>, &linear_w4_tiled_ref, nullptr};
+inline constexpr LinearKernels kReferenceLinearKernels{&linear_int8_ref<float>, &linear_w4_tiled_ref, nullptr,
+                                                       nullptr};
 
 struct KernelTable {
   CpuIsa isa;

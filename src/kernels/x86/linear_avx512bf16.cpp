@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/x86/linear_bf16_x86.h"
@@ -60,11 +61,109 @@ void w4_dot_rows(const bf16* x, const uint8_t* tiled, int64_t K, int64_t group_s
   }
 }
 
+// ---- GEMM (M >= kGemmMinRows): decoded bf16 rows and a register-blocked micro-kernel ----
+// kRowBlock weight rows are decoded once into a bf16 buffer (contiguous rows, L1/L2-resident)
+// and reused across every row of x by a kMaxRows × kRowBlock tile of vdpbf16ps accumulators.
+// Here W4 weights are dequantized to bf16 (c·s − h, rounded once, as in any bf16 GEMM); int8
+// weights are exact in bf16 and keep their per-channel scale for the end.
+
+constexpr int kMaxRows = 4;  // rows of x per micro-tile: 16 accumulators + 4 weights + 1 x
+constexpr int64_t kGemmMinRows = 4;
+
+template <int MR>
+void gemm_micro_tile(const bf16* x, int64_t K, const uint16_t* wrows, float dots[][kRowBlock]) {
+  __m512 acc[MR][kRowBlock];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kRowBlock; ++r) acc[i][r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m512bh w[kRowBlock];
+    for (int r = 0; r < kRowBlock; ++r) w[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wrows + r * K + k));
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(x + i * K + k));
+      for (int r = 0; r < kRowBlock; ++r) acc[i][r] = _mm512_dpbf16_ps(acc[i][r], xv, w[r]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kRowBlock; ++r) dots[i][r] = hsum(acc[i][r]);
+}
+
+// emit(m, r, dot) for every row m of x and decoded row r.
+template <typename Emit>
+void gemm_rows(const bf16* x, int64_t M, int64_t K, const uint16_t* wrows, Emit emit) {
+  float dots[kMaxRows][kRowBlock];
+  int64_t m = 0;
+  for (; m + kMaxRows <= M; m += kMaxRows) {
+    gemm_micro_tile<kMaxRows>(x + m * K, K, wrows, dots);
+    for (int i = 0; i < kMaxRows; ++i)
+      for (int r = 0; r < kRowBlock; ++r) emit(m + i, r, dots[i][r]);
+  }
+  for (; m < M; ++m) {
+    gemm_micro_tile<1>(x + m * K, K, wrows, dots);
+    for (int r = 0; r < kRowBlock; ++r) emit(m, r, dots[0][r]);
+  }
+}
+
+// One tiled 4-bit row as bf16(c · s_g − h_g).
+void decode_w4_row(const uint8_t* row, int64_t K, int64_t group_size, const float* scale, const float* shift,
+                   uint16_t* out) {
+  for (int64_t k = 0; k < K; k += kTileCodes) {
+    const int64_t g = k / group_size;
+    const __m512 sv = _mm512_set1_ps(scale[g]), hv = _mm512_set1_ps(-shift[g]);
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2)));
+    const __m512 lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(0x0F))), sv, hv);
+    const __m512 hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4)), sv, hv);
+    _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+  }
+}
+
+// One int8 row as bf16 (exact).
+void decode_w8_row(const int8_t* row, int64_t K, uint16_t* out) {
+  for (int64_t k = 0; k < K; k += 32) {
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
+    const __m512 hi =
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16))));
+    _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+  }
+}
+
+// Decodes kRowBlock rows at a time (zero rows past n_end) and runs the micro-kernel over them.
+template <typename DecodeRow, typename Epilogue>
+void gemm_over_blocks(const bf16* x, LinearShape s, DecodeRow decode_row, Epilogue epilogue) {
+  std::vector<uint16_t> wrows(static_cast<size_t>(kRowBlock * s.K));
+  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
+    const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
+    std::fill(wrows.begin(), wrows.end(), 0);
+    for (int64_t r = 0; r < nr; ++r) decode_row(n0 + r, wrows.data() + r * s.K);
+    gemm_rows(x, s.M, s.K, wrows.data(), [&](int64_t m, int r, float d) {
+      if (r < nr) epilogue(m, n0 + r, d);
+    });
+  }
+}
+
 }  // namespace
+
+void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
+                     LinearShape s, float* y) {
+  gemm_over_blocks(
+      x, s, [&](int64_t n, uint16_t* out) { decode_w8_row(w + n * s.K, s.K, out); },
+      [&](int64_t m, int64_t n, float d) {
+        const float v = d * scale[n * scale_stride];
+        y[m * s.N + n] = bias ? v + bias[n] : v;
+      });
+}
 
 void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                            const float* shift, const float* bias, LinearShape s, float* y) {
   const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
+  if (s.M >= kGemmMinRows) {
+    gemm_over_blocks(
+        x, s,
+        [&](int64_t n, uint16_t* out) {
+          decode_w4_row(tiled + n * row_bytes, K, group_size, scale + n * groups, shift + n * groups, out);
+        },
+        [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; });
+    return;
+  }
   std::vector<float> xsum(static_cast<size_t>(groups));
   for (int64_t m = 0; m < s.M; ++m) {
     const bf16* xm = x + m * K;

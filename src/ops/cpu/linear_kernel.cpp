@@ -44,7 +44,18 @@ at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at
   const auto bc = float_bias(bias);
   const int64_t stride = sc.numel() == 1 ? 0 : 1;
   if (wc.scalar_type() == at::kChar) {
-    const auto fn = kernels::kernels().linear.linear_w8;
+    const kernels::LinearKernels& table = kernels::kernels().linear;
+    if (x.scalar_type() == at::kBFloat16 && table.linear_w8_bf16x != nullptr && M >= 4 && K % 32 == 0) {
+      // Batched bf16 activations: bf16 dot products on exactly converted int8 weights.
+      const at::Tensor xb = x.contiguous();
+      at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
+      over_channels(M, K, N, [&](kernels::LinearShape s) {
+        table.linear_w8_bf16x(data_as<const kernels::bf16>(xb), data_as<const int8_t>(wc), sc.data_ptr<float>(),
+                              stride, float_or_null(bc), s, y.data_ptr<float>());
+      });
+      return y.to(at::kBFloat16);
+    }
+    const auto fn = table.linear_w8;
     return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
       fn(xf, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s, y);
     });
