@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/ref/linear_ref.h"
@@ -119,6 +120,50 @@ void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scal
   }
 }
 
+// Σ_i a_i b_i, kWidth at a time (a serial scalar chain costs ~4 cycles an element).
+template <class V>
+float dot(const float* a, const float* b, int64_t n) {
+  typename V::F acc = V::zero();
+  int64_t i = 0;
+  for (; i + V::kWidth <= n; i += V::kWidth) acc = V::fma(V::load(a + i), V::load(b + i), acc);
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return V::hsum(acc) + tail;
+}
+
+// The batch-1 driver of the W4 kernels (float or bf16 activations): per row of x, its group
+// sums, then blocks of kRowBlock output channels handed to
+// dot_rows(std::integral_constant<int, NR>, x_row, tiled_rows, scale_rows, shift_rows, xsum, dots).
+template <typename X, typename DotRows>
+void w4_tiled_gemv(const X* x, const uint8_t* tiled, int64_t group_size, const float* scale, const float* shift,
+                   const float* bias, LinearShape s, float* y, DotRows dot_rows) {
+  const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
+  std::vector<float> xsum(static_cast<size_t>(groups));
+  for (int64_t m = 0; m < s.M; ++m) {
+    const X* xm = x + m * K;
+    for (int64_t g = 0; g < groups; ++g) {
+      float t = 0.0f;
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += to_float(xm[k]);
+      xsum[g] = t;
+    }
+    for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
+      const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
+      float dots[kRowBlock];
+      const uint8_t* t = tiled + n0 * row_bytes;
+      const float* sc = scale + n0 * groups;
+      const float* sh = shift + n0 * groups;
+      if (nr == kRowBlock) {
+        dot_rows(std::integral_constant<int, kRowBlock>{}, xm, t, sc, sh, xsum.data(), dots);
+      } else {
+        for (int64_t r = 0; r < nr; ++r)
+          dot_rows(std::integral_constant<int, 1>{}, xm, t + r * row_bytes, sc + r * groups, sh + r * groups,
+                   xsum.data(), dots + r);
+      }
+      for (int64_t r = 0; r < nr; ++r) y[m * s.N + n0 + r] = bias ? dots[r] + bias[n0 + r] : dots[r];
+    }
+  }
+}
+
 // ---- W4, tiled layout (kernels/ref/tiled_ref.h): w(n, k) = code * scale[n, g] - shift[n, g] ----
 
 template <class V, int NR>
@@ -143,11 +188,7 @@ void w4_dot_rows(const float* x, const uint8_t* tiled, int64_t K, int64_t group_
     for (int r = 0; r < NR; ++r) acc[r] = V::fma(group_acc[r], V::set1(scale[r * groups + g]), acc[r]);
   }
   // Σ_k x_k (c_k s_g - h_g) = Σ_g s_g Σ_k x_k c_k - Σ_g h_g Σ_k x_k: the shift needs only x's group sums.
-  for (int r = 0; r < NR; ++r) {
-    float shifted = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) shifted += shift[r * groups + g] * xsum[g];
-    dots[r] = V::hsum(acc[r]) - shifted;
-  }
+  for (int r = 0; r < NR; ++r) dots[r] = V::hsum(acc[r]) - dot<V>(shift + r * groups, xsum, groups);
 }
 
 template <class V>
@@ -156,28 +197,9 @@ void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, c
   const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
   auto emit = [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; };
   if (s.M < kGemmMinRows) {
-    std::vector<float> xsum(static_cast<size_t>(groups));
-    for (int64_t m = 0; m < s.M; ++m) {
-      const float* xm = x + m * K;
-      for (int64_t g = 0; g < groups; ++g) {
-        float t = 0.0f;
-        for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += xm[k];
-        xsum[g] = t;
-      }
-      for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
-        const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
-        float dots[kRowBlock];
-        const uint8_t* t = tiled + n0 * row_bytes;
-        const float* sc = scale + n0 * groups;
-        const float* sh = shift + n0 * groups;
-        if (nr == kRowBlock) w4_dot_rows<V, kRowBlock>(xm, t, K, group_size, sc, sh, xsum.data(), dots);
-        else
-          for (int64_t r = 0; r < nr; ++r)
-            w4_dot_rows<V, 1>(xm, t + r * row_bytes, K, group_size, sc + r * groups, sh + r * groups, xsum.data(),
-                              dots + r);
-        for (int64_t r = 0; r < nr; ++r) emit(m, n0 + r, dots[r]);
-      }
-    }
+    w4_tiled_gemv(x, tiled, group_size, scale, shift, bias, s, y,
+                  [&](auto nr, const float* xm, const uint8_t* t, const float* sc, const float* sh, const float* xsum,
+                      float* dots) { w4_dot_rows<V, decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots); });
     return;
   }
   constexpr int kRegs = static_cast<int>(kTileCodes) / V::kWidth;
