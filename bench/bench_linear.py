@@ -3,8 +3,8 @@
 For each weight shape (out x in) and batch M, times y = x @ W^T with bfloat16 activations:
   torch fp32 / bf16 linear (dense baselines), torch._weight_int8pack_mm (int8),
   torch._weight_int4pack_mm_for_cpu (int4, group 128), optimum-quanto 0.2.7's frozen QLinear
-  (qint8 / qint4 group 128), and quanto's fused kernels (linear_qbytes int8, linear_qbits_tiled
-  int4 group 128).
+  (qint8 / qint4 group 128 / qfloat8), and quanto's fused kernels (linear_qbytes int8 and
+  float8 e4m3fn, linear_qbits_tiled int4 group 128).
 At batch 1 the layer is bandwidth bound: the table adds quanto's effective GB/s (bytes of packed
 weights + scales + shifts read per call / time) and its fraction of the read bandwidth this
 script measures first. Speed-ups are ratios of times measured in this run.
@@ -65,6 +65,10 @@ def prepare(N, K):
     s8 = ops.absmax_scale(w, "qint8", 0)
     q8 = ops.symmetric_quantize(w, s8, "qint8", 0)
     layers["quanto W8"] = (lambda x: ops.linear_qbytes(x, q8, s8), nbytes(q8, s8))
+    # quanto float8 (e4m3fn): per-channel scales, fused kernel.
+    sf = ops.absmax_scale(w, "qfloat8", 0)
+    qf = ops.symmetric_quantize(w, sf, "qfloat8", 0)
+    layers["quanto FP8"] = (lambda x: ops.linear_qbytes(x, qf, sf), nbytes(qf, sf))
     # quanto int4: group 128, tiled layout (converted once, like at freeze).
     s4, h4 = ops.minmax_scale_shift(w, "qint4", 0, GROUP)
     tiled = ops.tile_qbits(ops.pack_codes(ops.affine_quantize(w, s4, h4, "qint4", 0, GROUP), 4), 4, N, K, GROUP)
@@ -78,8 +82,8 @@ def prepare(N, K):
     layers["torch int4pack"] = (lambda x: torch._weight_int4pack_mm_for_cpu(x, w4pack, GROUP, scales_zeros),
                                 nbytes(w4pack, scales_zeros))
     # optimum-quanto's frozen QLinear (its own CPU path for each qtype).
-    from optimum.quanto import freeze, qint4, qint8, quantize
-    for name, qtype in (("optimum W8", qint8), ("optimum W4", qint4)):
+    from optimum.quanto import freeze, qfloat8, qint4, qint8, quantize
+    for name, qtype in (("optimum W8", qint8), ("optimum W4", qint4), ("optimum FP8", qfloat8)):
         m = torch.nn.Sequential(torch.nn.Linear(K, N, bias=False)).to(torch.bfloat16)
         m[0].weight.data = w.to(torch.bfloat16)
         quantize(m, weights=qtype)
@@ -91,8 +95,8 @@ def prepare(N, K):
     return layers
 
 
-COLUMNS = ["torch fp32", "torch bf16", "torch int8pack", "torch int4pack", "optimum W8", "optimum W4", "quanto W8",
-           "quanto W4"]
+COLUMNS = ["torch fp32", "torch bf16", "torch int8pack", "torch int4pack", "optimum W8", "optimum W4", "optimum FP8",
+           "quanto W8", "quanto W4", "quanto FP8"]
 
 
 @torch.no_grad()
@@ -104,7 +108,8 @@ def main():
           f"measured read bandwidth {bw:.1f} GB/s")
     print("times in ms (bf16 activations; int4 = group 128); speed-up = baseline time / quanto time\n")
     header = f"{'N x K':>12} {'M':>4} " + " ".join(f"{c:>14}" for c in COLUMNS)
-    header += f" {'W4/bf16':>8} {'W4/i4pack':>9} {'W8/bf16':>8} {'W4/opt':>7} {'W8/opt':>7} {'W4 GB/s':>8} {'W8 GB/s':>8}"
+    header += (f" {'W4/bf16':>8} {'W4/i4pack':>9} {'W8/bf16':>8} {'W8/i8pack':>9} {'W4/opt':>7} {'W8/opt':>7}"
+               f" {'FP8/opt':>7} {'W4 GB/s':>8} {'W8 GB/s':>8}")
     print(header)
     for N, K in SHAPES:
         layers = prepare(N, K)
@@ -115,8 +120,9 @@ def main():
             w4_gbs = layers["quanto W4"][1] / t["quanto W4"] / 1e9
             w8_gbs = layers["quanto W8"][1] / t["quanto W8"] / 1e9
             row += (f" {t['torch bf16'] / t['quanto W4']:8.2f} {t['torch int4pack'] / t['quanto W4']:9.2f}"
-                    f" {t['torch bf16'] / t['quanto W8']:8.2f} {t['optimum W4'] / t['quanto W4']:7.2f}"
-                    f" {t['optimum W8'] / t['quanto W8']:7.2f}")
+                    f" {t['torch bf16'] / t['quanto W8']:8.2f} {t['torch int8pack'] / t['quanto W8']:9.2f}"
+                    f" {t['optimum W4'] / t['quanto W4']:7.2f} {t['optimum W8'] / t['quanto W8']:7.2f}"
+                    f" {t['optimum FP8'] / t['quanto FP8']:7.2f}")
             row += f" {w4_gbs:8.1f} {w8_gbs:8.1f}" if M == 1 else f" {'':8} {'':8}"
             print(row, flush=True)
             if M == 1:

@@ -65,16 +65,22 @@ using LinearW4TiledFn = void (*)(const float*, const uint8_t*, int64_t, const fl
 // converts x to float for the kernels above).
 using LinearW4TiledBf16Fn = void (*)(const bf16*, const uint8_t*, int64_t, const float*, const float*, const float*,
                                      LinearShape, float*);
-// linear_w8_bf16x is the batched path only (M >= 4, K % 32 == 0).
+// linear_w8_bf16x / linear_fp8_bf16x are batched paths only (M >= 4, K % 32 == 0).
 using LinearW8Bf16Fn = void (*)(const bf16*, const int8_t*, const float*, int64_t, const float*, LinearShape, float*);
+using LinearFp8Fn = void (*)(const float*, const uint8_t*, Fp8Format, const float*, int64_t, const float*,
+                             LinearShape, float*);
+using LinearFp8Bf16Fn = void (*)(const bf16*, const uint8_t*, Fp8Format, const float*, int64_t, const float*,
+                                 LinearShape, float*);
 struct LinearKernels {
   LinearW8Fn linear_w8;
+  LinearFp8Fn linear_fp8;
   LinearW4TiledFn linear_w4_tiled;
   LinearW4TiledBf16Fn linear_w4_tiled_bf16x;
   LinearW8Bf16Fn linear_w8_bf16x;
+  LinearFp8Bf16Fn linear_fp8_bf16x;
 };
-inline constexpr LinearKernels kReferenceLinearKernels{&linear_int8_ref<float>, &linear_w4_tiled_ref, nullptr,
-                                                       nullptr};
+inline constexpr LinearKernels kReferenceLinearKernels{
+    &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, nullptr, nullptr, nullptr};
 
 struct KernelTable {
   CpuIsa isa;

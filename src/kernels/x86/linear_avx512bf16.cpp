@@ -14,6 +14,7 @@
 
 #include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_simd.h"
+#include "kernels/x86/vec_avx512.h"
 
 namespace quanto::kernels::avx512bf16 {
 namespace {
@@ -128,14 +129,23 @@ void decode_w4_row(const uint8_t* row, int64_t K, int64_t group_size, const floa
   }
 }
 
-// One int8 row as bf16 (exact).
-void decode_w8_row(const int8_t* row, int64_t K, uint16_t* out) {
-  for (int64_t k = 0; k < K; k += 32) {
-    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
-    const __m512 hi =
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k + 16))));
-    _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
-  }
+// One row of 8-bit weights (int8 or float8) as bf16: exact, since both fit bf16's significand
+// and exponent range.
+template <class Decoder>
+void decode_bytes_row(const typename Decoder::Byte* row, int64_t K, const Decoder& dec, uint16_t* out) {
+  for (int64_t k = 0; k < K; k += 32)
+    _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(dec.vec(row + k + 16), dec.vec(row + k))));
+}
+
+template <class Decoder>
+void linear_bytes_bf16x(const bf16* x, const typename Decoder::Byte* w, const Decoder& dec, const float* scale,
+                        int64_t scale_stride, const float* bias, LinearShape s, float* y) {
+  gemm_over_blocks(
+      x, s, [&](int64_t n, uint16_t* out) { decode_bytes_row(w + n * s.K, s.K, dec, out); },
+      [&](int64_t m, int64_t n, float d) {
+        const float v = d * scale[n * scale_stride];
+        y[m * s.N + n] = bias ? v + bias[n] : v;
+      });
 }
 
 // Decodes kRowBlock rows at a time (zero rows past n_end) and runs the micro-kernel over them.
@@ -156,12 +166,12 @@ void gemm_over_blocks(const bf16* x, LinearShape s, DecodeRow decode_row, Epilog
 
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
                      LinearShape s, float* y) {
-  gemm_over_blocks(
-      x, s, [&](int64_t n, uint16_t* out) { decode_w8_row(w + n * s.K, s.K, out); },
-      [&](int64_t m, int64_t n, float d) {
-        const float v = d * scale[n * scale_stride];
-        y[m * s.N + n] = bias ? v + bias[n] : v;
-      });
+  linear_bytes_bf16x(x, w, simd::Int8Decoder<avx512::Vec>{}, scale, scale_stride, bias, s, y);
+}
+
+void linear_fp8_bf16x(const bf16* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride,
+                      const float* bias, LinearShape s, float* y) {
+  linear_bytes_bf16x(x, w, simd::Fp8Decoder<avx512::Vec>{format}, scale, scale_stride, bias, s, y);
 }
 
 void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,

@@ -14,6 +14,10 @@ namespace quanto::kernels::avx512bf16 {
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
                      LinearShape s, float* y);
 
+// float8 weights, same contract as linear_w8_bf16x.
+void linear_fp8_bf16x(const bf16* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride,
+                      const float* bias, LinearShape s, float* y);
+
 void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                            const float* shift, const float* bias, LinearShape s, float* y);
 

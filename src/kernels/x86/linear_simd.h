@@ -64,27 +64,43 @@ void gemm_rows(const float* x, int64_t M, int64_t K, const float* wbuf, Emit emi
   }
 }
 
-// ---- W8: int8 [N, K], y = (x · w_n) * scale[n] + bias[n] ----
+// ---- 8-bit weights [N, K] (int8 or float8), y = (x · w_n) * scale[n] + bias[n] ----
+// A decoder turns weight bytes into floats: vec(p) for kWidth of them, one(byte) for a tail.
 
-template <class V, int NR>
-void w8_dot_rows(const float* x, const int8_t* w, int64_t K, float* dots) {
+template <class V>
+struct Int8Decoder {
+  using Byte = int8_t;
+  typename V::F vec(const int8_t* p) const { return V::load_i8(p); }
+  float one(int8_t b) const { return static_cast<float>(b); }
+};
+
+template <class V>
+struct Fp8Decoder {
+  using Byte = uint8_t;
+  Fp8Format format;
+  typename V::F vec(const uint8_t* p) const { return V::load_fp8(p, format); }
+  float one(uint8_t b) const { return fp8_to_float(b, format); }
+};
+
+template <class V, int NR, class D>
+void bytes_dot_rows(const float* x, const typename D::Byte* w, int64_t K, const D& dec, float* dots) {
   typename V::F acc[NR];
   for (int r = 0; r < NR; ++r) acc[r] = V::zero();
   const int64_t body = K - K % V::kWidth;
   for (int64_t k = 0; k < body; k += V::kWidth) {
     const typename V::F xv = V::load(x + k);
-    for (int r = 0; r < NR; ++r) acc[r] = V::fma(V::load_i8(w + r * K + k), xv, acc[r]);
+    for (int r = 0; r < NR; ++r) acc[r] = V::fma(dec.vec(w + r * K + k), xv, acc[r]);
   }
   for (int r = 0; r < NR; ++r) {
     float d = V::hsum(acc[r]);
-    for (int64_t k = body; k < K; ++k) d += x[k] * static_cast<float>(w[r * K + k]);
+    for (int64_t k = body; k < K; ++k) d += x[k] * dec.one(w[r * K + k]);
     dots[r] = d;
   }
 }
 
-template <class V>
-void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
-               LinearShape s, float* y) {
+template <class V, class D>
+void linear_bytes(const float* x, const typename D::Byte* w, const D& dec, const float* scale, int64_t scale_stride,
+                  const float* bias, LinearShape s, float* y) {
   const int64_t K = s.K;
   auto emit = [&](int64_t m, int64_t n, float d) {
     const float out = d * scale[n * scale_stride];
@@ -95,9 +111,9 @@ void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scal
       const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
       for (int64_t m = 0; m < s.M; ++m) {
         float dots[kRowBlock];
-        if (nr == kRowBlock) w8_dot_rows<V, kRowBlock>(x + m * K, w + n0 * K, K, dots);
+        if (nr == kRowBlock) bytes_dot_rows<V, kRowBlock>(x + m * K, w + n0 * K, K, dec, dots);
         else
-          for (int64_t r = 0; r < nr; ++r) w8_dot_rows<V, 1>(x + m * K, w + (n0 + r) * K, K, dots + r);
+          for (int64_t r = 0; r < nr; ++r) bytes_dot_rows<V, 1>(x + m * K, w + (n0 + r) * K, K, dec, dots + r);
         for (int64_t r = 0; r < nr; ++r) emit(m, n0 + r, dots[r]);
       }
     }
@@ -109,15 +125,27 @@ void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scal
     const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
     std::fill(wbuf.begin(), wbuf.end(), 0.0f);
     for (int64_t r = 0; r < nr; ++r) {
-      const int8_t* row = w + (n0 + r) * K;
+      const typename D::Byte* row = w + (n0 + r) * K;
       float* dst = wbuf.data() + r * K;
-      for (int64_t k = 0; k < body; k += V::kWidth) V::store(dst + k, V::load_i8(row + k));
-      for (int64_t k = body; k < K; ++k) dst[k] = static_cast<float>(row[k]);
+      for (int64_t k = 0; k < body; k += V::kWidth) V::store(dst + k, dec.vec(row + k));
+      for (int64_t k = body; k < K; ++k) dst[k] = dec.one(row[k]);
     }
     gemm_rows<V>(x, s.M, K, wbuf.data(), [&](int64_t m, int r, float d) {
       if (r < nr) emit(m, n0 + r, d);
     });
   }
+}
+
+template <class V>
+void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
+               LinearShape s, float* y) {
+  linear_bytes<V>(x, w, Int8Decoder<V>{}, scale, scale_stride, bias, s, y);
+}
+
+template <class V>
+void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride,
+                const float* bias, LinearShape s, float* y) {
+  linear_bytes<V>(x, w, Fp8Decoder<V>{format}, scale, scale_stride, bias, s, y);
 }
 
 // Σ_i a_i b_i, kWidth at a time (a serial scalar chain costs ~4 cycles an element).

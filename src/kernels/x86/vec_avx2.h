@@ -30,6 +30,17 @@ struct Vec {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
+  // kWidth float8 weights as floats, exactly: the 7 magnitude bits go under the float's exponent
+  // field and a multiply by 2^(127 - bias) rebiases normals and subnormals alike (needs
+  // denormals on, PyTorch's default). The NaN codes are never produced by quantization.
+  static F load_fp8(const uint8_t* p, Fp8Format format) {
+    const auto b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const int shift = format == Fp8Format::e5m2 ? 21 : 20;
+    const float rebias = format == Fp8Format::e5m2 ? 0x1p112f : format == Fp8Format::e4m3fnuz ? 0x1p119f : 0x1p120f;
+    const auto magnitude = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7F)), shift);
+    const auto sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+    return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(magnitude, sign)), _mm256_set1_ps(rebias));
+  }
   // kWidth int8 weights as floats.
   static F load_i8(const int8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));

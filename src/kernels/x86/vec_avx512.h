@@ -25,6 +25,17 @@ struct Vec {
   static F zero() { return _mm512_setzero_ps(); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsum(F v) { return reduce(v, [](F a, F b) { return _mm512_add_ps(a, b); }); }
+  // kWidth float8 weights as floats, exactly: the 7 magnitude bits go under the float's exponent
+  // field and a multiply by 2^(127 - bias) rebiases normals and subnormals alike (needs
+  // denormals on, PyTorch's default). The NaN codes are never produced by quantization.
+  static F load_fp8(const uint8_t* p, Fp8Format format) {
+    const auto b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const int shift = format == Fp8Format::e5m2 ? 21 : 20;
+    const float rebias = format == Fp8Format::e5m2 ? 0x1p112f : format == Fp8Format::e4m3fnuz ? 0x1p119f : 0x1p120f;
+    const auto magnitude = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x7F)), shift);
+    const auto sign = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24);
+    return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(magnitude, sign)), _mm512_set1_ps(rebias));
+  }
   // kWidth int8 weights as floats.
   static F load_i8(const int8_t* p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));

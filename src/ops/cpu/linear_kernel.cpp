@@ -37,40 +37,36 @@ at::Tensor run_float_kernel(const at::Tensor& x, const TensorSpec& spec, int64_t
 
 at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
                          const std::optional<at::Tensor>& bias) {
-  const char* op = "linear_qbytes";
   const TensorSpec spec = linear_qbytes_spec(x, w_data, w_scale, bias);
   const int64_t N = w_data.size(0), K = w_data.size(1), M = x.numel() / K;
-  const at::Tensor xc = x.contiguous(), wc = w_data.contiguous(), sc = as_float(w_scale);
+  const at::Tensor wc = w_data.contiguous(), sc = as_float(w_scale);
   const auto bc = float_bias(bias);
   const int64_t stride = sc.numel() == 1 ? 0 : 1;
-  if (wc.scalar_type() == at::kChar) {
-    const kernels::LinearKernels& table = kernels::kernels().linear;
-    if (x.scalar_type() == at::kBFloat16 && table.linear_w8_bf16x != nullptr && M >= 4 && K % 32 == 0) {
-      // Batched bf16 activations: bf16 dot products on exactly converted int8 weights.
-      const at::Tensor xb = x.contiguous();
-      at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
-      over_channels(M, K, N, [&](kernels::LinearShape s) {
-        table.linear_w8_bf16x(data_as<const kernels::bf16>(xb), data_as<const int8_t>(wc), sc.data_ptr<float>(),
-                              stride, float_or_null(bc), s, y.data_ptr<float>());
-      });
-      return y.to(at::kBFloat16);
-    }
-    const auto fn = table.linear_w8;
-    return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
-      fn(xf, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s, y);
-    });
-  }
-  at::Tensor y = at::empty(concrete(spec.sizes), x.options());
-  dispatch_float(x.scalar_type(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* xd = data_as<const T>(xc);
-    T* yd = data_as<T>(y);
+  const kernels::LinearKernels& table = kernels::kernels().linear;
+  const bool int8 = wc.scalar_type() == at::kChar;
+  const auto format = fp8_format(wc.scalar_type());
+  const bool has_bf16_kernel = int8 ? table.linear_w8_bf16x != nullptr : table.linear_fp8_bf16x != nullptr;
+  if (x.scalar_type() == at::kBFloat16 && M >= 4 && K % 32 == 0 && has_bf16_kernel) {
+    // Batched bf16 activations: bf16 dot products on exactly converted 8-bit weights.
+    const at::Tensor xb = x.contiguous();
+    at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
     over_channels(M, K, N, [&](kernels::LinearShape s) {
-      kernels::linear_fp8_ref<T>(xd, data_as<const uint8_t>(wc), fp8_format(wc.scalar_type()), sc.data_ptr<float>(),
-                                 stride, float_or_null(bc), s, yd);
+      const auto* xd = data_as<const kernels::bf16>(xb);
+      if (int8)
+        table.linear_w8_bf16x(xd, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s,
+                              y.data_ptr<float>());
+      else
+        table.linear_fp8_bf16x(xd, data_as<const uint8_t>(wc), format, sc.data_ptr<float>(), stride, float_or_null(bc), s,
+                    y.data_ptr<float>());
     });
+    return y.to(at::kBFloat16);
+  }
+  return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
+    if (int8)
+      table.linear_w8(xf, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s, y);
+    else
+      table.linear_fp8(xf, data_as<const uint8_t>(wc), format, sc.data_ptr<float>(), stride, float_or_null(bc), s, y);
   });
-  return y;
 }
 
 at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
