@@ -18,7 +18,8 @@
 
 namespace quanto::kernels {
 
-// avx512bf16: AVX-512 plus the BF16 dot-product instructions (Zen 4, Cooper Lake, Sapphire Rapids).
+// avx512bf16: AVX-512 plus the BF16 and VNNI dot-product instructions (Zen 4, Cooper Lake,
+// Sapphire Rapids; every CPU with AVX-512 BF16 also has VNNI).
 enum class CpuIsa : int { generic = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3 };
 inline constexpr CpuIsa kAllIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512, CpuIsa::avx512bf16};
 
@@ -71,7 +72,10 @@ using LinearFp8Fn = void (*)(const float*, const uint8_t*, Fp8Format, const floa
                              LinearShape, float*);
 using LinearFp8Bf16Fn = void (*)(const bf16*, const uint8_t*, Fp8Format, const float*, int64_t, const float*,
                                  LinearShape, float*);
+using LinearW8A8Fn = void (*)(const int8_t*, const float*, int64_t, const int8_t*, const float*, int64_t,
+                              const float*, LinearShape, float*);
 struct LinearKernels {
+  LinearW8A8Fn linear_w8a8;
   LinearW8Fn linear_w8;
   LinearFp8Fn linear_fp8;
   LinearW4TiledFn linear_w4_tiled;
@@ -80,7 +84,7 @@ struct LinearKernels {
   LinearFp8Bf16Fn linear_fp8_bf16x;
 };
 inline constexpr LinearKernels kReferenceLinearKernels{
-    &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, nullptr, nullptr, nullptr};
+    &linear_w8a8_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, nullptr, nullptr, nullptr};
 
 struct KernelTable {
   CpuIsa isa;

@@ -139,6 +139,38 @@ TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
         }
 }
 
+// W8A8: exact int32 sums and a shared epilogue, so every ISA matches the reference bit for bit.
+TEST_P(LinearPerIsa, W8A8MatchesReferenceExactly) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  std::mt19937 gen(41);
+  auto random_int8 = [&](size_t n) {
+    std::vector<int8_t> v(n);
+    for (auto& b : v) b = static_cast<int8_t>(std::uniform_int_distribution<int>(-128, 127)(gen));
+    return v;
+  };
+  for (int64_t M : {1, 3, 4, 17})
+    for (int64_t K : {1, 33, 64, 257})
+      for (int64_t N : {1, 7, 16})
+        for (int64_t x_scale_stride : {0, 1}) {
+          auto x = random_int8(static_cast<size_t>(M * K));
+          auto w = random_int8(static_cast<size_t>(N * K));
+          x[0] = -128;  // extremes: the u8 offset of VNNI must not overflow
+          w[0] = -128;
+          const auto xs = random_values<float>(static_cast<size_t>(M), 42, 0.01f);
+          const auto ws = random_values<float>(static_cast<size_t>(N), 43, 0.01f);
+          const auto bias = random_values<float>(static_cast<size_t>(N), 44);
+          std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+          linear_w8a8_ref(x.data(), xs.data(), x_scale_stride, w.data(), ws.data(), 1, bias.data(), {M, K, N, 0, N},
+                          want.data());
+          const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+          k.linear_w8a8(x.data(), xs.data(), x_scale_stride, w.data(), ws.data(), 1, bias.data(), {M, K, N, 0, mid},
+                        got.data());
+          k.linear_w8a8(x.data(), xs.data(), x_scale_stride, w.data(), ws.data(), 1, bias.data(), {M, K, N, mid, N},
+                        got.data());
+          EXPECT_EQ(got, want) << "M=" << M << " K=" << K << " N=" << N;
+        }
+}
+
 // float8 weights over every code but the NaNs, on both the float path and (where present) the
 // bf16 GEMM path: products are exact in both.
 TEST_P(LinearPerIsa, Fp8MatchesReference) {

@@ -129,7 +129,7 @@ TEST(LinearRef, W8A8AccumulatesExactly) {
     const auto w = random_int8(static_cast<size_t>(s.N * s.K), 12);
     const float w_scale = 1.0f, x_scale = 1.0f;
     const auto y = run_split<float>(s, [&](LinearShape ls, float* out) {
-      linear_int8_int8_ref<float>(x.data(), x_scale, w.data(), &w_scale, 0, nullptr, ls, out);
+      linear_w8a8_ref(x.data(), &x_scale, 0, w.data(), &w_scale, 0, nullptr, ls, out);
     });
     for (int64_t m = 0; m < s.M; ++m)
       for (int64_t n = 0; n < s.N; ++n) {

@@ -73,6 +73,20 @@ def test_linear_w8a8_accumulates_in_int32(out_dtype, M, K, N, bias):
     check_close(got, want.float(), out_dtype)
 
 
+@pytest.mark.parametrize("M,K,N", [(1, 64, 8), (5, 257, 7), (17, 128, 33)])
+def test_linear_w8a8_with_dynamic_per_token_scales(M, K, N):
+    x = random_tensor((M, K), torch.float32)
+    w = random_tensor((N, K), torch.float32)
+    x_scale = ops.absmax_scale(x, "qint8", 0)  # one scale per row (token)
+    w_scale = ops.absmax_scale(w, "qint8", 0)
+    xq = ops.symmetric_quantize(x, x_scale, "qint8", 0)
+    wq = ops.symmetric_quantize(w, w_scale, "qint8", 0)
+    got = ops.linear_w8a8(xq, x_scale, wq, w_scale, None, torch.float32)
+    acc = xq.to(torch.int64) @ wq.to(torch.int64).T
+    want = (acc.double() * (x_scale.double() * w_scale.double().view(1, N))).float()
+    check_close(got, want, torch.float32)
+
+
 def test_linear_keeps_leading_dims():
     x = random_tensor((2, 3, 64), torch.float32)
     w = random_tensor((8, 64), torch.float32)

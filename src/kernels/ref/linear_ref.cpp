@@ -51,17 +51,14 @@ void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group
   linear_float_acc(x, bias, s, y, weight, nullptr, 0);
 }
 
-template <typename T>
-void linear_int8_int8_ref(const int8_t* x, float x_scale, const int8_t* w, const float* w_scale,
-                          int64_t scale_stride, const float* bias, LinearShape s, T* y) {
+void linear_w8a8_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
+                     const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
   for (int64_t m = 0; m < s.M; ++m)
     for (int64_t n = s.n_begin; n < s.n_end; ++n) {
       int32_t acc = 0;
       for (int64_t k = 0; k < s.K; ++k)
         acc += static_cast<int32_t>(x[m * s.K + k]) * static_cast<int32_t>(w[n * s.K + k]);
-      float out = static_cast<float>(acc) * (x_scale * w_scale[n * scale_stride]);
-      if (bias) out += bias[n];
-      y[m * s.N + n] = from_float<T>(out);
+      y[m * s.N + n] = w8a8_output(acc, x_scale[m * x_scale_stride], w_scale[n * w_scale_stride], bias, n);
     }
 }
 
@@ -71,9 +68,7 @@ void linear_int8_int8_ref(const int8_t* x, float x_scale, const int8_t* w, const
   template void linear_fp8_ref<T>(const T*, const uint8_t*, Fp8Format, const float*, int64_t, \
                                   const float*, LinearShape, T*);                             \
   template void linear_qbits_ref<T>(const T*, const uint8_t*, int, int64_t, const float*,     \
-                                    const float*, const float*, LinearShape, T*);             \
-  template void linear_int8_int8_ref<T>(const int8_t*, float, const int8_t*, const float*,    \
-                                        int64_t, const float*, LinearShape, T*);
+                                    const float*, const float*, LinearShape, T*);
 
 QUANTO_INSTANTIATE_LINEAR_REF(float)
 QUANTO_INSTANTIATE_LINEAR_REF(bf16)

@@ -36,10 +36,17 @@ void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group
                       const float* scale, const float* shift, const float* bias, LinearShape s,
                       T* y);
 
-// W8A8: x int8 [M, K] with one float scale, w int8 [N, K]; int32 accumulation, then
-// y = acc * (x_scale * w_scale[n]) + bias[n].
-template <typename T>
-void linear_int8_int8_ref(const int8_t* x, float x_scale, const int8_t* w, const float* w_scale,
-                          int64_t scale_stride, const float* bias, LinearShape s, T* y);
+// W8A8: x int8 [M, K] with a float scale per tensor (x_scale_stride 0, static calibration) or
+// per row (1, dynamic per-token), w int8 [N, K]; exact int32 accumulation, then
+// y = acc * (x_scale[m] * w_scale[n]) + bias[n], in float. Optimised variants compute the same
+// int32 sums and the same epilogue, so they match this bit for bit.
+void linear_w8a8_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
+                     const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
+
+// The W8A8 epilogue, shared by every variant so they agree bit for bit.
+inline float w8a8_output(int32_t acc, float x_scale, float w_scale, const float* bias, int64_t n) {
+  const float out = static_cast<float>(acc) * (x_scale * w_scale);
+  return bias ? out + bias[n] : out;
+}
 
 }  // namespace quanto::kernels

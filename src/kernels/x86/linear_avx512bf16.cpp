@@ -1,5 +1,6 @@
-// Weight-only linear kernels for bfloat16 activations on AVX-512 BF16 (built with
-// -mavx512bf16 on top of the AVX-512 flags).
+// Kernels for the avx512bf16 tier (AVX-512 plus BF16 and VNNI; built with -mavx512bf16
+// -mavx512vnni on top of the AVX-512 flags): weight-only linear for bfloat16 activations, and
+// W8A8 with vpdpbusd.
 //
 // A 4-bit code c becomes the bf16 weight 128 + c with a single OR (0x4300 | c is exactly
 // bf16(128 + c), since bf16's ulp is 1 on [128, 256)), and vdpbf16ps multiplies 32 of them by
@@ -162,7 +163,52 @@ void gemm_over_blocks(const bf16* x, LinearShape s, DecodeRow decode_row, Epilog
   }
 }
 
+// ---- W8A8 with VNNI: vpdpbusd multiplies u8 × s8, so x (s8) is offset to u8 by flipping its
+// sign bit, x + 128, and 128 · Σ_k w[n, k] is taken back out per row. 64 MACs per instruction.
+
+constexpr int64_t kVnniStep = 64;
+
+template <int MR>
+void w8a8_tile_vnni(const uint8_t* xu, const int8_t* x, int64_t K, const int8_t* w, int32_t dots[][kRowBlock]) {
+  __m512i acc[MR][kRowBlock], wsum[kRowBlock];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kRowBlock; ++r) acc[i][r] = _mm512_setzero_si512();
+  for (int r = 0; r < kRowBlock; ++r) wsum[r] = _mm512_setzero_si512();
+  const __m512i ones = _mm512_set1_epi8(1);
+  const int64_t body = K - K % kVnniStep;
+  for (int64_t k = 0; k < body; k += kVnniStep) {
+    __m512i wv[kRowBlock];
+    for (int r = 0; r < kRowBlock; ++r) {
+      wv[r] = _mm512_loadu_si512(w + r * K + k);
+      wsum[r] = _mm512_dpbusd_epi32(wsum[r], ones, wv[r]);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512i xv = _mm512_loadu_si512(xu + i * K + k);
+      for (int r = 0; r < kRowBlock; ++r) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], xv, wv[r]);
+    }
+  }
+  for (int r = 0; r < kRowBlock; ++r) {
+    const int32_t offset = 128 * _mm512_reduce_add_epi32(wsum[r]);
+    for (int i = 0; i < MR; ++i) {
+      int32_t d = _mm512_reduce_add_epi32(acc[i][r]) - offset;
+      for (int64_t k = body; k < K; ++k) d += static_cast<int32_t>(x[i * K + k]) * w[r * K + k];
+      dots[i][r] = d;
+    }
+  }
+}
+
 }  // namespace
+
+void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
+                      const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
+  std::vector<uint8_t> xu(static_cast<size_t>(s.M * s.K));
+  for (size_t i = 0; i < xu.size(); ++i) xu[i] = static_cast<uint8_t>(x[i]) ^ 0x80u;
+  simd::w8a8_blocks<kMaxRows>(w, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y,
+                              [&](auto mr, int64_t m, const int8_t* rows, int32_t dots[][kRowBlock]) {
+                                w8a8_tile_vnni<decltype(mr)::value>(xu.data() + m * s.K, x + m * s.K, s.K, rows,
+                                                                    dots);
+                              });
+}
 
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
                      LinearShape s, float* y) {

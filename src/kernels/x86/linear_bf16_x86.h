@@ -1,5 +1,6 @@
-// Linear kernels that take bfloat16 activations directly (AVX-512 BF16). Contracts as in
-// kernels/ref/tiled_ref.h, with x in bf16 and y in float.
+// Kernels of the avx512bf16 tier (AVX-512 + BF16 + VNNI): linear layers that take bfloat16
+// activations directly (contracts as in kernels/ref/tiled_ref.h, x in bf16, y in float), and
+// W8A8 on VNNI (contract of linear_w8a8_ref).
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,9 @@
 #include "kernels/ref/tiled_ref.h"
 
 namespace quanto::kernels::avx512bf16 {
+
+void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
+                      const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
 
 // int8 weights [N, K] with K % 32 == 0, bf16 activations: the batched (GEMM) path, meant for
 // M >= 4 (the op layer sends smaller batches to the float GEMV, which is bandwidth bound).

@@ -148,6 +148,72 @@ void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float*
   linear_bytes<V>(x, w, Fp8Decoder<V>{format}, scale, scale_stride, bias, s, y);
 }
 
+// ---- W8A8: int8 x [M, K] × int8 w [N, K], exact int32 sums, w8a8_output epilogue ----
+
+// Runs tile(m, rows, dots) over kRowBlock weight rows at a time (zero-padded past n_end, so
+// tiles always see full blocks) and every row of x, MR rows per tile, and writes y.
+template <int MR, typename Tile>
+void w8a8_blocks(const int8_t* w, const float* x_scale, int64_t x_scale_stride, const float* w_scale,
+                 int64_t w_scale_stride, const float* bias, LinearShape s, float* y, Tile tile) {
+  std::vector<int8_t> padded;
+  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
+    const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
+    const int8_t* rows = w + n0 * s.K;
+    if (nr < kRowBlock) {
+      padded.assign(static_cast<size_t>(kRowBlock * s.K), 0);
+      std::copy(rows, rows + nr * s.K, padded.begin());
+      rows = padded.data();
+    }
+    int32_t dots[MR][kRowBlock];
+    auto emit = [&](int64_t m, int count) {
+      for (int i = 0; i < count; ++i)
+        for (int64_t r = 0; r < nr; ++r)
+          y[(m + i) * s.N + n0 + r] = w8a8_output(dots[i][r], x_scale[(m + i) * x_scale_stride],
+                                                  w_scale[(n0 + r) * w_scale_stride], bias, n0 + r);
+    };
+    int64_t m = 0;
+    for (; m + MR <= s.M; m += MR) {
+      tile(std::integral_constant<int, MR>{}, m, rows, dots);
+      emit(m, MR);
+    }
+    for (; m < s.M; ++m) {
+      tile(std::integral_constant<int, 1>{}, m, rows, dots);
+      emit(m, 1);
+    }
+  }
+}
+
+template <class V, int MR>
+void w8a8_tile(const int8_t* x, int64_t K, const int8_t* w, int32_t dots[][kRowBlock]) {
+  typename V::I acc[MR][kRowBlock];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kRowBlock; ++r) acc[i][r] = V::zero_i();
+  const int64_t body = K - K % V::kI8Step;
+  for (int64_t k = 0; k < body; k += V::kI8Step) {
+    typename V::I wv[kRowBlock];
+    for (int r = 0; r < kRowBlock; ++r) wv[r] = V::widen_i8(w + r * K + k);
+    for (int i = 0; i < MR; ++i) {
+      const typename V::I xv = V::widen_i8(x + i * K + k);
+      for (int r = 0; r < kRowBlock; ++r) acc[i][r] = V::madd(acc[i][r], xv, wv[r]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kRowBlock; ++r) {
+      int32_t d = V::hsum_i32(acc[i][r]);
+      for (int64_t k = body; k < K; ++k) d += static_cast<int32_t>(x[i * K + k]) * w[r * K + k];
+      dots[i][r] = d;
+    }
+}
+
+template <class V>
+void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
+                 const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
+  w8a8_blocks<V::kGemmRows>(w, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y,
+                            [&](auto mr, int64_t m, const int8_t* rows, int32_t dots[][kRowBlock]) {
+                              w8a8_tile<V, decltype(mr)::value>(x + m * s.K, s.K, rows, dots);
+                            });
+}
+
 // Σ_i a_i b_i, kWidth at a time (a serial scalar chain costs ~4 cycles an element).
 template <class V>
 float dot(const float* a, const float* b, int64_t n) {

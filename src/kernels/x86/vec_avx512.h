@@ -47,6 +47,15 @@ struct Vec {
     out[1] = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
   }
   static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  // int8 dot products through int16 (no saturation: |a·b| <= 2^14, two per int32 lane).
+  using I = __m512i;
+  static constexpr int kI8Step = 32;  // int8 values per widened register
+  static I zero_i() { return _mm512_setzero_si512(); }
+  static I widen_i8(const int8_t* p) {
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static I madd(I acc, I a, I b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
+  static int32_t hsum_i32(I v) { return _mm512_reduce_add_epi32(v); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F div(F a, F b) { return _mm512_div_ps(a, b); }
   static F min(F a, F b) { return _mm512_min_ps(a, b); }

@@ -119,22 +119,18 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
 
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
-  const char* op = "linear_w8a8";
   const TensorSpec spec = linear_w8a8_spec(x_data, x_scale, w_data, w_scale, bias, out_dtype);
   const int64_t N = w_data.size(0), K = w_data.size(1), M = x_data.numel() / K;
-  const at::Tensor xc = x_data.contiguous(), wc = w_data.contiguous(), sc = as_float(w_scale);
-  const float xs = x_scale.to(at::kFloat).item<float>();
+  const at::Tensor xc = x_data.contiguous(), wc = w_data.contiguous();
+  const at::Tensor xs = as_float(x_scale), ws = as_float(w_scale);
   const auto bc = float_bias(bias);
-  const int64_t stride = sc.numel() == 1 ? 0 : 1;
-  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(out_dtype));
-  dispatch_float(out_dtype, op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    over_channels(M, K, N, [&](kernels::LinearShape s) {
-      kernels::linear_int8_int8_ref<T>(data_as<const int8_t>(xc), xs, data_as<const int8_t>(wc), sc.data_ptr<float>(),
-                                       stride, float_or_null(bc), s, data_as<T>(y));
-    });
+  const auto fn = kernels::kernels().linear.linear_w8a8;
+  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
+  over_channels(M, K, N, [&](kernels::LinearShape s) {
+    fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1, data_as<const int8_t>(wc),
+       ws.data_ptr<float>(), ws.numel() == 1 ? 0 : 1, float_or_null(bc), s, y.data_ptr<float>());
   });
-  return y;
+  return out_dtype == at::kFloat ? y : y.to(out_dtype);
 }
 
 }  // namespace
