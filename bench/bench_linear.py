@@ -134,5 +134,32 @@ def main():
         print(f"{'':>12} batch 1: " + "; ".join(notes))
 
 
+@torch.no_grad()
+def w8a8_table():
+    """int8 activations × int8 weights: quanto's linear_w8a8 (int32 sums + rescale) against torch
+    fp32 linear and torch._int_mm (the int32 matmul alone, no rescale)."""
+    print("\nW8A8 (int8 x int8 -> int32 -> rescale), times in ms; speed-up = baseline / quanto")
+    print(f"{'N x K':>12} {'M':>4} {'torch fp32':>11} {'torch _int_mm':>14} {'quanto w8a8':>12} {'vs fp32':>8} {'vs _int_mm':>10}")
+    for N, K in SHAPES[:2]:
+        w = torch.randn(N, K)
+        ws = ops.absmax_scale(w, "qint8", 0)
+        wq = ops.symmetric_quantize(w, ws, "qint8", 0)
+        wq_t = wq.t().contiguous()
+        for M in BATCHES:
+            x = torch.randn(M, K)
+            xs = ops.absmax_scale(x, "qint8", 0)  # dynamic, per token
+            xq = ops.symmetric_quantize(x, xs, "qint8", 0)
+            t_fp32 = timeit(lambda: F.linear(x, w))
+            t_q = timeit(lambda: ops.linear_w8a8(xq, xs, wq, ws, None, torch.float32))
+            try:  # torch._int_mm on CPU wants M > 16 and sizes that are multiples of 8
+                t_int = timeit(lambda: torch._int_mm(xq, wq_t))
+                int_cols = f"{t_int * 1e3:14.3f}", f"{t_int / t_q:10.2f}"
+            except RuntimeError:
+                int_cols = f"{'n/a':>14}", f"{'n/a':>10}"
+            print(f"{f'{N}x{K}':>12} {M:>4} {t_fp32 * 1e3:11.3f} {int_cols[0]} {t_q * 1e3:12.3f} "
+                  f"{t_fp32 / t_q:8.2f} {int_cols[1]}", flush=True)
+
+
 if __name__ == "__main__":
     main()
+    w8a8_table()
