@@ -148,9 +148,11 @@ TEST_P(LinearPerIsa, W8A8MatchesReferenceExactly) {
     for (auto& b : v) b = static_cast<int8_t>(std::uniform_int_distribution<int>(-128, 127)(gen));
     return v;
   };
-  for (int64_t M : {1, 3, 4, 17})
+  // M = 17 and 30 take the packed VNNI path (full 6-row tiles and a tail); N = 40 spans two
+  // 32-channel blocks.
+  for (int64_t M : {1, 3, 4, 8, 17, 30})
     for (int64_t K : {1, 33, 64, 257})
-      for (int64_t N : {1, 7, 16})
+      for (int64_t N : {1, 7, 16, 40})
         for (int64_t x_scale_stride : {0, 1}) {
           auto x = random_int8(static_cast<size_t>(M * K));
           auto w = random_int8(static_cast<size_t>(N * K));
