@@ -60,6 +60,7 @@ demo: build
 bench: build
 	$(BUILD)/quanto_kernel_bench --benchmark_min_time=0.2
 	$(PY) bench/bench_ops.py
+	$(PY) bench/bench_linear.py
 
 clean:
 	rm -rf $(BUILD) $(SANBUILD) python/quanto/_native
