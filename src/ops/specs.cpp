@@ -36,12 +36,15 @@ TensorSpec absmax_scale_spec(const at::Tensor& x, std::string_view qtype, std::o
 }
 
 std::pair<TensorSpec, TensorSpec> minmax_scale_shift_spec(const at::Tensor& x, std::string_view qtype,
-                                                          int64_t axis, std::optional<int64_t> group_size) {
+                                                          int64_t axis, std::optional<int64_t> group_size,
+                                                          Grouping* grouping) {
   const char* op = "minmax_scale_shift";
   checked_affine_qtype(op, qtype);
   check_float(op, "x", x);
-  const Grouping g = grouping_for(op, x.sym_sizes(), checked_axis(op, x.dim(), axis), group_size);
-  return {{g.param_sizes, x.scalar_type()}, {g.param_sizes, x.scalar_type()}};
+  Grouping g = grouping_for(op, x.sym_sizes(), checked_axis(op, x.dim(), axis), group_size);
+  std::pair<TensorSpec, TensorSpec> specs{{g.param_sizes, x.scalar_type()}, {g.param_sizes, x.scalar_type()}};
+  if (grouping) *grouping = std::move(g);
+  return specs;
 }
 
 TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype) {

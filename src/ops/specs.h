@@ -25,7 +25,8 @@ enum class ParamAxis { per_tensor, rows, cols };
 
 TensorSpec absmax_scale_spec(const at::Tensor& x, std::string_view qtype, std::optional<int64_t> axis);
 std::pair<TensorSpec, TensorSpec> minmax_scale_shift_spec(const at::Tensor& x, std::string_view qtype,
-                                                          int64_t axis, std::optional<int64_t> group_size);
+                                                          int64_t axis, std::optional<int64_t> group_size,
+                                                          Grouping* grouping = nullptr);
 TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
 TensorSpec symmetric_quantize_spec(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
                                    std::optional<int64_t> axis);

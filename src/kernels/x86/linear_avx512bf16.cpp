@@ -30,14 +30,7 @@ inline __m512i decode_block_bf16(const uint8_t* p) {
   return _mm512_or_si512(_mm512_cvtepu8_epi16(t), _mm512_set1_epi16(0x4300));
 }
 
-inline float hsum(__m512 v) {
-  // In-register folds (GCC 12's _mm512_reduce_add_ps trips its own warnings, bug 105593).
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_cvtss_f32(v);
-}
+inline float hsum(__m512 v) { return avx512::Vec::hsum(v); }
 
 // Σ_g (128 s_g + h_g) xsum_g, 16 groups per step (a serial scalar chain would cost ~4 cycles
 // a group, a large share of a row's work at K = 4096).

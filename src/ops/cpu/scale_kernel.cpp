@@ -70,9 +70,9 @@ at::Tensor absmax_scale(const at::Tensor& x, c10::string_view qtype, std::option
 std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, c10::string_view qtype,
                                                       int64_t axis, std::optional<int64_t> group_size) {
   const char* op = "minmax_scale_shift";
-  const auto [scale_spec, shift_spec] = minmax_scale_shift_spec(x, qtype, axis, group_size);
+  Grouping g;
+  const auto [scale_spec, shift_spec] = minmax_scale_shift_spec(x, qtype, axis, group_size, &g);
   const QType& q = checked_qtype(op, qtype);
-  const Grouping g = grouping_for(op, x.sym_sizes(), checked_axis(op, x.dim(), axis), group_size);
   const at::Tensor x2 = grouped_2d(x, g);
   const int64_t rows = x2.size(0), cols = x2.size(1);
   at::Tensor scale = at::empty(concrete(scale_spec.sizes), x.options());
