@@ -1,0 +1,118 @@
+// quanto_qmap.json: {"module.name": {"weights": "qint4", "activations": "none"}, ...}, the
+// shape optimum-quanto 0.2.7 writes (json.dump with indent=4).
+#include <quanto/qmap.h>
+#include <quanto/safetensors.h>
+
+#include "json_guard.h"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+
+namespace quanto::qmap {
+namespace {
+
+using nlohmann::json;
+
+// The qtype names of FORMAT.md (src/ops/qtype.cpp holds the same list with the dtypes; this
+// layer stays torch-free, and a test checks both lists agree).
+constexpr std::array<std::string_view, 8> kNames{
+    "none", "qint2", "qint4", "qint8", "qfloat8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz", "qfloat8_e5m2"};
+
+[[noreturn]] void fail(const std::string& message) { throw MapError("quantization map: " + message); }
+
+std::string describe_duplicate(size_t level, const std::string& owner, const std::string& key) {
+  if (level == 1) return "duplicate module name \"" + key + "\"";
+  if (level == 2) return "module \"" + owner + "\": duplicate field \"" + key + "\"";
+  return "duplicate JSON key \"" + key + "\"";
+}
+
+void fail_nesting(const std::string& message) { fail(message); }
+
+std::string known_names() {
+  std::string s;
+  for (std::string_view n : kNames) {
+    if (!s.empty()) s += ", ";
+    s += n;
+  }
+  return s;
+}
+
+std::string checked_qtype(const json& entry, const char* key, const std::string& module) {
+  auto it = entry.find(key);
+  if (it == entry.end()) fail("module \"" + module + "\": missing field \"" + key + "\"");
+  if (!it->is_string()) fail("module \"" + module + "\": \"" + key + "\" is not a string");
+  const std::string& name = it->get_ref<const std::string&>();
+  if (!is_known_qtype_name(name)) {
+    fail("module \"" + module + "\": unknown qtype \"" + name + "\" for " + key + " (known: " + known_names() + ")");
+  }
+  return name;
+}
+
+}  // namespace
+
+bool is_known_qtype_name(std::string_view name) {
+  for (std::string_view n : kNames) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
+QuantizationMap parse(std::string_view text) {
+  json root;
+  try {
+    io_detail::JsonGuard guard(16, describe_duplicate, fail_nesting);
+    root = json::parse(text.begin(), text.end(), std::ref(guard), /*allow_exceptions=*/true,
+                       /*ignore_comments=*/false);
+  } catch (const json::exception& e) {
+    fail(std::string("not valid JSON: ") + e.what());
+  }
+  if (!root.is_object()) fail(std::string("not a JSON object (it is a JSON ") + root.type_name() + ")");
+  QuantizationMap map;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string& module = it.key();
+    const json& entry = it.value();
+    if (!entry.is_object()) fail("module \"" + module + "\": entry is not a JSON object");
+    for (auto f = entry.begin(); f != entry.end(); ++f) {
+      if (f.key() != "weights" && f.key() != "activations") {
+        fail("module \"" + module + "\": unknown field \"" + f.key() + "\" (expected \"weights\" and \"activations\")");
+      }
+    }
+    Entry e;
+    e.weights = checked_qtype(entry, "weights", module);
+    e.activations = checked_qtype(entry, "activations", module);
+    map.emplace(module, std::move(e));
+  }
+  return map;
+}
+
+std::string dump(const QuantizationMap& map) {
+  json root = json::object();
+  for (const auto& [module, e] : map) {
+    if (!is_known_qtype_name(e.weights)) fail("module \"" + module + "\": unknown weights qtype \"" + e.weights + "\"");
+    if (!is_known_qtype_name(e.activations)) {
+      fail("module \"" + module + "\": unknown activations qtype \"" + e.activations + "\"");
+    }
+    root[module] = json{{"weights", e.weights}, {"activations", e.activations}};
+  }
+  try {
+    return root.dump(4);
+  } catch (const json::exception& e) {
+    fail(std::string("cannot serialize: ") + e.what());
+  }
+}
+
+QuantizationMap read(const std::string& path) {
+  const safetensors::MappedFile file = safetensors::MappedFile::open(path);  // errors name the path
+  try {
+    return parse(std::string_view(reinterpret_cast<const char*>(file.data()), file.size()));
+  } catch (const MapError& e) {
+    throw MapError(path + ": " + e.what());
+  }
+}
+
+void write(const std::string& path, const QuantizationMap& map) {
+  safetensors::write_file_atomic(path, dump(map) + "\n");
+}
+
+}  // namespace quanto::qmap
