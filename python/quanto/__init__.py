@@ -19,6 +19,11 @@ from .qtypes import (
 
 _library.load()
 
+from .calibrate import Calibration  # noqa: E402
+from .nn import QConv1d, QConv2d, QEmbedding, QLayerNorm, QLinear, QModuleMixin, quantize_module  # noqa: E402
+from .optimizers import AbsmaxOptimizer, MaxOptimizer, Optimizer  # noqa: E402
+from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -32,4 +37,19 @@ __all__ = [
     "qfloat8_e4m3fn",
     "qfloat8_e4m3fnuz",
     "qfloat8_e5m2",
+    "quantize",
+    "freeze",
+    "quantization_map",
+    "requantize",
+    "Calibration",
+    "QModuleMixin",
+    "QLinear",
+    "QConv1d",
+    "QConv2d",
+    "QLayerNorm",
+    "QEmbedding",
+    "quantize_module",
+    "Optimizer",
+    "AbsmaxOptimizer",
+    "MaxOptimizer",
 ]

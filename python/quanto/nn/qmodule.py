@@ -1,0 +1,411 @@
+"""The quantized-module mixin shared by every quantized layer.
+
+A float module becomes quantized in place: its class is swapped for a subclass that mixes in
+:class:`QModuleMixin` (so hooks, attributes and the module's identity survive). Before
+:meth:`freeze` the float weight stays a trainable Parameter and forward uses it fake-quantized
+with straight-through gradients (QAT). ``freeze`` replaces it by plain buffers holding the
+quantized weight: ``weight_data`` (int8/float8 values, or packed 2/4-bit codes — tiled for the
+fast 4-bit kernels when the group size allows), ``weight_scale`` and ``weight_shift``.
+``state_dict`` always holds optimum-quanto's keys and canonical layout (FORMAT.md):
+``weight._data`` / ``weight._scale`` for 8-bit qtypes, ``weight._data._data`` / ``weight._scale``
+/ ``weight._shift`` for 2/4-bit ones, plus ``input_scale`` and ``output_scale``.
+
+All arithmetic goes through ``torch.ops.quanto``: Python only decides which op to call.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from ..calibrate import calibration_momentum
+from ..optimizers import default_optimizer
+from ..qtypes import qint8, qtype, qtype_from_name, qtypes
+
+__all__ = ["QModuleMixin", "as_qtype", "resolve_group_size"]
+
+ops = torch.ops.quanto
+_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2)
+_FROZEN_BUFFERS = ("weight_data", "weight_scale", "weight_shift")
+
+
+def as_qtype(value, what: str) -> Optional[qtype]:
+    """A quanto qtype from a qtype, its name, an optimum-quanto qtype, or None / "none"."""
+    if value is None or (isinstance(value, str) and value == "none"):
+        return None
+    if isinstance(value, qtype):
+        return value
+    if isinstance(value, str):
+        try:
+            return qtype_from_name(value)
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
+    name = getattr(value, "name", None)  # an optimum-quanto qtype
+    if isinstance(name, str) and name in qtypes:
+        return qtypes[name]
+    raise TypeError(f"{what}: expected a qtype or a qtype name, got {type(value).__name__} {value!r}")
+
+
+def resolve_group_size(wtype: qtype, in_features: int, group_size: Optional[int], where: str) -> Optional[int]:
+    """The group size used for a weight: FORMAT.md's default rule, or the user's choice, checked."""
+    if wtype.bits == 8:
+        return None
+    if group_size is None:
+        return ops.default_group_size(in_features)
+    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size <= 0:
+        raise ValueError(f"{where}: group_size must be a positive int, got {group_size!r}")
+    if in_features % group_size != 0:
+        raise ValueError(
+            f"{where}: group_size {group_size} does not divide the weight's {in_features} input features"
+        )
+    return group_size
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward returns the quantized value; backward passes the gradient to the float input."""
+
+    @staticmethod
+    def forward(ctx, x, xq):
+        return xq
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def _straight_through(x: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _StraightThrough.apply(x, xq)
+    return xq
+
+
+def quantize_weight(w: torch.Tensor, wtype: qtype, group_size: Optional[int], optimizer) -> Dict[str, torch.Tensor]:
+    """Canonical quantized tensors of an out-first weight: data, scale (and shift for 2/4 bits)."""
+    w = w.detach()
+    if wtype.bits == 8:
+        scale = optimizer(w, qtype=wtype, axis=0)
+        return {"data": ops.symmetric_quantize(w, scale, wtype.name, 0), "scale": scale}
+    scale, shift = optimizer(w, qtype=wtype, axis=0, group_size=group_size)
+    codes = ops.affine_quantize(w, scale, shift, wtype.name, 0, group_size)
+    return {"data": ops.pack_codes(codes, wtype.bits), "scale": scale, "shift": shift}
+
+
+def dequantize_weight(t: Dict[str, torch.Tensor], wtype: qtype, group_size: Optional[int], shape) -> torch.Tensor:
+    """The float weight (scale's dtype) that canonical quantized tensors stand for."""
+    if wtype.bits == 8:
+        return ops.symmetric_dequantize(t["data"], t["scale"])
+    rows = (torch.Size(shape).numel() // group_size) if group_size else shape[0]
+    codes = ops.unpack_codes(t["data"], wtype.bits, rows)
+    return ops.affine_dequantize(codes, t["scale"], t["shift"], list(shape), 0, group_size)
+
+
+class QModuleMixin:
+    """Quantization state and behaviour shared by quantized modules (mixed in first)."""
+
+    # Subclasses: whether forward quantizes a float input (optimum-quanto: Linear only), whether
+    # the weight feeds a linear op (so 4-bit weights may use the tiled layout).
+    _quantize_input = False
+    _linear_weight = False
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def _quanto_setup(self, weights: Optional[qtype], activations: Optional[qtype], optimizer,
+                      group_size: Optional[int], name: str = ""):
+        self.name = name
+        self.weight_qtype = weights
+        self.activation_qtype = activations
+        self._quanto_frozen = False
+        self._quanto_tiled = False
+        w = self._parameters.get("weight")
+        if weights is not None:
+            if w is None:
+                raise ValueError(f"quantize: module {name!r} has no weight to quantize")
+            shape = self._canonical_shape(tuple(w.shape))
+            self._quanto_qshape = shape
+            in_features = torch.Size(shape).numel() // shape[0]
+            self.weight_group_size = resolve_group_size(weights, in_features, group_size, f"quantize: {name!r}")
+            self.optimizer = optimizer if optimizer is not None else default_optimizer(weights)
+        else:
+            self.weight_group_size = None
+            self.optimizer = None
+        dtype = w.dtype if w is not None else torch.float32
+        device = w.device if w is not None else torch.device("cpu")
+        for key in ("input_scale", "output_scale"):
+            self.register_buffer(key, torch.ones((), dtype=dtype, device=device))
+
+    # Subclasses whose float weight is not out-first (transformers' Conv1D) override these two.
+    def _canonical_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return shape
+
+    def _canonical_weight(self, w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    def _float_weight(self, wc: torch.Tensor) -> torch.Tensor:
+        return wc
+
+    # --- weight -------------------------------------------------------------------------------
+
+    @property
+    def frozen(self) -> bool:
+        return self.__dict__.get("_quanto_frozen", False)
+
+    @property
+    def weight(self):
+        if not self.__dict__.get("_quanto_frozen", False):
+            return self._parameters.get("weight")
+        # A frozen weight is read back dequantized (a new tensor each time; not a Parameter).
+        return self._float_weight(self.dequantized_weight())
+
+    @weight.setter
+    def weight(self, value):
+        raise AttributeError(
+            f"{type(self).__name__}.weight is quantized and frozen; load a state dict or re-quantize instead"
+        )
+
+    def _effective_group_size(self) -> Optional[int]:
+        """Group size as the linear ops take it: per-channel grouping is one group per row."""
+        gs = self.weight_group_size
+        if gs is None and len(self._quanto_qshape) == 2:
+            return self._quanto_qshape[1]
+        return gs
+
+    def _can_tile(self, device: torch.device) -> bool:
+        gs = self._effective_group_size()
+        return (self._linear_weight and self.weight_qtype.bits == 4 and len(self._quanto_qshape) == 2
+                and gs is not None and gs % 32 == 0 and device.type in ("cpu", "meta"))
+
+    def canonical_weight_tensors(self) -> Dict[str, torch.Tensor]:
+        """The frozen weight as FORMAT.md lays it out (the tiled 4-bit layout converted back)."""
+        if not self.frozen:
+            raise ValueError(f"{type(self).__name__} {self.name!r} is not frozen: its weight is not quantized yet")
+        t = {"data": self.weight_data, "scale": self.weight_scale}
+        if self.weight_qtype.bits < 8:
+            t["shift"] = self.weight_shift
+            if self._quanto_tiled:
+                out, inf = self._quanto_qshape
+                t["data"] = ops.untile_qbits(self.weight_data, 4, out, inf, self._effective_group_size())
+        return t
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The out-first float weight the frozen quantized weight stands for."""
+        return dequantize_weight(self.canonical_weight_tensors(), self.weight_qtype, self.weight_group_size,
+                                 self._quanto_qshape)
+
+    def _set_frozen(self, t: Dict[str, torch.Tensor]):
+        self._parameters.pop("weight", None)
+        data = t["data"]
+        tiled = self.weight_qtype.bits < 8 and self._can_tile(data.device)
+        if tiled:
+            out, inf = self._quanto_qshape
+            data = ops.tile_qbits(data, 4, out, inf, self._effective_group_size())
+        self.register_buffer("weight_data", data, persistent=False)
+        self.register_buffer("weight_scale", t["scale"], persistent=False)
+        if "shift" in t:
+            self.register_buffer("weight_shift", t["shift"], persistent=False)
+        self._quanto_tiled = tiled
+        self._quanto_frozen = True
+
+    def _expected_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        shape, gs, bits = self._quanto_qshape, self.weight_group_size, self.weight_qtype.bits
+        if bits == 8:
+            return {"data": shape, "scale": (shape[0],) + (1,) * (len(shape) - 1)}
+        if gs is None:
+            rows, rest, param = shape[0], shape[1:], (shape[0],) + (1,) * (len(shape) - 1)
+        else:
+            rows, rest = torch.Size(shape).numel() // gs, (gs,)
+            param = (rows, 1)
+        k = 8 // bits
+        return {"data": ((rows + k - 1) // k,) + tuple(rest), "scale": param, "shift": param}
+
+    def _empty_frozen(self):
+        """Frozen buffers of the right shapes, without data (requantize fills them)."""
+        w = self._parameters["weight"]
+        exp = self._expected_shapes()
+        bits = self.weight_qtype.bits
+        data_dtype = self.weight_qtype.dtype if bits == 8 else torch.uint8
+        t = {"data": torch.empty(exp["data"], dtype=data_dtype, device=w.device),
+             "scale": torch.empty(exp["scale"], dtype=w.dtype, device=w.device)}
+        if bits < 8:
+            t["shift"] = torch.empty(exp["shift"], dtype=w.dtype, device=w.device)
+        self._set_frozen(t)
+
+    def freeze(self):
+        """Replace the float weight by its quantized form (no-op when there is nothing to freeze)."""
+        if self.weight_qtype is None or self.frozen:
+            return
+        w = self._parameters["weight"]
+        if w.is_meta:
+            raise ValueError(
+                f"freeze: the weight of {self.name!r} is on the meta device (it holds no data); load real "
+                "weights first, or use quanto.requantize to load quantized ones"
+            )
+        with torch.no_grad():
+            t = quantize_weight(self._canonical_weight(w).contiguous(), self.weight_qtype, self.weight_group_size,
+                                self.optimizer)
+        self._set_frozen(t)
+
+    def _fake_quantized_weight(self) -> torch.Tensor:
+        """Before freeze: the weight quantized then dequantized, with straight-through gradients."""
+        w = self._parameters["weight"]
+        with torch.no_grad():
+            wc = self._canonical_weight(w.detach()).contiguous()
+            t = quantize_weight(wc, self.weight_qtype, self.weight_group_size, self.optimizer)
+            wq = self._float_weight(dequantize_weight(t, self.weight_qtype, self.weight_group_size, wc.shape))
+        return _straight_through(w, wq.to(w.dtype))
+
+    # --- activations --------------------------------------------------------------------------
+
+    def _quantize_activation(self, x: torch.Tensor, scale: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(codes, float value) of x quantized per tensor with a static scale."""
+        data = ops.symmetric_quantize(x.detach(), scale, self.activation_qtype.name)
+        return data, ops.symmetric_dequantize(data, scale).to(x.dtype)
+
+    @staticmethod
+    def _update_scale(buffer: torch.Tensor, new: torch.Tensor, momentum: float):
+        new = new.to(buffer.dtype)
+        buffer.copy_(torch.where(buffer == 1, new, momentum * buffer + (1.0 - momentum) * new))
+
+    def _quanto_input(self, x):
+        """Returns (x to use, (codes, scale) or None)."""
+        a = self.activation_qtype
+        if a is None or not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            return x, None
+        momentum = calibration_momentum()
+        if momentum is not None:
+            tag = getattr(x, "_quanto_activation", None)
+            with torch.no_grad():
+                if tag is not None:
+                    if tag[0] != a.name:
+                        raise ValueError(
+                            f"{self.name!r}: models with heterogeneous quantized activations are not supported: "
+                            f"expected {a.name} input, got {tag[0]}"
+                        )
+                    self.input_scale.copy_(tag[1])
+                else:
+                    self._update_scale(self.input_scale, ops.absmax_scale(x.detach(), a.name), momentum)
+        if not self._quantize_input:
+            return x, None
+        data, xq = self._quantize_activation(x, self.input_scale)
+        return _straight_through(x, xq), (data, self.input_scale)
+
+    def _quanto_output(self, y):
+        a = self.activation_qtype
+        if a is None or not isinstance(y, torch.Tensor) or not y.is_floating_point():
+            return y
+        momentum = calibration_momentum()
+        if momentum is not None:
+            with torch.no_grad():
+                self._update_scale(self.output_scale, ops.absmax_scale(y.detach(), a.name), momentum)
+        _, yq = self._quantize_activation(y, self.output_scale)
+        yq = _straight_through(y, yq)
+        if momentum is not None:
+            # Lets a directly connected quantized module adopt this scale (optimum-quanto's rule).
+            yq._quanto_activation = (a.name, self.output_scale.detach().clone())
+        return yq
+
+    # --- device / dtype -----------------------------------------------------------------------
+
+    def _apply(self, fn, *args, **kwargs):
+        # Module.to(dtype) would cast float8 weight codes like any floating tensor: move them only.
+        held = {k: b for k, b in self._buffers.items() if b is not None and b.dtype in _FLOAT8}
+        for k in held:
+            self._buffers[k] = None
+        try:
+            result = super()._apply(fn, *args, **kwargs)
+        finally:
+            for k, b in held.items():
+                self._buffers[k] = b
+        for k, b in held.items():
+            device = fn(torch.empty(0, dtype=torch.float32, device=b.device)).device
+            if device != b.device:
+                self._buffers[k] = torch.empty_like(b, device=device) if b.is_meta else b.to(device)
+        return result
+
+    # --- state dict ---------------------------------------------------------------------------
+
+    def _weight_keys(self) -> Dict[str, str]:
+        if self.weight_qtype.bits == 8:
+            return {"data": "weight._data", "scale": "weight._scale"}
+        return {"data": "weight._data._data", "scale": "weight._scale", "shift": "weight._shift"}
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        if self.frozen:
+            for part, t in self.canonical_weight_tensors().items():
+                destination[prefix + self._weight_keys()[part]] = t if keep_vars else t.detach()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        if self.weight_qtype is not None:
+            keys = {part: prefix + k for part, k in self._weight_keys().items()}
+            present = {part: k for part, k in keys.items() if k in state_dict}
+            float_key = prefix + "weight"
+            if present and float_key in state_dict:
+                raise ValueError(f"state dict holds both {float_key!r} and quantized {sorted(present.values())}")
+            if present:
+                missing = [k for k in keys.values() if k not in state_dict]
+                if missing:
+                    missing_keys.extend(missing)
+                    for k in present.values():
+                        state_dict.pop(k)
+                else:
+                    self._load_frozen({part: state_dict.pop(k) for part, k in keys.items()}, prefix)
+            elif float_key in state_dict and self.frozen:
+                self._unfreeze_for(state_dict[float_key])
+            elif self.frozen:
+                missing_keys.extend(keys.values())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def _load_frozen(self, t: Dict[str, torch.Tensor], prefix: str):
+        wtype, exp = self.weight_qtype, self._expected_shapes()
+        keys = self._weight_keys()
+        data_dtype = wtype.dtype if wtype.bits == 8 else torch.uint8
+        for part, v in t.items():
+            key = prefix + keys[part]
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"{key}: expected a tensor, got {type(v).__name__}")
+            if v.is_meta:
+                raise ValueError(f"{key} is a meta tensor: it holds no data to load")
+            if tuple(v.shape) != tuple(exp[part]):
+                raise ValueError(
+                    f"{key}: shape {list(v.shape)} does not match {list(exp[part])} expected for a {wtype.name} "
+                    f"weight of shape {list(self._quanto_qshape)} (group size {self.weight_group_size}); "
+                    "does the quantization map match the model?"
+                )
+        if t["data"].dtype != data_dtype:
+            raise ValueError(
+                f"{prefix + keys['data']}: dtype {t['data'].dtype} is not {data_dtype}, the storage of {wtype.name}; "
+                "does the quantization map match the model?"
+            )
+        if not t["scale"].is_floating_point():
+            raise ValueError(f"{prefix + keys['scale']}: a scale must be floating point, got {t['scale'].dtype}")
+        if "shift" in t and not (t["shift"].is_floating_point() or t["shift"].dtype == torch.uint8):
+            raise ValueError(f"{prefix + keys['shift']}: a shift must be floating point or uint8 (zero-point), "
+                             f"got {t['shift'].dtype}")
+        device = self.input_scale.device
+        if device.type == "meta":
+            device = t["data"].device
+        self._set_frozen({part: v.detach().to(device).contiguous() for part, v in t.items()})
+
+    def _unfreeze_for(self, w: torch.Tensor):
+        """A float weight is loaded into a frozen module: it becomes a trainable (unfrozen) weight again."""
+        for k in _FROZEN_BUFFERS:
+            self._buffers.pop(k, None)
+        self._quanto_frozen = False
+        self._quanto_tiled = False
+        device = self.input_scale.device
+        self._parameters["weight"] = torch.nn.Parameter(torch.empty(w.shape, dtype=w.dtype, device=device))
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()
+        q = [f"weights={self.weight_qtype.name if self.weight_qtype else None}",
+             f"activations={self.activation_qtype.name if self.activation_qtype else None}"]
+        if self.weight_group_size:
+            q.append(f"group_size={self.weight_group_size}")
+        if self.frozen:
+            q.append("frozen")
+        return ", ".join(([base] if base else []) + q)
+
+
+def is_w8a8(m: QModuleMixin) -> bool:
+    return m.weight_qtype is qint8 and m.activation_qtype is qint8

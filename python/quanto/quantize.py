@@ -1,0 +1,186 @@
+"""Model-level API with optimum-quanto's names and meaning: quantize, freeze, quantization_map,
+requantize."""
+
+import copy
+from fnmatch import fnmatch
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+
+from .nn import QModuleMixin, quantize_module, quantized_class
+from .nn.qmodule import as_qtype, resolve_group_size
+
+__all__ = ["quantize", "freeze", "quantization_map", "requantize"]
+
+
+def _patterns(value, what: str) -> Optional[List[str]]:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(p, str) for p in value):
+        return list(value)
+    raise TypeError(f"quantize: {what} must be a pattern string or a list of them, got {value!r}")
+
+
+def _check_activations(activations, where: str):
+    if activations is not None and activations.bits != 8:
+        raise ValueError(f"{where}: activations are quantized per tensor to 8-bit qtypes only (qint8, qfloat8*), "
+                         f"got {activations.name}")
+
+
+def quantize(
+    model: torch.nn.Module,
+    weights=None,
+    activations=None,
+    optimizer=None,
+    include: Optional[Union[str, List[str]]] = None,
+    exclude: Optional[Union[str, List[str]]] = None,
+    group_size: Optional[int] = None,
+    inplace: bool = True,
+    embeddings: bool = False,
+) -> torch.nn.Module:
+    """Quantize the submodules of ``model`` that have a quantized counterpart.
+
+    Same arguments as optimum-quanto's ``quantize`` (include/exclude are fnmatch patterns on module
+    names), plus:
+      - ``group_size``: group size of 2/4-bit weights instead of FORMAT.md's default rule (it must
+        divide every selected layer's input features; optimum-quanto cannot read such files);
+      - ``inplace=False``: quantize a deep copy and leave ``model`` untouched;
+      - ``embeddings=True``: also quantize nn.Embedding weights (optimum-quanto 0.2.7 cannot read them).
+    Returns the quantized model (``model`` itself when ``inplace``).
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"quantize: model must be a torch.nn.Module, got {type(model).__name__}")
+    weights = as_qtype(weights, "quantize: weights")
+    activations = as_qtype(activations, "quantize: activations")
+    if weights is None and activations is None:
+        raise ValueError("quantize: nothing to do: give weights= and/or activations= (a qtype or its name)")
+    _check_activations(activations, "quantize")
+    if group_size is not None and (weights is None or weights.bits == 8):
+        raise ValueError(f"quantize: group_size applies to 2/4-bit weights (qint2, qint4) only, "
+                         f"got weights={weights.name if weights else None}")
+    if embeddings and weights is None:
+        raise ValueError("quantize: embeddings=True needs weights=: an embedding has no activation-only quantization")
+    include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
+    if not inplace:
+        model = copy.deepcopy(model)
+
+    selected = []
+    for name, m in model.named_modules():
+        if include is not None and not any(fnmatch(name, p) for p in include):
+            continue
+        if exclude is not None and any(fnmatch(name, p) for p in exclude):
+            continue
+        if isinstance(m, QModuleMixin):
+            raise ValueError(f"quantize: module {name!r} is already quantized")
+        found = quantized_class(m)
+        if found is None:
+            continue
+        if weights is not None and weights.bits < 8 and found[1] == "weights" and group_size is not None:
+            # Validate every layer before changing any, so a bad group size leaves the model intact.
+            w = m._parameters["weight"]
+            shape = (w.shape[1], w.shape[0]) if type(m).__name__ == "Conv1D" else tuple(w.shape)
+            resolve_group_size(weights, torch.Size(shape).numel() // shape[0], group_size, f"quantize: {name!r}")
+        selected.append((name, m))
+    for name, m in selected:
+        quantize_module(m, weights, activations, optimizer, group_size, name=name, embeddings=embeddings)
+    return model
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace the float weights of every quantized module by their quantized form."""
+    for _, m in model.named_modules():
+        if isinstance(m, QModuleMixin):
+            m.freeze()
+    return model
+
+
+def quantization_map(model: torch.nn.Module) -> Dict[str, Dict[str, Any]]:
+    """``{module name: {"weights": qtype name or "none", "activations": …}}`` for every quantized
+    module (optimum-quanto's quanto_qmap.json). A non-default group size adds ``"group_size"``,
+    which optimum-quanto ignores."""
+    config = {}
+    for name, m in model.named_modules():
+        if isinstance(m, QModuleMixin):
+            entry = {
+                "weights": "none" if m.weight_qtype is None else m.weight_qtype.name,
+                "activations": "none" if m.activation_qtype is None else m.activation_qtype.name,
+            }
+            if m.weight_qtype is not None and m.weight_qtype.bits < 8:
+                shape = m._quanto_qshape
+                default = resolve_group_size(m.weight_qtype, torch.Size(shape).numel() // shape[0], None, name)
+                if m.weight_group_size != default:
+                    entry["group_size"] = m.weight_group_size
+            config[name] = entry
+    return config
+
+
+def _first_device(model: torch.nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return torch.device("cpu") if t.is_meta else t.device
+    return torch.device("cpu")
+
+
+def requantize(
+    model: torch.nn.Module,
+    state_dict: Dict[str, Any],
+    quantization_map: Dict[str, Dict[str, Any]],
+    device: Optional[Union[str, torch.device]] = None,
+    strict: bool = True,
+) -> torch.nn.Module:
+    """Load a quantized state dict (optimum-quanto's or quanto's) into a float ``model``.
+
+    The modules named in ``quantization_map`` are quantized and given empty frozen weights, so the
+    float weights are never quantized (nor need to exist: the model may live on the meta device),
+    then ``state_dict`` is loaded and the model moved to ``device`` (default: the device of the
+    model's first tensor, cpu for meta). With ``strict`` (default), keys the model does not expect
+    and tensors left without data raise ValueError naming them.
+    """
+    if not isinstance(quantization_map, dict):
+        raise TypeError(f"requantize: quantization_map must be a dict, got {type(quantization_map).__name__}")
+    device = _first_device(model) if device is None else torch.device(device)
+    modules = dict(model.named_modules())
+    plan = []
+    for name, qconfig in quantization_map.items():
+        if name not in modules:
+            raise ValueError(f"requantize: the quantization map names module {name!r}, which the model does not have")
+        if not isinstance(qconfig, dict) or "weights" not in qconfig or "activations" not in qconfig:
+            raise ValueError(f"requantize: the quantization map entry for {name!r} must be a dict with 'weights' "
+                             f"and 'activations', got {qconfig!r}")
+        m = modules[name]
+        if isinstance(m, QModuleMixin):
+            raise ValueError(f"requantize: module {name!r} is already quantized; pass a float model")
+        w = as_qtype(qconfig["weights"], f"requantize: {name!r} weights")
+        a = as_qtype(qconfig["activations"], f"requantize: {name!r} activations")
+        _check_activations(a, f"requantize: {name!r}")
+        found = quantized_class(m)
+        if found is None:
+            raise ValueError(f"requantize: module {name!r} ({type(m).__name__}) has no quantized counterpart")
+        plan.append((name, m, w, a, qconfig.get("group_size"), found[1]))
+    for name, m, w, a, gs, kind in plan:
+        q = quantize_module(m, w, a, None, gs, name=name, embeddings=True)
+        if q is None:
+            raise ValueError(f"requantize: the quantization map entry {quantization_map[name]!r} does not quantize "
+                             f"module {name!r} ({type(m).__name__})")
+        if q.weight_qtype is not None:
+            q._empty_frozen()
+
+    has_meta = any(t.is_meta for t in list(model.parameters()) + list(model.buffers()))
+    missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=has_meta)
+    if has_meta and hasattr(model, "tie_weights"):
+        model.tie_weights()  # transformers models re-tie shared weights the file stores once
+    if strict:
+        if unexpected:
+            raise ValueError(f"requantize: the state dict has keys the quantized model does not expect "
+                             f"(does the quantization map match?): {unexpected[:10]}")
+        loaded = {id(v) for k, v in model.state_dict(keep_vars=True).items() if k not in missing}
+        current = model.state_dict(keep_vars=True)
+        really_missing = [k for k in missing if k not in current or current[k].is_meta or id(current[k]) not in loaded]
+        if really_missing:
+            raise ValueError(f"requantize: the state dict lacks tensors the model needs: {really_missing[:10]}")
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left and device.type != "meta":
+        raise ValueError(f"requantize: these tensors are on the meta device and the state dict does not provide "
+                         f"them: {left[:10]}")
+    return model.to(device)
