@@ -17,8 +17,9 @@ class JsonGuard {
   using Describe = std::string (*)(size_t level, const std::string& owner, const std::string& key);
   using Fail = void (*)(const std::string& message);  // throws
 
-  JsonGuard(size_t max_depth, Describe describe, Fail fail)
-      : max_depth_(max_depth), describe_(describe), fail_(fail) {}
+  // `what` names the document in the depth error ("header JSON nests deeper than 32 levels").
+  JsonGuard(size_t max_depth, Describe describe, Fail fail, const char* what)
+      : max_depth_(max_depth), describe_(describe), fail_(fail), what_(what) {}
 
   bool operator()(int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
@@ -26,7 +27,7 @@ class JsonGuard {
       case E::object_start:
       case E::array_start:
         if (frames_.size() >= max_depth_) {
-          fail_("JSON nests deeper than " + std::to_string(max_depth_) + " levels");
+          fail_(std::string(what_) + " nests deeper than " + std::to_string(max_depth_) + " levels");
         }
         frames_.push_back(Frame{event == E::object_start, {}, last_key(), {}});
         break;
@@ -62,6 +63,7 @@ class JsonGuard {
   size_t max_depth_;
   Describe describe_;
   Fail fail_;
+  const char* what_;
   std::vector<Frame> frames_;
 };
 

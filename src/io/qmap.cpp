@@ -61,7 +61,7 @@ bool is_known_qtype_name(std::string_view name) {
 QuantizationMap parse(std::string_view text) {
   json root;
   try {
-    io_detail::JsonGuard guard(16, describe_duplicate, fail_nesting);
+    io_detail::JsonGuard guard(16, describe_duplicate, fail_nesting, "JSON");
     root = json::parse(text.begin(), text.end(), std::ref(guard), /*allow_exceptions=*/true,
                        /*ignore_comments=*/false);
   } catch (const json::exception& e) {

@@ -16,6 +16,7 @@ namespace {
 using nlohmann::json;
 
 [[noreturn]] void fail(const std::string& message) { throw FormatError(message); }
+void fail_guard(const std::string& message) { fail(message); }
 
 std::string quoted(const std::string& s) {
   // Names come from the file: keep messages printable and bounded.
@@ -44,8 +45,6 @@ std::string describe_duplicate(size_t level, const std::string& owner, const std
   if (level == 2) return "tensor " + quoted(owner) + ": duplicate field " + quoted(key);
   return "duplicate JSON key " + quoted(key) + " in header";
 }
-
-void fail_nesting(const std::string& message) { fail("header " + message); }
 
 uint64_t read_le64(const uint8_t* p) {
   uint64_t v = 0;
@@ -138,7 +137,7 @@ Header parse(const uint8_t* file, size_t size) {
 
   json root;
   try {
-    io_detail::JsonGuard guard(32, describe_duplicate, fail_nesting);
+    io_detail::JsonGuard guard(32, describe_duplicate, fail_guard, "header JSON");
     root = json::parse(reinterpret_cast<const char*>(text), reinterpret_cast<const char*>(text) + n,
                        std::ref(guard), /*allow_exceptions=*/true, /*ignore_comments=*/false);
   } catch (const json::exception& e) {

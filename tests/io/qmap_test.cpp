@@ -1,0 +1,70 @@
+// The quantization map: parse/dump/read/write and its validation.
+#include <quanto/qmap.h>
+
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+namespace qm = quanto::qmap;
+using quanto::io_test::read_bytes;
+using quanto::io_test::TempDir;
+
+TEST(Qmap, ParsesOptimumQuantoShape) {
+  // json.dump(quantization_map(model), f, indent=4) as optimum-quanto writes it.
+  const char* text = R"({
+    "encoder.layer.0.attention.self.query": {
+        "weights": "qint4",
+        "activations": "none"
+    },
+    "classifier": {
+        "weights": "qfloat8",
+        "activations": "qint8"
+    }
+})";
+  const qm::QuantizationMap m = qm::parse(text);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m.at("encoder.layer.0.attention.self.query"), (qm::Entry{"qint4", "none"}));
+  EXPECT_EQ(m.at("classifier"), (qm::Entry{"qfloat8", "qint8"}));
+  EXPECT_TRUE(qm::parse("{}").empty());
+}
+
+TEST(Qmap, DumpParseRoundTripAndAtomicWrite) {
+  qm::QuantizationMap m;
+  for (const char* w : {"qint2", "qint4", "qint8", "qfloat8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz", "qfloat8_e5m2", "none"}) {
+    m[std::string("layers.") + w] = {w, std::string(w) == "qint8" ? "qint8" : "none"};
+  }
+  m["ünï.cøde"] = {"qint8", "qfloat8_e5m2"};
+  EXPECT_EQ(qm::parse(qm::dump(m)), m);
+
+  TempDir dir;
+  const std::string path = dir.file("quanto_qmap.json");
+  qm::write(path, m);
+  EXPECT_EQ(qm::read(path), m);
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"quanto_qmap.json"});
+  const std::vector<uint8_t> bytes = read_bytes(path);
+  EXPECT_EQ(bytes.back(), '\n');
+  EXPECT_NE(std::string(bytes.begin(), bytes.end()).find("\n    \"layers.qint2\": {\n        \"activations\""),
+            std::string::npos)
+      << "4-space indent like optimum-quanto";
+}
+
+TEST(Qmap, KnownNamesAndErrors) {
+  for (const char* n : {"none", "qint2", "qint4", "qint8", "qfloat8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz", "qfloat8_e5m2"}) {
+    EXPECT_TRUE(qm::is_known_qtype_name(n)) << n;
+  }
+  for (const char* n : {"", "None", "int8", "qint3", "qfloat8_e4m3", "QINT8"}) {
+    EXPECT_FALSE(qm::is_known_qtype_name(n)) << n;
+  }
+  EXPECT_THROW(qm::dump({{"fc", {"qint3", "none"}}}), qm::MapError);
+  EXPECT_THROW(qm::dump({{"fc", {"qint8", "int8"}}}), qm::MapError);
+  TempDir dir;
+  try {
+    qm::read(dir.file("missing.json"));
+    ADD_FAILURE();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.json"), std::string::npos);
+  }
+  // A failed dump writes nothing.
+  EXPECT_THROW(qm::write(dir.file("q.json"), {{"fc", {"bad", "none"}}}), qm::MapError);
+  EXPECT_TRUE(dir.entries().empty());
+}
