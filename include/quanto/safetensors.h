@@ -91,7 +91,8 @@ struct TensorView {
 };
 
 // The header (8-byte length + JSON padded with spaces to a multiple of 8) and the placement of
-// each tensor, in file order: alignment largest first, then by name. Throws std::invalid_argument
+// each tensor, in file order: alignment largest first (as Python's safetensors orders dtypes),
+// then by name. Throws std::invalid_argument
 // on duplicate names, a reserved/empty name, or nbytes not matching dtype × shape.
 struct Layout {
   std::string header;                  // the 8 length bytes + the padded JSON

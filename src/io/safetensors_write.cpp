@@ -21,6 +21,16 @@ std::string json_string(const std::string& s, const char* what) {
   }
 }
 
+// Rank of a dtype in the reference writer's order: increasing element size, and within one
+// size the order of the format's dtype list, except that C64 comes first among 8-byte types.
+int write_rank(Dtype d) {
+  switch (d) {
+    case Dtype::C64: return 2 * static_cast<int>(Dtype::F32) + 1;
+    case Dtype::F64: case Dtype::I64: case Dtype::U64: return 2 * static_cast<int>(d) + 2;
+    default: return 2 * static_cast<int>(d);
+  }
+}
+
 }  // namespace
 
 Layout layout(const std::vector<TensorView>& tensors, const std::map<std::string, std::string>& metadata) {
@@ -46,9 +56,12 @@ Layout layout(const std::vector<TensorView>& tensors, const std::map<std::string
     }
     out.order.push_back(&t);
   }
+  // Largest alignment first; within one alignment the reference writer (Python's safetensors)
+  // orders by its dtype enumeration, which `write_rank` reproduces, so both writers lay the
+  // data buffer out identically.
   std::sort(out.order.begin(), out.order.end(), [](const TensorView* a, const TensorView* b) {
-    const size_t ea = element_size(a->dtype), eb = element_size(b->dtype);
-    if (ea != eb) return ea > eb;
+    const int ra = write_rank(a->dtype), rb = write_rank(b->dtype);
+    if (ra != rb) return ra > rb;
     return a->name < b->name;
   });
 
