@@ -14,7 +14,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup build test test-kernels test-ops test-python test-sanitize demo bench clean
+.PHONY: setup build test test-kernels test-ops test-nn test-python test-sanitize demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
@@ -28,7 +28,7 @@ $(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build test-kernels test-ops test-python test-sanitize
+test: build test-kernels test-ops test-nn test-python test-sanitize
 	@echo "make test: all suites passed"
 
 test-kernels: build
@@ -36,6 +36,10 @@ test-kernels: build
 
 test-ops: build
 	$(BUILD)/quanto_ops_tests --gtest_brief=1
+
+# The C++ API: quantized tensors and layers, quantize/Calibration/QAT/freeze, save/requantize.
+test-nn: build
+	$(BUILD)/quanto_nn_tests --gtest_brief=1
 
 # Everything once with the best ISA, then the dispatch-sensitive tests on every other ISA
 # this CPU supports.

@@ -1,0 +1,133 @@
+// Quantized tensors of the C++ API: plain value types (not at::Tensor subclasses) that hold the
+// storage tensors of one quantized weight or activation. All arithmetic goes through
+// quanto::ops (the dispatcher), so every device and kernel set computes the same values.
+//
+// Layouts: the "canonical" layout is optimum-quanto's (shared/FORMAT.md), the one written to and
+// read from files. QBitsWeight may also hold the tiled 4-bit layout of the fast CPU kernels;
+// to_canonical()/to_tiled() convert between the two exactly.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <quanto/qtype.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace quanto {
+
+// int8 or float8 weight, symmetric, one scale per output channel (axis 0):
+// value = data * scale. data has the weight's shape; scale is [out, 1, ...] in the float dtype.
+class QBytesWeight {
+ public:
+  QBytesWeight() = default;
+  // Validates and wraps canonical tensors (as stored under `weight._data` / `weight._scale`).
+  QBytesWeight(const QType& qtype, at::Tensor data, at::Tensor scale);
+
+  // Quantizes a float weight [out, ...]: scale = absmax per output channel / qmax unless given.
+  static QBytesWeight quantize(const at::Tensor& weight, const QType& qtype,
+                               const std::optional<at::Tensor>& scale = std::nullopt);
+
+  const QType& qtype() const { return *qtype_; }
+  const at::Tensor& data() const { return data_; }
+  const at::Tensor& scale() const { return scale_; }
+  std::vector<int64_t> shape() const { return data_.sizes().vec(); }
+  bool defined() const { return qtype_ != nullptr; }
+
+  at::Tensor dequantize() const;               // float tensor in scale's dtype
+  QBytesWeight to(c10::Device device) const;   // moves data and scale
+  QBytesWeight to(c10::ScalarType scale_dtype) const;  // converts the scale only
+  int64_t nbytes() const;                      // storage bytes (data + scale)
+
+ private:
+  const QType* qtype_ = nullptr;
+  at::Tensor data_, scale_;
+};
+
+// 2/4-bit weight, affine, grouped along axis 0 (FORMAT.md): codes 0 … 2^b-1, value =
+// code * scale - shift (float shift) or (code - zero_point) * scale (uint8 zero-point).
+// group_size nullopt means one group per output channel (optimum-quanto's per-axis layout).
+class QBitsWeight {
+ public:
+  enum class Layout { canonical, tiled };
+
+  QBitsWeight() = default;
+  // Validates and wraps canonical tensors: `packed` as stored under `weight._data._data`,
+  // scale and shift under `weight._scale` / `weight._shift`; `shape` is the float weight's.
+  QBitsWeight(const QType& qtype, std::vector<int64_t> shape, std::optional<int64_t> group_size, at::Tensor packed,
+              at::Tensor scale, at::Tensor shift);
+
+  // Wraps codes already in the tiled layout (data [out, in * bits / 8]) of a 2-d 4-bit weight.
+  static QBitsWeight from_tiled(const QType& qtype, std::vector<int64_t> shape, std::optional<int64_t> group_size,
+                                at::Tensor tiled, at::Tensor scale, at::Tensor shift);
+
+  // Quantizes a float weight [out, ...]. scale/shift default to ops::minmax_scale_shift (the
+  // "minmax" optimizer); zero_point stores the shift as an integer uint8 zero-point.
+  static QBitsWeight quantize(const at::Tensor& weight, const QType& qtype, std::optional<int64_t> group_size,
+                              const std::optional<at::Tensor>& scale = std::nullopt,
+                              const std::optional<at::Tensor>& shift = std::nullopt, bool zero_point = false);
+
+  const QType& qtype() const { return *qtype_; }
+  int bits() const { return qtype_->bits; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  std::optional<int64_t> group_size() const { return group_size_; }
+  int64_t axis() const { return 0; }
+  // The group size the linear kernels take: group_size, or in_features for one group per channel.
+  int64_t kernel_group_size() const;
+  int64_t out_features() const { return shape_.at(0); }
+  int64_t in_features() const;  // numel / out_features
+  Layout layout() const { return layout_; }
+  bool zero_point() const { return shift_.scalar_type() == at::kByte; }
+  const at::Tensor& data() const { return data_; }  // packed codes in layout()
+  const at::Tensor& scale() const { return scale_; }
+  const at::Tensor& shift() const { return shift_; }
+  bool defined() const { return qtype_ != nullptr; }
+
+  // The tiled layout needs 4 bits, a 2-d weight and kernel_group_size() % 32 == 0.
+  bool can_tile() const;
+  QBitsWeight to_tiled() const;      // exact; requires can_tile()
+  QBitsWeight to_canonical() const;  // exact
+  at::Tensor canonical_data() const { return to_canonical().data(); }
+
+  at::Tensor dequantize() const;
+  QBitsWeight to(c10::Device device) const;
+  QBitsWeight to(c10::ScalarType scale_dtype) const;  // scale (and a float shift)
+  int64_t nbytes() const;
+
+ private:
+  const QType* qtype_ = nullptr;
+  std::vector<int64_t> shape_;
+  std::optional<int64_t> group_size_;
+  Layout layout_ = Layout::canonical;
+  at::Tensor data_, scale_, shift_;
+};
+
+// A quantized activation: int8 or float8 data and a 0-dim per-tensor scale, value = data * scale.
+class QActivation {
+ public:
+  QActivation() = default;
+  QActivation(const QType& qtype, at::Tensor data, at::Tensor scale);
+  // clamp(round(x / scale)) in the qtype's storage dtype; scale is 0-dim.
+  static QActivation quantize(const at::Tensor& x, const QType& qtype, const at::Tensor& scale);
+
+  const QType& qtype() const { return *qtype_; }
+  const at::Tensor& data() const { return data_; }
+  const at::Tensor& scale() const { return scale_; }
+  at::Tensor dequantize() const;
+  QActivation to(c10::Device device) const;
+  QActivation to(c10::ScalarType scale_dtype) const;
+  int64_t nbytes() const;
+
+ private:
+  const QType* qtype_ = nullptr;
+  at::Tensor data_, scale_;
+};
+
+// Bytes of a tensor's elements (numel * element size).
+int64_t tensor_nbytes(const at::Tensor& t);
+
+}  // namespace quanto

@@ -1,0 +1,281 @@
+// Implementation of the shared quanto layer state machine (quanto::nn::detail::QModule). Included
+// by layers.cpp only, which instantiates it for every layer type.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/nn/module.h>
+
+#include <quanto/nn.h>
+#include <quanto/ops.h>
+
+#include <string>
+
+namespace quanto::nn {
+namespace detail {
+
+// The weight optimizer called `name` ("" picks the qtype's default); throws listing the names.
+const WeightOptimizer& find_weight_optimizer(const std::string& name);
+std::string default_optimizer_name(const QType& qtype);
+
+inline bool is_float_storage(c10::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+inline int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+template <typename D>
+void QModule<D>::reset() {
+  reset_float();
+  if (quantized_) {
+    const auto opts = weight.defined() ? weight.options() : at::TensorOptions().dtype(at::kFloat);
+    input_scale = this->register_buffer("input_scale", at::ones({}, opts));
+    output_scale = this->register_buffer("output_scale", at::ones({}, opts));
+  }
+  if (frozen_ && weight_qtype_) {
+    // Placeholders with the right dtypes; clone() then sets the real data.
+    weight_data = this->register_buffer("weight_data", at::empty({0}, weight_qtype_->bits == 8 ? weight_qtype_->dtype : at::kByte));
+    weight_scale = this->register_buffer("weight_scale", at::empty({0}));
+    if (weight_qtype_->bits < 8) weight_shift = this->register_buffer("weight_shift", at::empty({0}));
+  }
+}
+
+template <typename D>
+void QModule<D>::resolve_spec(const QuantSpec& spec) {
+  const std::string who = kind();
+  const QType* wq = nullptr;
+  const QType* aq = nullptr;
+  if (spec.weights != "none") {
+    TORCH_CHECK_VALUE(can_quantize_weights(), who, ": weights are never quantized for this layer; use weights \"none\"");
+    wq = find_qtype(spec.weights);
+    TORCH_CHECK_VALUE(wq != nullptr, who, ": unknown weights qtype '", spec.weights, "'; valid names: none, ",
+                      qtype_names());
+  }
+  if (spec.activations != "none") {
+    TORCH_CHECK_VALUE(can_quantize_activations(), who, ": activations are not quantized for this layer; use \"none\"");
+    aq = find_qtype(spec.activations);
+    TORCH_CHECK_VALUE(aq != nullptr && aq->bits == 8, who, ": activations qtype must be none, qint8 or a float8 qtype ",
+                      "(qfloat8, qfloat8_e4m3fn, qfloat8_e4m3fnuz, qfloat8_e5m2), got '", spec.activations, "'");
+  }
+  TORCH_CHECK_VALUE(wq || aq, who, ": nothing to quantize (weights and activations are both \"none\")");
+  std::optional<int64_t> gs;
+  if (wq) {
+    find_weight_optimizer(spec.optimizer.empty() ? default_optimizer_name(*wq) : spec.optimizer);
+    const auto shape = weight_shape();
+    const int64_t in = numel_of(shape) / shape.at(0);
+    if (wq->bits < 8) {
+      if (spec.group_size) {
+        TORCH_CHECK_VALUE(*spec.group_size > 0 && in % *spec.group_size == 0, who, ": group_size ", *spec.group_size,
+                          " must divide the ", in, " input features of the weight");
+        gs = spec.group_size;
+      } else {
+        gs = default_group_size(in);
+      }
+    }
+  }
+  spec_ = spec;
+  weight_qtype_ = wq;
+  activation_qtype_ = aq;
+  group_size_ = gs;
+}
+
+template <typename D>
+void QModule<D>::quantize(const QuantSpec& spec) {
+  TORCH_CHECK_VALUE(!frozen_, kind(), ": the layer is frozen; quantize() applies to float or not yet frozen layers");
+  resolve_spec(spec);
+  if (!quantized_) {
+    const auto opts = weight.defined() ? weight.options() : at::TensorOptions().dtype(at::kFloat);
+    input_scale = this->register_buffer("input_scale", at::ones({}, opts.requires_grad(false)));
+    output_scale = this->register_buffer("output_scale", at::ones({}, opts.requires_grad(false)));
+    quantized_ = true;
+  }
+}
+
+template <typename D>
+QWeight QModule<D>::qweight() const {
+  TORCH_CHECK_VALUE(weight_qtype_ != nullptr, kind(), ": weights are not quantized");
+  QWeight w;
+  if (frozen_) {
+    if (weight_qtype_->bits == 8) {
+      w.bytes = QBytesWeight(*weight_qtype_, weight_data, weight_scale);
+    } else if (tiled_) {
+      w.bits = QBitsWeight::from_tiled(*weight_qtype_, weight_shape(), group_size_, weight_data, weight_scale, weight_shift);
+    } else {
+      w.bits = QBitsWeight(*weight_qtype_, weight_shape(), group_size_, weight_data, weight_scale, weight_shift);
+    }
+    return w;
+  }
+  at::NoGradGuard no_grad;
+  const at::Tensor wf = weight.detach();
+  const auto& opt = find_weight_optimizer(spec_.optimizer.empty() ? default_optimizer_name(*weight_qtype_) : spec_.optimizer);
+  auto [scale, shift] = opt(wf, *weight_qtype_, group_size_);
+  if (weight_qtype_->bits == 8) {
+    w.bytes = QBytesWeight::quantize(wf, *weight_qtype_, scale);
+  } else {
+    w.bits = QBitsWeight::quantize(wf, *weight_qtype_, group_size_, scale, shift, spec_.zero_point);
+  }
+  return w;
+}
+
+template <typename D>
+void QModule<D>::install_frozen(const QWeight& w_in) {
+  QWeight w = w_in;
+  if (this->parameters_.contains("weight")) this->parameters_.erase("weight");
+  weight = at::Tensor();
+  // Not frozen before, so the weight_* buffers do not exist yet (buffers cannot be removed).
+  if (w.bytes.defined()) {
+    weight_data = this->register_buffer("weight_data", w.bytes.data());
+    weight_scale = this->register_buffer("weight_scale", w.bytes.scale());
+    weight_shift = at::Tensor();
+    tiled_ = false;
+  } else {
+    // The fused CPU kernels read the tiled layout; other devices keep the canonical one.
+    if (w.bits.can_tile() && w.bits.data().device().is_cpu()) w.bits = w.bits.to_tiled();
+    tiled_ = w.bits.layout() == QBitsWeight::Layout::tiled;
+    weight_data = this->register_buffer("weight_data", w.bits.data());
+    weight_scale = this->register_buffer("weight_scale", w.bits.scale());
+    weight_shift = this->register_buffer("weight_shift", w.bits.shift());
+  }
+  frozen_ = true;
+}
+
+template <typename D>
+void QModule<D>::freeze() {
+  if (frozen_ || !quantized_ || !weight_qtype_) return;
+  install_frozen(qweight());
+}
+
+template <typename D>
+std::string QModule<D>::state_key(const std::string& name) const {
+  if (name == "weight_data") return weight_qtype_ && weight_qtype_->bits < 8 ? "weight._data._data" : "weight._data";
+  if (name == "weight_scale") return "weight._scale";
+  if (name == "weight_shift") return "weight._shift";
+  return name;
+}
+
+template <typename D>
+std::vector<std::pair<std::string, at::Tensor>> QModule<D>::export_state() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  const bool quantized_weight = weight_qtype_ != nullptr;
+  for (const auto& p : this->named_parameters(/*recurse=*/false)) {
+    if (p.key() == "weight" && quantized_weight) continue;  // exported below in quantized form
+    out.emplace_back(p.key(), p.value().detach());
+  }
+  if (quantized_weight) {
+    QWeight w = qweight();
+    if (w.bytes.defined()) {
+      out.emplace_back("weight._data", w.bytes.data());
+      out.emplace_back("weight._scale", w.bytes.scale());
+    } else {
+      const QBitsWeight c = w.bits.to_canonical();
+      out.emplace_back("weight._data._data", c.data());
+      out.emplace_back("weight._scale", c.scale());
+      out.emplace_back("weight._shift", c.shift());
+    }
+  }
+  for (const auto& b : this->named_buffers(/*recurse=*/false)) {
+    if (b.key() == "weight_data" || b.key() == "weight_scale" || b.key() == "weight_shift") continue;
+    out.emplace_back(b.key(), b.value().detach());
+  }
+  return out;
+}
+
+template <typename D>
+void QModule<D>::load_quantized(const QuantSpec& spec,
+                                const std::function<std::optional<at::Tensor>(const std::string&)>& get,
+                                c10::Device device) {
+  TORCH_CHECK_VALUE(!frozen_, kind(), ": the layer is already frozen; requantize into a freshly built float model");
+  quantize(spec);
+  if (!weight_qtype_) return;
+  auto need = [&](const std::string& key) {
+    auto t = get(key);
+    TORCH_CHECK_VALUE(t.has_value(), "missing key '", key, "' for ", weight_qtype_->name, " weights");
+    // A private, writable copy on the target device (file tensors view read-only memory).
+    return t->to(device, /*non_blocking=*/false, /*copy=*/true);
+  };
+  const auto shape = weight_shape();
+  QWeight w;
+  if (weight_qtype_->bits == 8) {
+    at::Tensor data = need("weight._data");
+    TORCH_CHECK_VALUE(data.sizes().vec() == shape, "shape mismatch: 'weight._data' is ", data.sizes(),
+                      " but the model's weight is ", at::IntArrayRef(shape));
+    w.bytes = QBytesWeight(*weight_qtype_, data, need("weight._scale"));
+  } else {
+    w.bits = QBitsWeight(*weight_qtype_, shape, group_size_, need("weight._data._data"), need("weight._scale"),
+                         need("weight._shift"));
+  }
+  install_frozen(w);
+}
+
+template <typename D>
+void QModule<D>::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  to(device, non_blocking);
+  to(dtype, non_blocking);
+}
+
+template <typename D>
+void QModule<D>::to(torch::Dtype dtype, bool non_blocking) {
+  for (auto& p : this->named_parameters(false))
+    if (is_float_storage(p.value().scalar_type())) p.value().set_data(p.value().to(dtype, non_blocking));
+  for (auto& b : this->named_buffers(false)) {
+    // A zero-point shift stays uint8 and codes keep their storage dtype.
+    if (is_float_storage(b.value().scalar_type())) b.value().set_data(b.value().to(dtype, non_blocking));
+  }
+}
+
+template <typename D>
+void QModule<D>::to(torch::Device device, bool non_blocking) {
+  if (tiled_ && !device.is_cpu()) {
+    // Only the CPU kernels read the tiled layout: go back to the canonical one.
+    weight_data.set_data(qweight().bits.to_canonical().data());
+    tiled_ = false;
+  }
+  for (auto& p : this->named_parameters(false)) p.value().set_data(p.value().to(device, non_blocking));
+  for (auto& b : this->named_buffers(false)) b.value().set_data(b.value().to(device, non_blocking));
+}
+
+template <typename D>
+void QModule<D>::calibrate_input(const at::Tensor& x) {
+  if (!activation_qtype_) return;
+  if (auto m = calibration_momentum()) update_scale(input_scale, x, *activation_qtype_, *m);
+}
+
+namespace {
+inline at::Tensor fake_quantize(const at::Tensor& x, const QType& qtype, const at::Tensor& scale) {
+  at::Tensor q;
+  {
+    at::NoGradGuard no_grad;
+    q = QActivation::quantize(x.detach(), qtype, scale).dequantize().to(x.scalar_type());
+  }
+  return x.requires_grad() ? straight_through(x, q) : q;
+}
+}  // namespace
+
+template <typename D>
+at::Tensor QModule<D>::quantize_input(const at::Tensor& x) {
+  if (!activation_qtype_) return x;
+  calibrate_input(x);
+  return fake_quantize(x, *activation_qtype_, input_scale);
+}
+
+template <typename D>
+at::Tensor QModule<D>::quantize_output(const at::Tensor& y) {
+  if (!activation_qtype_) return y;
+  if (auto m = calibration_momentum()) update_scale(output_scale, y, *activation_qtype_, *m);
+  return fake_quantize(y, *activation_qtype_, output_scale);
+}
+
+template <typename D>
+at::Tensor QModule<D>::effective_weight() const {
+  if (!weight_qtype_) return weight;
+  if (frozen_) return qweight().dequantize();
+  at::Tensor q = qweight().dequantize().to(weight.scalar_type());
+  return weight.requires_grad() && at::GradMode::is_enabled() ? straight_through(weight, q) : q;
+}
+
+}  // namespace detail
+}  // namespace quanto::nn

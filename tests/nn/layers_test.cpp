@@ -1,0 +1,215 @@
+// Every quanto layer against the float op on its dequantized weight (the reference isolates
+// kernel error from quantization error), for every qtype, frozen and not frozen.
+#include <gtest/gtest.h>
+
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <quanto/nn.h>
+
+#include "test_util.h"
+
+namespace {
+
+using namespace quanto::nn;
+using quanto::QuantSpec;
+using quanto_test::fake_quant;
+using quanto_test::randn;
+using quanto_test::rel_err;
+
+const std::vector<std::string> kWeightQTypes = {"qint2", "qint4", "qint8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz",
+                                                "qfloat8_e5m2"};
+
+QuantSpec spec(const std::string& w, const std::string& a = "none") {
+  QuantSpec s;
+  s.weights = w;
+  s.activations = a;
+  return s;
+}
+
+TEST(QLinear, FloatMatchesTorchLinear) {
+  torch::manual_seed(0);
+  QLinear q(24, 10);
+  torch::nn::Linear ref(24, 10);
+  {
+    at::NoGradGuard g;
+    ref->weight.copy_(q->weight);
+    ref->bias.copy_(q->bias);
+  }
+  at::Tensor x = randn({3, 24}, 1);
+  EXPECT_TRUE(at::equal(q(x), ref(x)));
+  EXPECT_FALSE(q->is_quantized());
+  // same parameter names as torch::nn::Linear
+  EXPECT_EQ(q->named_parameters().keys(), ref->named_parameters().keys());
+}
+
+TEST(QLinear, EveryQTypeMatchesDequantizedReference) {
+  for (const auto& wq : kWeightQTypes) {
+    for (int64_t in : {64, 96, 40}) {
+      for (bool frozen : {false, true}) {
+        SCOPED_TRACE(wq + " in=" + std::to_string(in) + (frozen ? " frozen" : ""));
+        torch::manual_seed(1);
+        QLinear q(in, 17);
+        q->quantize(spec(wq));
+        if (frozen) {
+          q->freeze();
+          EXPECT_TRUE(q->is_frozen());
+          EXPECT_FALSE(q->weight.defined());
+        }
+        at::NoGradGuard g;
+        at::Tensor x = randn({5, in}, 2);
+        at::Tensor ref = at::linear(x, q->qweight().dequantize(), q->bias);
+        at::Tensor y = q(x);
+        EXPECT_EQ(y.sizes(), ref.sizes());
+        EXPECT_LT(rel_err(y, ref), 1e-5);
+      }
+    }
+  }
+}
+
+TEST(QLinear, Int4UsesTiledLayoutOnCpuAndMatches) {
+  torch::manual_seed(2);
+  QLinear q(256, 32);
+  q->quantize(spec("qint4"));
+  at::NoGradGuard g;
+  at::Tensor x = randn({4, 256}, 3);
+  at::Tensor before = q(x);
+  q->freeze();
+  EXPECT_EQ(q->qweight().bits.layout(), quanto::QBitsWeight::Layout::tiled);
+  EXPECT_EQ(q->weight_group_size(), 128);
+  EXPECT_EQ(q->weight_data.sizes(), at::IntArrayRef({32, 128}));
+  at::Tensor after = q(x);
+  EXPECT_LT(rel_err(after, before), 1e-5);
+}
+
+TEST(QLinear, ActivationsInt8AndFloat8MatchFakeQuantReference) {
+  for (const auto& wq : {"qint8", "qint4", "qfloat8"}) {
+    for (const auto& aq : {"qint8", "qfloat8"}) {
+      SCOPED_TRACE(std::string(wq) + " x " + aq);
+      torch::manual_seed(3);
+      QLinear q(64, 12);
+      q->quantize(spec(wq, aq));
+      q->freeze();
+      at::NoGradGuard g;
+      const auto& a = quanto::qtype_from_name(aq);
+      q->input_scale.fill_(0.03);
+      q->output_scale.fill_(0.02);
+      at::Tensor x = randn({6, 64}, 4);
+      at::Tensor ref = at::linear(fake_quant(x, a, q->input_scale), q->qweight().dequantize(), q->bias);
+      ref = fake_quant(ref, a, q->output_scale);
+      at::Tensor y = q(x);
+      // outputs are on the output grid: allow one output step where rounding ties differ
+      EXPECT_LE((y - ref).abs().max().item<double>(), 0.02 * 1.01) << (y - ref).abs().max().item<double>();
+      EXPECT_LT((y - ref).abs().mean().item<double>(), 0.002);
+    }
+  }
+}
+
+TEST(QConv, Conv1dAndConv2dMatchDequantizedReference) {
+  for (const auto& wq : {"qint8", "qint4", "qint2", "qfloat8"}) {
+    SCOPED_TRACE(wq);
+    torch::manual_seed(4);
+    QConv2d c2(torch::nn::Conv2dOptions(4, 8, 3).padding(1).stride(2));
+    QConv1d c1(torch::nn::Conv1dOptions(4, 6, 5).padding(torch::kSame));
+    for (auto* m : {static_cast<QModuleInterface*>(c2.get()), static_cast<QModuleInterface*>(c1.get())}) {
+      m->quantize(spec(wq));
+      m->freeze();
+    }
+    at::NoGradGuard g;
+    at::Tensor x2 = randn({2, 4, 9, 9}, 5), x1 = randn({2, 4, 11}, 6);
+    EXPECT_LT(rel_err(c2(x2), at::conv2d(x2, c2->qweight().dequantize(), c2->bias, 2, 1)), 1e-6);
+    EXPECT_LT(rel_err(c1(x1), at::conv1d(x1, c1->qweight().dequantize(), c1->bias, 1, "same")), 1e-6);
+  }
+}
+
+TEST(QConv, FloatMatchesTorchConv) {
+  torch::manual_seed(5);
+  QConv2d q(torch::nn::Conv2dOptions(3, 5, 3).padding(1));
+  torch::nn::Conv2d ref(torch::nn::Conv2dOptions(3, 5, 3).padding(1));
+  at::NoGradGuard g;
+  ref->weight.copy_(q->weight);
+  ref->bias.copy_(q->bias);
+  at::Tensor x = randn({1, 3, 8, 8}, 7);
+  EXPECT_TRUE(at::allclose(q(x), ref(x)));
+}
+
+TEST(QNorms, LayerNormAndRMSNormQuantizeOutputOnly) {
+  QLayerNorm ln(torch::nn::LayerNormOptions({32}));
+  RMSNorm rms(RMSNormOptions(32).eps(1e-5));
+  at::NoGradGuard g;
+  ln->weight.copy_(randn({32}, 8));
+  rms->weight.copy_(randn({32}, 9));
+  at::Tensor x = randn({4, 32}, 10);
+  at::Tensor ln_ref = at::layer_norm(x, {32}, ln->weight, ln->bias, 1e-5);
+  at::Tensor rms_ref = rms->weight * (x * at::rsqrt(x.pow(2).mean({-1}, true) + 1e-5));
+  EXPECT_TRUE(at::allclose(ln(x), ln_ref));
+  EXPECT_TRUE(at::allclose(rms(x), rms_ref));
+  EXPECT_THROW(ln->quantize(spec("qint8")), c10::Error);  // norm weights are never quantized
+  ln->quantize(spec("none", "qint8"));
+  rms->quantize(spec("none", "qint8"));
+  ln->output_scale.fill_(0.05);
+  rms->output_scale.fill_(0.05);
+  EXPECT_TRUE(at::allclose(ln(x), fake_quant(ln_ref, quanto::qint8, ln->output_scale)));
+  EXPECT_TRUE(at::allclose(rms(x), fake_quant(rms_ref, quanto::qint8, rms->output_scale)));
+  ln->freeze();  // nothing to freeze: stays as it is
+  EXPECT_TRUE(ln->weight.defined());
+}
+
+TEST(QEmbedding, EveryQTypeMatchesDequantizedRows) {
+  for (const auto& wq : kWeightQTypes) {
+    for (int64_t dim : {64, 40}) {
+      SCOPED_TRACE(wq + " dim=" + std::to_string(dim));
+      torch::manual_seed(6);
+      QEmbedding e(torch::nn::EmbeddingOptions(37, dim).padding_idx(0));
+      at::Tensor idx = at::tensor({3, 0, 36, 5, 3, 17}, at::kLong).reshape({2, 3});
+      at::Tensor float_out = e(idx);
+      EXPECT_TRUE(at::equal(float_out, at::embedding(e->weight, idx)));
+      e->quantize(spec(wq));
+      e->freeze();
+      at::NoGradGuard g;
+      at::Tensor ref = at::embedding(e->qweight().dequantize(), idx);
+      at::Tensor y = e(idx);
+      EXPECT_EQ(y.sizes(), at::IntArrayRef({2, 3, dim}));
+      EXPECT_TRUE(at::equal(y, ref));
+    }
+  }
+  QEmbedding e(10, 8);
+  EXPECT_THROW(e->quantize(spec("qint8", "qint8")), c10::Error);  // weights only
+}
+
+TEST(QModule, ToDtypeKeepsCodes) {
+  torch::manual_seed(7);
+  QLinear q(64, 8);
+  q->quantize(spec("qint4", "qint8"));
+  q->freeze();
+  q->to(at::kBFloat16);
+  EXPECT_EQ(q->weight_data.scalar_type(), at::kByte);
+  EXPECT_EQ(q->weight_scale.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(q->input_scale.scalar_type(), at::kBFloat16);
+  at::NoGradGuard g;
+  at::Tensor y = q(randn({2, 64}, 8).to(at::kBFloat16));
+  EXPECT_EQ(y.scalar_type(), at::kBFloat16);
+}
+
+TEST(QModule, ErrorsNameTheProblem) {
+  QLinear q(64, 8);
+  try {
+    q->quantize(spec("qint5"));
+    FAIL();
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("qint5"), std::string::npos);
+    EXPECT_NE(msg.find("qint4"), std::string::npos) << msg;  // lists valid names
+  }
+  QuantSpec bad = spec("qint4");
+  bad.group_size = 48;
+  EXPECT_THROW(q->quantize(bad), c10::Error);  // 48 does not divide 64
+  EXPECT_THROW(q->quantize(spec("qint8", "qint4")), c10::Error);
+  QuantSpec badopt = spec("qint8");
+  badopt.optimizer = "hqq";
+  EXPECT_THROW(q->quantize(badopt), c10::Error);
+  EXPECT_THROW(q->qweight(), c10::Error);  // not quantized
+}
+
+}  // namespace
