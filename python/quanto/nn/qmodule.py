@@ -339,6 +339,13 @@ class QModuleMixin:
             keys = {part: prefix + k for part, k in self._weight_keys().items()}
             present = {part: k for part, k in keys.items() if k in state_dict}
             float_key = prefix + "weight"
+            if keys["data"] not in state_dict:
+                other = "weight._data" if self.weight_qtype.bits < 8 else "weight._data._data"
+                if prefix + other in state_dict:
+                    kind = "an 8-bit" if self.weight_qtype.bits < 8 else "a 2/4-bit"
+                    raise ValueError(f"{prefix + other}: the state dict holds {kind} quantized weight for "
+                                     f"{prefix[:-1]!r}, but the module is quantized to {self.weight_qtype.name}; "
+                                     "does the quantization map match the file?")
             if present and float_key in state_dict:
                 raise ValueError(f"state dict holds both {float_key!r} and quantized {sorted(present.values())}")
             if present:
