@@ -6,6 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BUILD  := build
 SANBUILD := build-sanitize
+FUZZBUILD := build-fuzz
+FUZZ_SECONDS ?= 30
 JOBS   ?= $(shell nproc)
 STAMP  := $(VENV)/.setup-stamp
 
@@ -14,7 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup build test test-kernels test-ops test-nn test-python test-sanitize demo bench clean
+.PHONY: setup build test test-kernels test-ops test-nn test-io test-python test-sanitize test-fuzz demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
@@ -28,7 +30,7 @@ $(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build test-kernels test-ops test-nn test-python test-sanitize
+test: build test-kernels test-ops test-nn test-io test-python test-sanitize test-fuzz
 	@echo "make test: all suites passed"
 
 test-kernels: build
@@ -57,6 +59,24 @@ test-sanitize: $(STAMP)
 	  -DQUANTO_SANITIZE=ON -DQUANTO_BUILD_BENCH=OFF
 	cmake --build $(SANBUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(SANBUILD)/quanto_kernel_tests --gtest_brief=1
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(SANBUILD)/quanto_io_core_tests --gtest_brief=1
+
+# safetensors + quantization map: torch-free core, ATen layer, two-way interop with Python safetensors.
+test-io: build
+	$(BUILD)/quanto_io_core_tests --gtest_brief=1
+	$(BUILD)/quanto_io_tests --gtest_brief=1
+
+# libFuzzer (clang, ASan/UBSan, torch-free) on the safetensors header and qmap parsers, seeded
+# from the hand-made corpora; FUZZ_SECONDS per target. Fails on any crash or sanitizer report.
+test-fuzz: $(STAMP)
+	cmake -S . -B $(FUZZBUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+	  -DQUANTO_KERNELS_ONLY=ON -DQUANTO_SANITIZE=ON -DQUANTO_BUILD_FUZZERS=ON -DQUANTO_BUILD_BENCH=OFF
+	cmake --build $(FUZZBUILD) -j $(JOBS) --target safetensors_fuzz qmap_fuzz
+	mkdir -p $(FUZZBUILD)/corpus_safetensors $(FUZZBUILD)/corpus_qmap
+	$(FUZZBUILD)/safetensors_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=tests/fuzz/safetensors.dict \
+	  -artifact_prefix=$(FUZZBUILD)/ $(FUZZBUILD)/corpus_safetensors tests/fuzz/corpus_malformed tests/fuzz/corpus_seed
+	$(FUZZBUILD)/qmap_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=tests/fuzz/qmap.dict \
+	  -artifact_prefix=$(FUZZBUILD)/ $(FUZZBUILD)/corpus_qmap tests/fuzz/corpus_qmap_malformed tests/fuzz/corpus_seed
 
 demo: build
 	$(PY) examples/minilm_weight_quantization.py
@@ -67,4 +87,4 @@ bench: build
 	$(PY) bench/bench_linear.py
 
 clean:
-	rm -rf $(BUILD) $(SANBUILD) python/quanto/_native
+	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) python/quanto/_native
