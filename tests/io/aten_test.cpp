@@ -1,4 +1,6 @@
 // The ATen layer: File (zero-copy tensors from the mapping, lifetime, misaligned data) and save.
+#include <quanto/qmap.h>
+#include <quanto/qtype.h>
 #include <quanto/safetensors_aten.h>
 
 #include "test_util.h"
@@ -170,4 +172,22 @@ TEST(AtenFile, ErrorsNameThePathAndTheRule) {
   });
   EXPECT_NE(cplx.find("cannot store dtype"), std::string::npos) << cplx;
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"bad.safetensors", "ok.safetensors"}));
+}
+
+// The torch-free qmap layer keeps its own list of qtype names: it must be libquanto's.
+TEST(QmapNames, AgreeWithLibquantoQtypes) {
+  size_t known = 0;
+  for (const quanto::QType& q : quanto::all_qtypes()) {
+    EXPECT_TRUE(quanto::qmap::is_known_qtype_name(q.name)) << q.name;
+    ++known;
+  }
+  EXPECT_TRUE(quanto::qmap::is_known_qtype_name("qfloat8"));  // alias
+  EXPECT_NE(quanto::find_qtype("qfloat8"), nullptr);
+  for (const char* n : {"none", "qint2", "qint4", "qint8", "qfloat8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz", "qfloat8_e5m2"}) {
+    EXPECT_TRUE(quanto::qmap::is_known_qtype_name(n)) << n;
+    if (std::string(n) != "none") {
+      EXPECT_NE(quanto::find_qtype(n), nullptr) << n;
+    }
+  }
+  EXPECT_EQ(known, 6u);
 }
