@@ -6,4 +6,5 @@
 // The C++ API (link libquanto_api): quantized tensors, layers, quantize/freeze/Calibration.
 #include <quanto/nn.h>
 #include <quanto/quantize.h>
+#include <quanto/serialization.h>
 #include <quanto/tensor.h>

@@ -208,6 +208,13 @@ void QModule<D>::load_quantized(const QuantSpec& spec,
     w.bits = QBitsWeight(*weight_qtype_, shape, group_size_, need("weight._data._data"), need("weight._scale"),
                          need("weight._shift"));
   }
+  // Scales follow the model's float dtype (as the other float parameters do on load).
+  const auto float_dtype = weight.defined() ? weight.scalar_type() : at::kFloat;
+  if (w.bytes.defined()) {
+    w.bytes = w.bytes.to(float_dtype);
+  } else {
+    w.bits = w.bits.to(float_dtype);
+  }
   install_frozen(w);
 }
 
