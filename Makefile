@@ -42,6 +42,7 @@ test-ops: build
 # The C++ API: quantized tensors and layers, quantize/Calibration/QAT/freeze, save/requantize.
 test-nn: build
 	$(BUILD)/quanto_nn_tests --gtest_brief=1
+	QUANTO_NN_SAVE_FIXTURE=$(BUILD)/quanto_nn_save_fixture $(PY) -m pytest -q tests/nn
 
 # Everything once with the best ISA, then the dispatch-sensitive tests on every other ISA
 # this CPU supports.

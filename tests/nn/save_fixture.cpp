@@ -1,0 +1,39 @@
+// Saves a small quantized MLP with quanto::save, plus a fixed input and the C++ output, for the
+// interop test with optimum-quanto (tests/nn/test_optimum_interop.py).
+// Usage: quanto_nn_save_fixture OUT_DIR WEIGHTS ACTIVATIONS
+#include <quanto/quantize.h>
+#include <quanto/safetensors_aten.h>
+#include <quanto/serialization.h>
+
+#include <iostream>
+
+#include "models.h"
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::cerr << "usage: " << argv[0] << " OUT_DIR WEIGHTS ACTIVATIONS\n";
+    return 2;
+  }
+  try {
+    const std::string dir = argv[1];
+    torch::manual_seed(0);
+    quanto_test::MLP model(256, 160, 8);  // fc1: groups of 128, fc2: groups of 32 (2/4-bit)
+    quanto::Config cfg;
+    cfg.weights = argv[2];
+    cfg.activations = argv[3];
+    auto q = quanto::quantize(model, cfg);
+    at::NoGradGuard no_grad;
+    if (cfg.activations != "none") {
+      quanto::Calibration calib;
+      for (int i = 0; i < 4; ++i) q(at::randn({16, 256}));
+    }
+    quanto::freeze(*q);
+    quanto::save(*q, dir);
+    const at::Tensor x = at::randn({5, 256});
+    quanto::safetensors::save(dir + "/io.safetensors", {{"x", x}, {"y", q(x)}});
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
