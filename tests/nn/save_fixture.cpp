@@ -1,6 +1,8 @@
 // Saves a small quantized MLP with quanto::save, plus a fixed input and the C++ output, for the
 // interop test with optimum-quanto (tests/nn/test_optimum_interop.py).
 // Usage: quanto_nn_save_fixture OUT_DIR WEIGHTS ACTIVATIONS
+//        quanto_nn_save_fixture --load DIR   (requantize DIR, run DIR/io.safetensors' x, write
+//                                             y into DIR/cpp_out.safetensors)
 #include <quanto/quantize.h>
 #include <quanto/safetensors_aten.h>
 #include <quanto/serialization.h>
@@ -10,6 +12,21 @@
 #include "models.h"
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--load") {
+    try {
+      const std::string dir = argv[2];
+      quanto_test::MLP model(256, 160, 8);
+      quanto::requantize(*model, dir);
+      at::NoGradGuard no_grad;
+      const auto io = quanto::safetensors::File::open(dir + "/io.safetensors");
+      const at::Tensor x = io.tensor("x").clone();
+      quanto::safetensors::save(dir + "/cpp_out.safetensors", {{"y", model(x)}});
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    }
+    return 0;
+  }
   if (argc != 4) {
     std::cerr << "usage: " << argv[0] << " OUT_DIR WEIGHTS ACTIVATIONS\n";
     return 2;

@@ -1,5 +1,6 @@
-"""A model saved by the C++ API (quanto::save) loads in optimum-quanto 0.2.7 (requantize) and
-gives the same outputs as in C++."""
+"""Models move both ways between the C++ API and optimum-quanto 0.2.7: a model saved by
+quanto::save loads in optimum-quanto (requantize) with the same outputs, and a model saved by
+optimum-quanto loads with quanto::requantize (no quanto metadata in the file) with the same outputs."""
 import json
 import os
 import subprocess
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 optimum_quanto = pytest.importorskip("optimum.quanto")
 
@@ -52,3 +53,38 @@ def test_cpp_saved_model_loads_in_optimum_quanto(tmp_path, weights, activations)
         # int8 outputs: values on the output grid; a rounding tie may differ by one step
         step = float(model.fc2.output_scale)
         assert (y - expected).abs().max().item() <= step * 1.01
+
+
+@pytest.mark.parametrize(
+    "weights,activations",
+    [("qint8", "none"), ("qint4", "none"), ("qint2", "none"), ("qfloat8", "none"), ("qint8", "qint8")],
+)
+def test_optimum_quanto_saved_model_loads_in_cpp(tmp_path, weights, activations):
+    if not FIXTURE.exists():
+        pytest.fail(f"{FIXTURE} is missing: build it first (make build)")
+    torch.manual_seed(0)
+    model = MLP()
+    oq = optimum_quanto
+    qtypes = {"qint8": oq.qint8, "qint4": oq.qint4, "qint2": oq.qint2, "qfloat8": oq.qfloat8}
+    oq.quantize(model, weights=qtypes[weights], activations=qtypes.get(activations))
+    with torch.no_grad():
+        if activations != "none":
+            # streamline=False: keep output quantization on every layer, as quanto does
+            with oq.Calibration(streamline=False):
+                for _ in range(4):
+                    model(torch.randn(16, 256))
+        oq.freeze(model)
+        x = torch.randn(5, 256)
+        y = model(x)
+        if hasattr(y, "dequantize"):
+            y = y.dequantize()
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    (tmp_path / "quanto_qmap.json").write_text(json.dumps(oq.quantization_map(model)))
+    save_file({"x": x}, tmp_path / "io.safetensors")
+    subprocess.run([str(FIXTURE), "--load", str(tmp_path)], check=True)
+    y_cpp = load_file(tmp_path / "cpp_out.safetensors")["y"]
+    if activations == "none":
+        torch.testing.assert_close(y_cpp, y, rtol=1e-4, atol=1e-4)
+    else:
+        step = float(model.fc2.output_scale)
+        assert (y_cpp - y).abs().max().item() <= step * 1.01
