@@ -16,12 +16,17 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup build test test-kernels test-ops test-nn test-io test-python test-sanitize test-fuzz demo bench clean
+.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-sanitize test-fuzz demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
 	bash scripts/setup.sh
 	touch $@
+
+# The package as pip builds it (pyproject.toml, scikit-build-core, its own build-pip/ folder):
+# an editable install into .venv; `pip install --no-build-isolation --no-deps .` for a real one.
+install: $(STAMP)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 
 $(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
