@@ -213,3 +213,33 @@ TEST(QModule, ErrorsNameTheProblem) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(WeightOptimizer, RegisteredOptimizerIsUsed) {
+  // A custom optimizer (the hook for e.g. HQQ): halves the absmax scale, so large weights clip.
+  quanto::register_weight_optimizer(
+      "test_half_absmax", [](const at::Tensor& w, const quanto::QType& q, std::optional<int64_t>) {
+        return std::make_pair(quanto::ops::absmax_scale(w, q.name, 0) * 0.5, at::Tensor());
+      });
+  const auto names = quanto::weight_optimizer_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "test_half_absmax"), names.end());
+  torch::manual_seed(9);
+  QLinear a(32, 4), b(32, 4);
+  {
+    at::NoGradGuard g;
+    b->weight.copy_(a->weight);
+  }
+  QuantSpec s = spec("qint8");
+  a->quantize(s);
+  s.optimizer = "test_half_absmax";
+  b->quantize(s);
+  at::NoGradGuard g;
+  EXPECT_TRUE(at::allclose(b->qweight().bytes.scale(), a->qweight().bytes.scale() * 0.5));
+  s.optimizer = "absmax";
+  s.weights = "qint4";
+  QLinear c(32, 4);
+  EXPECT_THROW(c->quantize(s), c10::Error);  // absmax is for 8-bit qtypes
+}
+
+}  // namespace
