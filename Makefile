@@ -16,7 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-sanitize test-fuzz demo bench clean
+.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-examples test-sanitize test-fuzz demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
@@ -35,7 +35,7 @@ $(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build test-kernels test-ops test-nn test-io test-python test-sanitize test-fuzz
+test: build test-kernels test-ops test-nn test-io test-python test-examples test-sanitize test-fuzz
 	@echo "make test: all suites passed"
 
 test-kernels: build
@@ -48,6 +48,10 @@ test-ops: build
 test-nn: build
 	$(BUILD)/quanto_nn_tests --gtest_brief=1
 	QUANTO_NN_SAVE_FIXTURE=$(BUILD)/quanto_nn_save_fixture $(PY) -m pytest -q tests/nn
+
+# The C++ example on the real all-MiniLM-L6-v2 (fast mode), checked against Python transformers.
+test-examples: build
+	$(PY) -m pytest -q tests/examples
 
 # Everything once with the best ISA, then the dispatch-sensitive tests on every other ISA
 # this CPU supports.
