@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from models import make_mlp
+from api_models import make_mlp
 from torch import nn
 
 import quanto

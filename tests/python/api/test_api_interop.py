@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from models import convnet_inputs, make_convnet
+from api_models import convnet_inputs, make_convnet
 from safetensors.torch import load_file, save_file
 
 import quanto

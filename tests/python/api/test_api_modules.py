@@ -4,7 +4,7 @@ QAT gradients, copies, patterns, device/dtype moves, state dicts, requantize and
 import pytest
 import torch
 import torch.nn.functional as F
-from models import make_convnet, make_mlp
+from api_models import make_convnet, make_mlp
 from torch import nn
 
 import quanto
