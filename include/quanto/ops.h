@@ -31,6 +31,17 @@ std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, std::
                                                       int64_t axis,
                                                       std::optional<int64_t> group_size = std::nullopt);
 
+// Half-Quadratic Quantization (Badri & Shaji, 2023) of the affine parameters of 2/4-bit codes:
+// starts from minmax_scale_shift and refines each group's shift (and, with optimize_scale, its
+// scale) by half-quadratic iterations on an lp error (p < 1), keeping the parameters of lowest
+// squared reconstruction error, so no group ends worse than min/max in that sense. Same shapes,
+// dtype and convention as minmax_scale_shift (dequantized = codes * scale - shift); codes come
+// from affine_quantize. iters in [0, 10000], 0 < p <= 1, beta > 0, kappa >= 1. Multi-threaded.
+std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, std::string_view qtype, int64_t axis,
+                                                   std::optional<int64_t> group_size = std::nullopt,
+                                                   int64_t iters = 20, double p = 0.7, double beta = 10.0,
+                                                   double kappa = 1.01, bool optimize_scale = false);
+
 // Integer zero-point that represents `shift`: clamp(round(shift / scale), 0, 2^bits - 1), uint8.
 at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
 

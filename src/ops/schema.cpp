@@ -60,6 +60,9 @@ TORCH_LIBRARY(quanto, m) {
   m.def("absmax_scale(Tensor x, str qtype, int? axis=None) -> Tensor");
   m.def("minmax_scale_shift(Tensor x, str qtype, int axis, int? group_size=None) -> (Tensor, Tensor)");
   m.def("shift_to_zeropoint(Tensor scale, Tensor shift, str qtype) -> Tensor");
+  // Half-Quadratic Quantization of the affine parameters (same shapes and dtype as minmax_scale_shift).
+  m.def("hqq_scale_shift(Tensor x, str qtype, int axis, int? group_size=None, int iters=20, float p=0.7, "
+        "float beta=10., float kappa=1.01, bool optimize_scale=False) -> (Tensor, Tensor)");
 
   // Quantize / dequantize.
   m.def("symmetric_quantize(Tensor x, Tensor scale, str qtype, int? axis=None) -> Tensor");

@@ -1,6 +1,7 @@
 #include "ops/specs.h"
 
 #include <ATen/ops/empty.h>
+#include <cmath>
 #include <c10/core/SymBool.h>
 #include <c10/util/Exception.h>
 
@@ -41,6 +42,23 @@ std::pair<TensorSpec, TensorSpec> minmax_scale_shift_spec(const at::Tensor& x, s
   const char* op = "minmax_scale_shift";
   checked_affine_qtype(op, qtype);
   check_float(op, "x", x);
+  Grouping g = grouping_for(op, x.sym_sizes(), checked_axis(op, x.dim(), axis), group_size);
+  std::pair<TensorSpec, TensorSpec> specs{{g.param_sizes, x.scalar_type()}, {g.param_sizes, x.scalar_type()}};
+  if (grouping) *grouping = std::move(g);
+  return specs;
+}
+
+std::pair<TensorSpec, TensorSpec> hqq_scale_shift_spec(const at::Tensor& x, std::string_view qtype, int64_t axis,
+                                                       std::optional<int64_t> group_size, int64_t iters, double p,
+                                                       double beta, double kappa, Grouping* grouping) {
+  const char* op = "hqq_scale_shift";
+  checked_affine_qtype(op, qtype);
+  check_float(op, "x", x);
+  TORCH_CHECK_VALUE(iters >= 0 && iters <= 10000, op, ": iters must be in [0, 10000], got ", iters);
+  TORCH_CHECK_VALUE(std::isfinite(p) && p > 0.0 && p <= 1.0, op, ": p (the lp exponent) must be in (0, 1], got ", p);
+  TORCH_CHECK_VALUE(std::isfinite(beta) && beta > 0.0, op, ": beta must be positive and finite, got ", beta);
+  TORCH_CHECK_VALUE(std::isfinite(kappa) && kappa >= 1.0 && kappa <= 1e3, op, ": kappa must be in [1, 1000], got ",
+                    kappa);
   Grouping g = grouping_for(op, x.sym_sizes(), checked_axis(op, x.dim(), axis), group_size);
   std::pair<TensorSpec, TensorSpec> specs{{g.param_sizes, x.scalar_type()}, {g.param_sizes, x.scalar_type()}};
   if (grouping) *grouping = std::move(g);

@@ -27,6 +27,11 @@ TensorSpec absmax_scale_spec(const at::Tensor& x, std::string_view qtype, std::o
 std::pair<TensorSpec, TensorSpec> minmax_scale_shift_spec(const at::Tensor& x, std::string_view qtype,
                                                           int64_t axis, std::optional<int64_t> group_size,
                                                           Grouping* grouping = nullptr);
+// HQQ: minmax_scale_shift's checks and shapes, plus iters in [0, 10000], 0 < p <= 1,
+// beta > 0 and kappa >= 1 (all finite).
+std::pair<TensorSpec, TensorSpec> hqq_scale_shift_spec(const at::Tensor& x, std::string_view qtype, int64_t axis,
+                                                       std::optional<int64_t> group_size, int64_t iters, double p,
+                                                       double beta, double kappa, Grouping* grouping = nullptr);
 TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
 TensorSpec symmetric_quantize_spec(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
                                    std::optional<int64_t> axis);
