@@ -102,6 +102,13 @@ class QModuleInterface {
   const QType* activation_qtype() const { return activation_qtype_; }  // nullptr when "none"
   bool is_quantized() const { return quantized_; }
   bool is_frozen() const { return frozen_; }
+  // Whether forward quantizes the layer's output (activations set). A quanto::Calibration scope
+  // clears it for layers whose output was never read directly by another quantized layer (it
+  // only fed residual adds, activations, reshapes...): quantizing it would add error for no
+  // integer kernel to use, as optimum-quanto's default "streamline" calibration decides. Saved
+  // in quanto's metadata; files without it (optimum-quanto's) quantize every output.
+  bool quantizes_output() const { return quantize_output_; }
+  void set_quantizes_output(bool on) { quantize_output_ = on; }
   // The group size in use (2/4-bit weights), nullopt = one group per output channel.
   std::optional<int64_t> weight_group_size() const { return group_size_; }
   // The float weight's shape (also known once frozen).
@@ -128,6 +135,7 @@ class QModuleInterface {
   std::optional<int64_t> group_size_;
   bool quantized_ = false;
   bool frozen_ = false;
+  bool quantize_output_ = true;
 };
 
 // The quanto layer inside `module`, or nullptr.
@@ -193,6 +201,12 @@ class QModule : public torch::nn::Cloneable<Derived>, public QModuleInterface {
 std::optional<double> calibration_momentum();
 // new = absmax(|x|) / qmax; scale := new if scale == 1 exactly, else m * scale + (1 - m) * new.
 void update_scale(at::Tensor& scale, const at::Tensor& x, const QType& qtype, double momentum);
+// Calibration bookkeeping (no-ops outside a quanto::Calibration scope): a quantized layer notes
+// the output it returns; a layer about to quantize its input asks which quantized layer produced
+// it, and gets that layer's output scale (or an undefined tensor) — the input is then already on
+// that grid, so the consumer adopts the scale instead of measuring a new one.
+void calibration_note_output(QModuleInterface& layer, const at::Tensor& output, const at::Tensor& output_scale);
+at::Tensor calibration_producer_scale(const at::Tensor& input, const QType& qtype);
 // A tensor equal to `quantized` in forward whose gradient flows to `x` unchanged.
 at::Tensor straight_through(const at::Tensor& x, const at::Tensor& quantized);
 

@@ -75,7 +75,9 @@ int64_t freeze(torch::nn::Module& module);
 // While alive, every forward of a quantized layer with quantized activations records the
 // absmax of its input and output into input_scale / output_scale (FORMAT.md "Activations":
 // the scale becomes the batch's value while it is exactly 1, then a moving average with
-// `momentum`). Scopes are per thread and may not nest.
+// `momentum`). A layer whose input is the quantized output of another layer adopts that layer's
+// output scale. When the scope closes, layers whose outputs no quantized layer read directly stop
+// quantizing them (QModuleInterface::quantizes_output). Scopes are per thread and may not nest.
 class Calibration {
  public:
   explicit Calibration(double momentum = 0.9);
@@ -83,9 +85,11 @@ class Calibration {
   Calibration(const Calibration&) = delete;
   Calibration& operator=(const Calibration&) = delete;
   double momentum() const { return momentum_; }
+  struct State;  // outputs seen in this scope (quantize.cpp)
 
  private:
   double momentum_;
+  std::unique_ptr<State> state_;
 };
 
 // Bytes of every parameter and buffer of the module tree (its memory footprint).

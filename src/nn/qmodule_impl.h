@@ -251,7 +251,14 @@ void QModule<D>::to(torch::Device device, bool non_blocking) {
 template <typename D>
 void QModule<D>::calibrate_input(const at::Tensor& x) {
   if (!activation_qtype_) return;
-  if (auto m = calibration_momentum()) update_scale(input_scale, x, *activation_qtype_, *m);
+  auto m = calibration_momentum();
+  if (!m) return;
+  if (const at::Tensor producer_scale = calibration_producer_scale(x, *activation_qtype_); producer_scale.defined()) {
+    at::NoGradGuard no_grad;
+    input_scale.copy_(producer_scale);
+  } else {
+    update_scale(input_scale, x, *activation_qtype_, *m);
+  }
 }
 
 namespace {
@@ -275,8 +282,13 @@ at::Tensor QModule<D>::quantize_input(const at::Tensor& x) {
 template <typename D>
 at::Tensor QModule<D>::quantize_output(const at::Tensor& y) {
   if (!activation_qtype_) return y;
-  if (auto m = calibration_momentum()) update_scale(output_scale, y, *activation_qtype_, *m);
-  return fake_quantize(y, *activation_qtype_, output_scale);
+  if (auto m = calibration_momentum()) {
+    update_scale(output_scale, y, *activation_qtype_, *m);
+    at::Tensor out = fake_quantize(y, *activation_qtype_, output_scale);
+    calibration_note_output(*this, out, output_scale);
+    return out;
+  }
+  return quantize_output_ ? fake_quantize(y, *activation_qtype_, output_scale) : y;
 }
 
 template <typename D>

@@ -90,6 +90,51 @@ const WeightOptimizer& find_weight_optimizer(const std::string& name) {
 
 std::string default_optimizer_name(const QType& qtype) { return qtype.bits == 8 ? "absmax" : "minmax"; }
 
+}  // namespace nn::detail
+
+struct Calibration::State {
+  struct Produced {
+    nn::QModuleInterface* layer;
+    at::Tensor last_output;   // held so its address cannot be reused by another tensor
+    at::Tensor output_scale;  // the layer's buffer (shared storage)
+    bool read_by_quantized_layer = false;
+  };
+  std::vector<Produced> produced;
+
+  Produced* find(const nn::QModuleInterface* layer) {
+    for (auto& p : produced)
+      if (p.layer == layer) return &p;
+    return nullptr;
+  }
+};
+
+namespace {
+thread_local Calibration::State* active_state = nullptr;  // of active_calibration
+}  // namespace
+
+namespace nn::detail {
+
+void calibration_note_output(QModuleInterface& layer, const at::Tensor& output, const at::Tensor& output_scale) {
+  if (!active_state) return;
+  auto& state = *active_state;
+  if (auto* p = state.find(&layer)) {
+    p->last_output = output;
+  } else {
+    state.produced.push_back({&layer, output, output_scale});
+  }
+}
+
+at::Tensor calibration_producer_scale(const at::Tensor& input, const QType& qtype) {
+  if (!active_state) return {};
+  for (auto& p : active_state->produced) {
+    if (p.last_output.is_same(input) && p.layer->activation_qtype() == &qtype) {
+      p.read_by_quantized_layer = true;
+      return p.output_scale;
+    }
+  }
+  return {};
+}
+
 std::optional<double> calibration_momentum() {
   if (!active_calibration) return std::nullopt;
   return active_calibration->momentum();
@@ -239,10 +284,16 @@ Calibration::Calibration(double momentum) : momentum_(momentum) {
   TORCH_CHECK_VALUE(momentum >= 0.0 && momentum < 1.0, "quanto::Calibration: momentum must be in [0, 1), got ",
                     momentum);
   TORCH_CHECK(active_calibration == nullptr, "quanto::Calibration: a calibration scope is already open on this thread");
+  state_ = std::make_unique<State>();
   active_calibration = this;
+  active_state = state_.get();
 }
 
-Calibration::~Calibration() { active_calibration = nullptr; }
+Calibration::~Calibration() {
+  for (const auto& p : state_->produced) p.layer->set_quantizes_output(p.read_by_quantized_layer);
+  active_calibration = nullptr;
+  active_state = nullptr;
+}
 
 int64_t state_nbytes(const torch::nn::Module& module) {
   int64_t n = 0;

@@ -34,6 +34,7 @@ json module_metadata(const nn::QModuleInterface& q) {
   m["group_size"] = bits && q.weight_group_size() ? json(*q.weight_group_size()) : json(nullptr);
   m["axis"] = 0;
   m["shift"] = bits ? json(q.spec().zero_point ? "zeropoint" : "float") : json(nullptr);
+  m["quantize_output"] = q.quantizes_output();
   return m;
 }
 
@@ -134,6 +135,8 @@ void requantize(torch::nn::Module& module, const std::string& dir, c10::Device d
     const std::string prefix = prefix_of(name);
     try {
       q->load_quantized(spec, [&](const std::string& key) { return get(prefix + key); }, device);
+      // Calibration may have turned output quantization off; files without the entry quantize it.
+      q->set_quantizes_output(!meta_modules.contains(name) || meta_modules[name].value("quantize_output", true));
     } catch (const c10::Error& e) {
       TORCH_CHECK_VALUE(false, "quanto::requantize: module '", name, "' (", entry.weights, "/", entry.activations,
                         ") in '", model_path, "': ", e.what_without_backtrace());

@@ -75,8 +75,8 @@ def test_float_embeddings_match_transformers(run, transformers_embeddings):
 
 
 # Worst cosine over the sentences. int4 (min/max, group 128) measures 0.928 and int8 weights +
-# int8 activations 0.820: these two are regression guards below the measured values.
-@pytest.mark.parametrize("setting, threshold", [("w-int8", 0.999), ("w-int4", 0.92), ("w-int8-a-int8", 0.80)])
+# int8 activations 0.971: these two are regression guards below the measured values.
+@pytest.mark.parametrize("setting, threshold", [("w-int8", 0.999), ("w-int4", 0.92), ("w-int8-a-int8", 0.96)])
 def test_quantized_embeddings(run, transformers_embeddings, setting, threshold):
     _, want = transformers_embeddings
     got = run["tensors"][setting]

@@ -149,6 +149,44 @@ TEST(Calibration, ScalesFollowTheFormula) {
   EXPECT_THROW(quanto::Calibration(), c10::Error);  // no nesting
 }
 
+// A layer whose output goes straight into another quantized layer keeps quantizing it (and the
+// reader adopts its scale: the values are already on that grid); outputs that only feed float
+// operations (relu, the model's result) stop being quantized when the scope closes.
+TEST(Calibration, StreamlinesOutputsThatNoQuantizedLayerReads) {
+  torch::manual_seed(3);
+  struct ChainImpl : torch::nn::Cloneable<ChainImpl> {
+    quanto::nn::QLinear a{nullptr}, b{nullptr}, c{nullptr};
+    ChainImpl() { reset(); }
+    void reset() override {
+      a = register_module("a", quanto::nn::QLinear(16, 32));
+      b = register_module("b", quanto::nn::QLinear(32, 32));
+      c = register_module("c", quanto::nn::QLinear(32, 4));
+    }
+    at::Tensor forward(const at::Tensor& x) { return c(at::relu(b(a(x)))); }
+  };
+  auto chain = std::make_shared<ChainImpl>();
+  quanto::Config cfg;
+  cfg.weights = "qint8";
+  cfg.activations = "qint8";
+  quanto::quantize_(*chain, cfg);
+  EXPECT_TRUE(chain->a->quantizes_output());
+  {
+    quanto::Calibration calib;
+    at::NoGradGuard g;
+    for (int i = 0; i < 3; ++i) chain->forward(randn({8, 16}, 40 + i));
+  }
+  EXPECT_TRUE(chain->a->quantizes_output());   // read by b
+  EXPECT_FALSE(chain->b->quantizes_output());  // read by relu only
+  EXPECT_FALSE(chain->c->quantizes_output());  // the model's output
+  EXPECT_TRUE(at::equal(chain->b->input_scale, chain->a->output_scale));
+  EXPECT_NE(chain->c->input_scale.item<double>(), chain->b->output_scale.item<double>());
+  // Outside the scope: b's output is the float result of its matmul, a's is on its grid.
+  at::NoGradGuard g;
+  const at::Tensor x = randn({8, 16}, 50);
+  const at::Tensor ya = chain->a(x);
+  EXPECT_TRUE(at::equal(ya, quanto_test::fake_quant(ya, quanto::qint8, chain->a->output_scale)));
+}
+
 TEST(Freeze, MemoryDropsToPackedSize) {
   torch::manual_seed(3);
   MLP mlp(256, 512, 128);
