@@ -95,6 +95,7 @@ bench: build
 	$(BUILD)/quanto_kernel_bench --benchmark_min_time=0.2
 	$(PY) bench/bench_ops.py
 	$(PY) bench/bench_linear.py
+	$(PY) bench/bench_decode.py
 
 clean:
 	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) python/quanto/_native
