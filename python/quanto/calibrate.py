@@ -3,10 +3,23 @@
 Inside ``with Calibration(momentum=0.9):`` every forward of a quantized module with quantized
 activations updates its 0-dim ``input_scale`` and ``output_scale`` from the batch:
 ``new = amax(|x|) / qmax`` (computed by the native op); a scale that is still exactly 1 becomes
-``new``, otherwise ``momentum * scale + (1 - momentum) * new``. As in optimum-quanto, a module fed
-directly by another quantized module adopts that module's output scale as its input scale,
-also through the shape and sign-preserving ops optimum-quanto keeps quantized (views, relu,
-transposes, slices, scalar mul/div, …): the scale is carried on the tensors during calibration.
+``new``, otherwise ``momentum * scale + (1 - momentum) * new``.
+
+A quantized module whose input is the output of another quantized module (the same tensor, or a
+view, transpose, slice, copy of it, or a cat/stack of two such outputs on the same grid) adopts
+that module's output scale as its input scale: those values are already on that grid. That
+producer is then "read by a quantized layer".
+
+Streamlining (``streamline=True``, the default, like optimum-quanto's argument; same rule as the
+C++ ``quanto::Calibration``): during the scope every quantized module still quantizes its output;
+when the scope closes without error, each module that produced an output keeps quantizing its
+output only if a quantized module read it (``module._quanto_quantize_output``). An output read
+only by float operations (an activation function, a residual add, attention matmuls, pooling)
+would just lose precision. ``streamline=False`` keeps every output quantized and, as
+optimum-quanto does, also carries the scale through the ops that keep integer codes on a
+(rescaled) grid: relu / neg (qint8 only) and multiplication / division by a scalar. With
+streamlining those ops do not carry it: the output before them is not quantized any more, so the
+next module calibrates its own input scale.
 """
 
 import numbers
@@ -15,7 +28,7 @@ from typing import List, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["Calibration", "calibration_momentum"]
+__all__ = ["Calibration", "calibration_momentum", "calibration_note_output", "calibration_note_read"]
 
 _active: List["Calibration"] = []
 
@@ -25,7 +38,24 @@ def calibration_momentum() -> Optional[float]:
     return _active[-1].momentum if _active else None
 
 
-_TAG = "_quanto_activation"  # (qtype name, 0-dim scale) on a tensor produced by a quantized module
+def calibration_note_output(module) -> None:
+    """A quantized module produced a (quantized) output inside the active Calibration scopes."""
+    for c in _active:
+        c._produced.setdefault(id(module), [module, False])
+
+
+def calibration_note_read(producers) -> None:
+    """A quantized module read (and adopted the scale of) the outputs of ``producers``."""
+    for c in _active:
+        for m in producers:
+            entry = c._produced.get(id(m))
+            if entry is not None and entry[0] is m:
+                entry[1] = True
+
+
+# On a tensor produced by a quantized module during calibration: (qtype name, 0-dim scale,
+# tuple of the quantized modules whose outputs hold exactly these values; empty when an op changed them).
+_TAG = "_quanto_activation"
 _aten = torch.ops.aten
 # Ops after which a per-tensor quantized activation stays quantized with the same scale.
 _SAME_SCALE = {_aten.view, _aten._unsafe_view, _aten.reshape, _aten.transpose, _aten.t, _aten.permute,
@@ -41,6 +71,10 @@ def _is_scalar(x):
 class _CarryScales(TorchDispatchMode):
     """Carries activation tags through the ops that keep an activation quantized."""
 
+    def __init__(self, streamline: bool):
+        super().__init__()
+        self.streamline = streamline
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         src = args[0] if args else None
@@ -48,17 +82,21 @@ class _CarryScales(TorchDispatchMode):
             tags = [getattr(t, _TAG, None) for t in src]
             if (func.overloadpacket in (_aten.cat, _aten.stack) and len(tags) == 2 and None not in tags
                     and tags[0][0] == tags[1][0] and torch.equal(tags[0][1], tags[1][1])):
-                _tag(out, tags[0])
+                _tag(out, (tags[0][0], tags[0][1], tags[0][2] + tags[1][2]))
             return out
         tag = getattr(src, _TAG, None) if isinstance(src, torch.Tensor) else None
         if tag is None:
             return out
         op = func.overloadpacket
-        if op in _SAME_SCALE or (op in _INT_ONLY and tag[0].startswith("qint")):
+        if op in _SAME_SCALE:
             _tag(out, tag)
+        elif self.streamline:
+            return out
+        elif op in _INT_ONLY and tag[0].startswith("qint"):
+            _tag(out, (tag[0], tag[1], ()))
         elif op in (_aten.mul, _aten.div) and len(args) == 2 and _is_scalar(args[1]):
             factor = args[1] if op is _aten.mul else 1.0 / args[1]
-            _tag(out, (tag[0], tag[1] * factor))
+            _tag(out, (tag[0], tag[1] * factor, ()))
         return out
 
 
@@ -71,18 +109,22 @@ def _tag(out, tag):
 class Calibration:
     """Context manager that calibrates the activation scales of quantized modules."""
 
-    def __init__(self, momentum: float = 0.9, **kwargs):
+    def __init__(self, momentum: float = 0.9, streamline: bool = True, **kwargs):
         if not isinstance(momentum, (int, float)) or not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"Calibration: momentum must be a number in [0, 1], got {momentum!r}")
-        # optimum-quanto's streamline/debug options are accepted for source compatibility; quanto
-        # never disables output quantization behind the user's back, so they have no effect.
-        unknown = set(kwargs) - {"streamline", "debug"}
+        if not isinstance(streamline, bool):
+            raise TypeError(f"Calibration: streamline must be a bool, got {streamline!r}")
+        # optimum-quanto's debug option is accepted for source compatibility and has no effect.
+        unknown = set(kwargs) - {"debug"}
         if unknown:
             raise TypeError(f"Calibration: unexpected arguments {sorted(unknown)}")
         self.momentum = float(momentum)
+        self.streamline = streamline
+        self._produced = {}  # id(module) -> [module, read by a quantized module]
 
     def __enter__(self):
-        self._mode = _CarryScales()
+        self._produced = {}
+        self._mode = _CarryScales(self.streamline)
         self._mode.__enter__()
         _active.append(self)
         return self
@@ -90,4 +132,8 @@ class Calibration:
     def __exit__(self, exc_type, exc, tb):
         _active.remove(self)
         self._mode.__exit__(exc_type, exc, tb)
+        if exc_type is None:  # an interrupted calibration leaves the output flags as they were
+            for module, read in self._produced.values():
+                module._quanto_quantize_output = read or not self.streamline
+        self._produced = {}
         return False

@@ -99,7 +99,8 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 def quantization_map(model: torch.nn.Module) -> Dict[str, Dict[str, Any]]:
     """``{module name: {"weights": qtype name or "none", "activations": …}}`` for every quantized
     module (optimum-quanto's quanto_qmap.json). A non-default group size adds ``"group_size"``,
-    which optimum-quanto ignores."""
+    and an output that Calibration stopped quantizing adds ``"quantize_output": false``; optimum-quanto
+    ignores both."""
     config = {}
     for name, m in model.named_modules():
         if isinstance(m, QModuleMixin):
@@ -112,6 +113,8 @@ def quantization_map(model: torch.nn.Module) -> Dict[str, Dict[str, Any]]:
                 default = resolve_group_size(m.weight_qtype, torch.Size(shape).numel() // shape[0], None, name)
                 if m.weight_group_size != default:
                     entry["group_size"] = m.weight_group_size
+            if m.activation_qtype is not None and not m.quantizes_output:
+                entry["quantize_output"] = False
             config[name] = entry
     return config
 
@@ -157,12 +160,17 @@ def requantize(
         found = quantized_class(m)
         if found is None:
             raise ValueError(f"requantize: module {name!r} ({type(m).__name__}) has no quantized counterpart")
-        plan.append((name, m, w, a, qconfig.get("group_size"), found[1]))
-    for name, m, w, a, gs, kind in plan:
+        quantize_output = qconfig.get("quantize_output", True)  # absent: every output is quantized
+        if not isinstance(quantize_output, bool):
+            raise ValueError(f"requantize: 'quantize_output' of {name!r} must be true or false, "
+                             f"got {quantize_output!r}")
+        plan.append((name, m, w, a, qconfig.get("group_size"), quantize_output))
+    for name, m, w, a, gs, quantize_output in plan:
         q = quantize_module(m, w, a, None, gs, name=name, embeddings=True)
         if q is None:
             raise ValueError(f"requantize: the quantization map entry {quantization_map[name]!r} does not quantize "
                              f"module {name!r} ({type(m).__name__})")
+        q._quanto_quantize_output = quantize_output
         if q.weight_qtype is not None:
             q._empty_frozen()
 

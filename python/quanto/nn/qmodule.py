@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from ..calibrate import calibration_momentum
+from ..calibrate import calibration_momentum, calibration_note_output, calibration_note_read
 from ..optimizers import default_optimizer
 from ..qtypes import qint8, qtype, qtype_from_name, qtypes
 
@@ -115,6 +115,9 @@ class QModuleMixin:
         self.activation_qtype = activations
         self._quanto_frozen = False
         self._quanto_tiled = False
+        # Whether forward quantizes the output (with activations). Calibration(streamline=True)
+        # turns it off when no quantized module reads the output; quantization_map persists it.
+        self._quanto_quantize_output = True
         w = self._parameters.get("weight")
         if weights is not None:
             if w is None:
@@ -280,6 +283,7 @@ class QModuleMixin:
                             f"expected {a.name} input, got {tag[0]}"
                         )
                     self.input_scale.copy_(tag[1])
+                    calibration_note_read(tag[2])
                 else:
                     self._update_scale(self.input_scale, ops.absmax_scale(x.detach(), a.name), momentum)
         if not self._quantize_input:
@@ -292,15 +296,24 @@ class QModuleMixin:
         if a is None or not isinstance(y, torch.Tensor) or not y.is_floating_point():
             return y
         momentum = calibration_momentum()
+        if momentum is None and not self.quantizes_output:
+            return y
         if momentum is not None:
             with torch.no_grad():
                 self._update_scale(self.output_scale, ops.absmax_scale(y.detach(), a.name), momentum)
         _, yq = self._quantize_activation(y, self.output_scale)
         yq = _straight_through(y, yq)
         if momentum is not None:
-            # Lets a directly connected quantized module adopt this scale (optimum-quanto's rule).
-            yq._quanto_activation = (a.name, self.output_scale.detach().clone())
+            # During calibration every output is quantized; a quantized module reading it adopts
+            # this scale and marks this module as read (calibrate.py).
+            yq._quanto_activation = (a.name, self.output_scale.detach().clone(), (self,))
+            calibration_note_output(self)
         return yq
+
+    @property
+    def quantizes_output(self) -> bool:
+        """Whether forward quantizes the output (False once streamlined off by Calibration)."""
+        return self.__dict__.get("_quanto_quantize_output", True)
 
     # --- device / dtype -----------------------------------------------------------------------
 
@@ -409,6 +422,8 @@ class QModuleMixin:
              f"activations={self.activation_qtype.name if self.activation_qtype else None}"]
         if self.weight_group_size:
             q.append(f"group_size={self.weight_group_size}")
+        if self.activation_qtype is not None and not self.quantizes_output:
+            q.append("quantize_output=False")
         if self.frozen:
             q.append("frozen")
         return ", ".join(([base] if base else []) + q)
