@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/numeric.h"
+#include "kernels/ref/hqq_ref.h"
 #include "kernels/ref/linear_ref.h"
 #include "kernels/ref/quantize_ref.h"
 #include "kernels/ref/tiled_ref.h"
@@ -86,11 +87,15 @@ struct LinearKernels {
 inline constexpr LinearKernels kReferenceLinearKernels{
     &linear_w8a8_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, nullptr, nullptr, nullptr};
 
+// HQQ parameter refinement over a range of groups (kernels/ref/hqq_ref.h).
+using HqqRefineFn = void (*)(const float*, int64_t, int64_t, const HqqConfig&, float*, float*, float*);
+
 struct KernelTable {
   CpuIsa isa;
   QuantizeKernels<float> f32;
   QuantizeKernels<bf16> b16;
   LinearKernels linear;
+  HqqRefineFn hqq_refine;
 };
 
 // The table of one ISA; throws std::invalid_argument if this CPU does not support it.

@@ -205,3 +205,39 @@ TEST(Hqq, OptimizeScaleBeatsShiftOnlyOnHeavyTails) {
 
 }  // namespace
 }  // namespace quanto::kernels
+
+namespace quanto::kernels {
+namespace {
+
+class HqqPerIsa : public ::testing::TestWithParam<CpuIsa> {};
+
+// Every ISA build of the loop against the baseline one: the same iteration with wider vectors
+// (only the order of the float sums differs), so the same error to within rounding.
+TEST_P(HqqPerIsa, MatchesBaselineBuild) {
+  const HqqRefineFn fn = kernel_table(GetParam()).hqq_refine;
+  for (int64_t gs : {7, 33, 64, 128, 257})
+    for (bool opt : {false, true}) {
+      const int64_t groups = 12;
+      auto x = random_values<float>(static_cast<size_t>(groups * gs), static_cast<uint32_t>(gs) + 100u);
+      HqqConfig c;
+      c.code_max = 15;
+      c.optimize_scale = opt;
+      std::vector<float> s(groups), h(groups), e(groups);
+      for (int64_t g = 0; g < groups; ++g) {
+        const Params p = minmax_start(x.data() + g * gs, gs, 15);
+        s[g] = p.scale, h[g] = p.shift;
+      }
+      auto s2 = s, h2 = h, e2 = e;
+      hqq_refine_ref(x.data(), groups, gs, c, s.data(), h.data(), e.data());
+      fn(x.data(), groups, gs, c, s2.data(), h2.data(), e2.data());
+      double want = 0, got = 0;
+      for (int64_t g = 0; g < groups; ++g) want += e[g], got += e2[g];
+      EXPECT_NEAR(got, want, 0.01 * want) << isa_name(GetParam()) << " gs=" << gs << " opt=" << opt;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, HqqPerIsa, ::testing::ValuesIn(supported_isas()),
+                         [](const ::testing::TestParamInfo<CpuIsa>& i) { return std::string(isa_name(i.param)); });
+
+}  // namespace
+}  // namespace quanto::kernels

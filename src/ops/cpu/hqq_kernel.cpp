@@ -5,6 +5,7 @@
 
 #include <quanto/ops.h>
 
+#include "kernels/dispatch.h"
 #include "kernels/ref/hqq_ref.h"
 #include "ops/cpu/cpu_utils.h"
 #include "ops/specs.h"
@@ -54,8 +55,9 @@ std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, c10::str
   float* hd = data_as<float>(shift);
   // A group costs about (iters + 1) passes: aim for ~64K element-passes per task.
   const int64_t grain = std::max<int64_t>(1, 65536 / (gs * (iters + 1)));
+  const kernels::HqqRefineFn hqq = kernels::kernels().hqq_refine;
   parallel_rows(n_groups, grain, [&](int64_t b, int64_t e) {
-    kernels::hqq_refine_ref(xd + b * gs, e - b, gs, config, sd + b, hd + b, nullptr);
+    hqq(xd + b * gs, e - b, gs, config, sd + b, hd + b, nullptr);
   });
   // Exact: the kernel rounds every candidate to x's dtype.
   return {scale.to(x.scalar_type()).view(concrete(scale_spec.sizes)),
