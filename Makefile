@@ -96,6 +96,7 @@ bench: build
 	$(PY) bench/bench_ops.py
 	$(PY) bench/bench_linear.py
 	$(PY) bench/bench_decode.py
+	$(PY) bench/bench_hqq.py
 
 clean:
 	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) python/quanto/_native
