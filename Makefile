@@ -16,7 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-examples test-sanitize test-fuzz demo bench clean
+.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-models test-examples test-sanitize test-fuzz demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
@@ -35,7 +35,7 @@ $(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build test-kernels test-ops test-nn test-io test-python test-examples test-sanitize test-fuzz
+test: build test-kernels test-ops test-nn test-io test-python test-models test-examples test-sanitize test-fuzz
 	@echo "make test: all suites passed"
 
 test-kernels: build
@@ -56,12 +56,17 @@ test-examples: build
 # Everything once with the best ISA, then the dispatch-sensitive tests on every other ISA
 # this CPU supports.
 test-python: build
-	$(PY) -m pytest -q tests/python
+	$(PY) -m pytest -q tests/python --ignore=tests/python/models
 	for isa in $$($(PY) -c 'import quanto, torch; print(*torch.ops.quanto.supported_cpu_isas()[:-1])'); do \
 	  echo "== QUANTO_CPU_ISA=$$isa"; \
 	  QUANTO_CPU_ISA=$$isa $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py \
 	    tests/python/test_linear.py || exit 1; \
 	done
+
+# Real models from packages (all-MiniLM-L6-v2, SmolLM2-135M GGUF) and random transformers configs
+# through quanto.models: ~3-4 minutes on 2 cores, most of it SmolLM2 (loaded once).
+test-models: build
+	$(PY) -m pytest -q tests/python/models
 
 # The torch-free kernels under AddressSanitizer + UndefinedBehaviorSanitizer (no LibTorch).
 test-sanitize: $(STAMP)
