@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
       settings.push_back({"w-int8", c, false});
       c.weights = "qint4";
       settings.push_back({"w-int4", c, false});
+      c.optimizer = "hqq";
+      settings.push_back({"w-int4-hqq", c, false});
+      c.optimizer.clear();
       c.weights = "qint8";
       c.activations = "qint8";
       settings.push_back({"w-int8-a-int8", c, true});

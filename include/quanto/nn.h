@@ -64,7 +64,8 @@ struct QuantSpec {
 
 // Weight optimizers compute the quantization parameters of a float weight: (scale, shift) for
 // 2/4-bit qtypes (grouped along axis 0 when group_size is set), (scale, undefined) for 8-bit.
-// Built in: "absmax" (8-bit), "minmax" (2/4-bit). Others (e.g. "hqq") can be registered.
+// Built in: "absmax" (8-bit), "minmax" and "hqq" (2/4-bit: half-quadratic optimization of the
+// shift, quanto::ops::hqq_scale_shift). Others can be registered.
 using WeightOptimizer = std::function<std::pair<at::Tensor, at::Tensor>(
     const at::Tensor& weight, const QType& qtype, std::optional<int64_t> group_size)>;
 void register_weight_optimizer(const std::string& name, WeightOptimizer optimizer);

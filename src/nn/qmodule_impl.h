@@ -65,9 +65,10 @@ void QModule<D>::resolve_spec(const QuantSpec& spec) {
   std::optional<int64_t> gs;
   if (wq) {
     find_weight_optimizer(spec.optimizer.empty() ? default_optimizer_name(*wq) : spec.optimizer);
-    TORCH_CHECK_VALUE(!(spec.optimizer == "absmax" && wq->bits < 8) && !(spec.optimizer == "minmax" && wq->bits == 8),
-                      who, ": optimizer '", spec.optimizer, "' does not apply to ", wq->name,
-                      " (absmax: 8-bit qtypes, minmax: qint2/qint4)");
+    const bool for_bits = spec.optimizer == "minmax" || spec.optimizer == "hqq";
+    TORCH_CHECK_VALUE(!(spec.optimizer == "absmax" && wq->bits < 8) && !(for_bits && wq->bits == 8), who,
+                      ": optimizer '", spec.optimizer, "' does not apply to ", wq->name,
+                      " (absmax: 8-bit qtypes, minmax and hqq: qint2/qint4)");
     const auto shape = weight_shape();
     const int64_t in = numel_of(shape) / shape.at(0);
     if (wq->bits < 8) {

@@ -36,6 +36,13 @@ std::map<std::string, WeightOptimizer>& optimizers() {
          auto [scale, shift] = ops::minmax_scale_shift(w, q.name, 0, gs);
          return {scale, shift};
        }},
+      // Half-quadratic optimization of the shift (HQQ paper defaults), never worse than minmax.
+      {"hqq",
+       [](const at::Tensor& w, const QType& q, std::optional<int64_t> gs) -> std::pair<at::Tensor, at::Tensor> {
+         TORCH_CHECK_VALUE(q.bits < 8, "optimizer hqq: for 2/4-bit qtypes (qint2, qint4), got ", q.name);
+         auto [scale, shift] = ops::hqq_scale_shift(w, q.name, 0, gs);
+         return {scale, shift};
+       }},
   };
   return table;
 }
