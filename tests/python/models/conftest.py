@@ -1,5 +1,6 @@
 """Fixtures for the real-model tests: every packaged model is loaded once per test session."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,16 +8,7 @@ import pytest
 DATA = Path(__file__).resolve().parents[2] / "data"
 
 # A fixed sentence set for the MiniLM embedding measures.
-SENTENCES = [
-    "Quantization stores neural network weights in fewer bits.",
-    "The cat sat on the mat and looked out of the window.",
-    "A fast integer kernel reads packed weights straight from memory.",
-    "Paris is the capital of France.",
-    "She sold her old bicycle to a neighbour for twenty pounds.",
-    "Heavy rain is expected across the north of the country tomorrow.",
-    "How do I reset my password if I no longer have access to my email?",
-    "The orchestra played Beethoven's ninth symphony to a full house.",
-]
+SENTENCES = json.loads((DATA / "minilm_sentences.json").read_text())["models"]
 
 
 @pytest.fixture(scope="session")
