@@ -1,0 +1,74 @@
+#include "args.h"
+
+namespace quanto::cli {
+namespace {
+
+const char* kQuantizeFooter = R"(Which tensors are quantized:
+  - `<module>.weight` tensors in float32/float16/bfloat16 with 2 dims (Linear-like layers) or
+    3+ dims (convolutions), non-empty, matching an --include glob (if any) and no --exclude glob.
+  - Copied as they are: embeddings (a module name part containing "embed", or named wte, wpe,
+    shared; or a weight with the same bytes as lm_head's, i.e. tied to it), norms, biases, 1-D
+    and 0-D tensors, non-float tensors, and every tensor whose name does not end in ".weight".
+  - lm_head stays float unless --include-lm-head; a head tied to the input embeddings (absent
+    from the checkpoint, or with the same bytes as an embedding) always stays float, and so does
+    the embedding it ties to.
+  - GPT-2 style Conv1D weights (config.json model_type gpt2, openai-gpt, imagegpt) are
+    quantized transposed (out-first), as quanto's loader expects.
+  Globs (fnmatch) match the module name ("model.layers.*.mlp.*") or the tensor name.
+
+Quantization (optimum-quanto 0.2.7's math and keys, bit for bit):
+  int8/float8: symmetric, per output channel (absmax). int4/int2: affine, groups of
+  --group-size input features (default: 128, stepping down by 32 until it divides the
+  layer's input features; per channel when they are <= 128), min/max or HQQ (p=0.7, beta=10,
+  kappa=1.01, 20 iterations). Scales are in the weight's dtype unless --dtype.
+
+Input and output:
+  INPUT: a Hugging Face folder (model.safetensors, or shards + model.safetensors.index.json) or
+  one .safetensors file; pickle checkpoints (.bin/.pt/.pth) are refused. OUTPUT: a folder with
+  the quantized safetensors (sharded like the input), its index, quanto_qmap.json and every
+  other file of the input (config, tokenizer, ...); loadable by quanto.models and optimum-quanto.
+  It is written into OUTPUT.tmp-<pid> and renamed at the end; OUTPUT must not exist (--force
+  replaces it) and must not be inside the input. Tensors stream one at a time from mmap: peak
+  memory stays near the largest tensor.)";
+
+}  // namespace
+
+void declare(CLI::App& app, Parsed& p) {
+  app.description("quanto: quantize Hugging Face safetensors checkpoints offline, and inspect them");
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every sub-command");
+
+  auto* q = app.add_subcommand("quantize", "Quantize the weights of a checkpoint into a new folder");
+  p.quantize_cmd = q;
+  auto& o = p.quantize;
+  q->add_option("INPUT", o.input, "Model folder or .safetensors file")->required();
+  q->add_option("-o,--output", o.output, "Output folder (must not exist unless --force)")->required();
+  q->add_option("--weights", o.weights, "Weight type")
+      ->check(CLI::IsMember({"int8", "int4", "int2", "float8", "float8_e4m3fn", "float8_e5m2"}))
+      ->capture_default_str();
+  q->add_option("--group-size", o.group_size,
+                "Group size of int4/int2 weights (must divide every quantized layer's input features)")
+      ->check(CLI::PositiveNumber);
+  q->add_option("--optimizer", o.optimizer,
+                "Scale optimizer: absmax (8-bit, the default there), minmax (2/4-bit default) or hqq (2/4-bit)")
+      ->check(CLI::IsMember({"absmax", "minmax", "hqq"}));
+  q->add_option("--include", o.include, "Quantize only modules matching GLOB (repeatable)")->type_name("GLOB");
+  q->add_option("--exclude", o.exclude, "Leave modules matching GLOB in float (repeatable)")->type_name("GLOB");
+  q->add_option("--threads", o.threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  q->add_option("--dtype", o.dtype, "dtype of scales and shifts (default: the weight's dtype)")
+      ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
+  q->add_flag("--dry-run", o.dry_run, "Plan and report without quantizing or writing anything");
+  q->add_flag("--json", o.json, "Print a machine-readable JSON summary on stdout (progress goes to stderr)");
+  q->add_flag("--include-lm-head", o.include_lm_head, "Quantize lm_head too (never when tied to the embeddings)");
+  q->add_flag("--force", o.force, "Replace an existing OUTPUT (never the input)");
+  q->footer(kQuantizeFooter);
+
+  auto* i = app.add_subcommand("inspect", "List and validate the tensors of a (quantized or float) checkpoint");
+  p.inspect_cmd = i;
+  i->add_option("PATH", p.inspect.path, "Model folder or .safetensors file")->required();
+  i->add_flag("--json", p.inspect.json, "Print JSON");
+  i->footer("Validates every file (safetensors rules, index, quanto_qmap.json) and exits with status 1 and a "
+            "message naming the problem when one is malformed.");
+}
+
+}  // namespace quanto::cli

@@ -1,0 +1,45 @@
+// quanto: the command-line tool. Every failure ends in one line on stderr and a non-zero exit
+// status: 2 for a usage error, 1 for anything else (bad input, I/O).
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <exception>
+
+#include <string>
+
+#include "args.h"
+#include "commands.h"
+
+namespace {
+// One line: messages from ATen may span several.
+void fail(std::string msg) {
+  for (char& c : msg)
+    if (c == '\n') c = ' ';
+  std::fprintf(stderr, "quanto: error: %s\n", msg.c_str());
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app;
+  quanto::cli::Parsed parsed;
+  quanto::cli::declare(app, parsed);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "quanto: error: %s (see quanto --help)\n", e.what());
+    return 2;
+  }
+  try {
+    if (parsed.quantize_cmd->parsed()) return quanto::cli::run_quantize(parsed.quantize);
+    return quanto::cli::run_inspect(parsed.inspect);
+  } catch (const c10::Error& e) {
+    fail(e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  return 1;
+}

@@ -1,0 +1,38 @@
+// Parsed command-line options of `quanto quantize` and `quanto inspect`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace quanto::cli {
+
+struct QuantizeOptions {
+  std::string input;
+  std::string output;
+  std::string weights = "int8";          // CLI name: int8, int4, int2, float8, float8_e4m3fn, float8_e5m2
+  std::optional<int64_t> group_size;     // 2/4-bit only; default: FORMAT.md's rule per layer
+  std::string optimizer;                 // absmax | minmax | hqq; empty: absmax (8-bit), minmax (2/4-bit)
+  std::vector<std::string> include;      // module globs; empty: every candidate
+  std::vector<std::string> exclude;      // module globs
+  int threads = 0;                       // 0: ATen's default (all cores)
+  std::string dtype;                     // scale dtype: float32 | float16 | bfloat16; empty: the weight's
+  bool dry_run = false;
+  bool json = false;
+  bool include_lm_head = false;
+  bool force = false;
+};
+
+struct InspectOptions {
+  std::string path;
+  bool json = false;
+};
+
+// A user-facing failure: printed as one line "quanto: error: <what>", exit status 1.
+struct CliError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace quanto::cli

@@ -1,0 +1,64 @@
+// Which tensors are quantized, and how (the rules `quanto quantize --help` documents):
+//  - quantized: `<module>.weight` tensors in F32/F16/BF16 with 2 dims (Linear-like) or 3+ dims
+//    (convolutions), non-empty, matching --include (if any) and no --exclude glob;
+//  - copied as they are: embeddings (a module name part containing "embed", or named wte, wpe,
+//    shared; or a weight with the same bytes as lm_head's, i.e. tied to it), norms, biases, 1-D
+//    and 0-D tensors, non-float tensors, everything that is not a `.weight`;
+//  - lm_head (module name ending in "lm_head") is copied unless --include-lm-head; a head tied to
+//    the input embeddings (absent from the checkpoint, or with the same bytes as an embedding)
+//    always stays float, and so does that embedding;
+//  - transformers' GPT-2 style Conv1D weights (config model_type gpt2 / openai-gpt / imagegpt)
+//    are stored [in, out]: they are quantized transposed ([out, in]), as quanto's Python loader
+//    expects (optimum-quanto does not quantize Conv1D).
+// Globs (fnmatch) match the module name ("model.layers.0.mlp.up_proj") or the tensor name.
+#pragma once
+
+#include <quanto/qtype.h>
+#include <quanto/safetensors.h>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "options.h"
+
+namespace quanto::cli {
+
+struct TensorPlan {
+  std::string name;                    // tensor name in the input
+  std::string shard;                   // input shard file name
+  safetensors::Dtype dtype;
+  std::vector<int64_t> shape;          // as stored in the input
+  bool quantize = false;
+  std::string reason;                  // why it is copied ("embedding", "norm/1-D", "bias", ...)
+  std::string module;                  // quantized: the module name
+  std::vector<int64_t> qshape;         // quantized: the canonical (out-first) shape
+  bool transpose = false;              // quantized: Conv1D weight stored [in, out]
+  std::optional<int64_t> group_size;   // quantized 2/4-bit: the group size (nullopt: per channel)
+};
+
+struct Settings {
+  const QType* qtype = nullptr;
+  std::string optimizer;               // resolved: absmax | minmax | hqq
+  std::optional<safetensors::Dtype> scale_dtype;  // nullopt: the weight's dtype
+};
+
+// The qtype of a --weights value (int8 -> qint8, float8 -> qfloat8_e4m3fn, ...).
+const QType& qtype_of_cli_name(const std::string& name);
+
+// Settings from the options; throws CliError for an optimizer that does not fit the qtype or a
+// group size given for 8-bit weights.
+Settings resolve_settings(const QuantizeOptions& opts);
+
+// Decides every tensor. `same_bytes(a, b)` compares two tensors' data (tie detection); it is
+// only called for tensors of equal dtype and shape. Throws CliError when --group-size does not
+// divide a quantized layer's input features.
+std::vector<TensorPlan> plan_tensors(std::vector<TensorPlan> tensors, const QuantizeOptions& opts,
+                                     const Settings& settings, const nlohmann::json& config,
+                                     const std::function<bool(const TensorPlan&, const TensorPlan&)>& same_bytes,
+                                     std::vector<std::string>& notes);
+
+}  // namespace quanto::cli
