@@ -92,6 +92,15 @@ at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, cons
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
                        c10::ScalarType out_dtype);
 
+// The packed W8A8 layout read by the VNNI kernels (uint8 [ceil(N / 64), (ceil(K / 4) + 1) * 256]),
+// converted once (freeze/load) from int8 weights [N, K] (K < 131072); unpack_w8a8 gives them back exactly.
+at::Tensor pack_w8a8(const at::Tensor& w_data);
+at::Tensor unpack_w8a8(const at::Tensor& w_packed, int64_t out_features, int64_t in_features);
+// linear_w8a8 on packed weights (same results bit for bit).
+at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_packed,
+                              const at::Tensor& w_scale, int64_t out_features, const std::optional<at::Tensor>& bias,
+                              c10::ScalarType out_dtype);
+
 // Name of the CPU kernel set in use: "generic", "avx2" or "avx512".
 std::string cpu_isa();
 

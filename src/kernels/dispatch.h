@@ -75,8 +75,12 @@ using LinearFp8Bf16Fn = void (*)(const bf16*, const uint8_t*, Fp8Format, const f
                                  LinearShape, float*);
 using LinearW8A8Fn = void (*)(const int8_t*, const float*, int64_t, const int8_t*, const float*, int64_t,
                               const float*, LinearShape, float*);
+// W8A8 on the packed layout (kernels/ref/linear_ref.h, pack_w8a8_ref).
+using LinearW8A8PackedFn = void (*)(const int8_t*, const float*, int64_t, const uint8_t*, const float*, int64_t,
+                                    const float*, LinearShape, float*);
 struct LinearKernels {
   LinearW8A8Fn linear_w8a8;
+  LinearW8A8PackedFn linear_w8a8_packed;
   LinearW8Fn linear_w8;
   LinearFp8Fn linear_fp8;
   LinearW4TiledFn linear_w4_tiled;
@@ -85,7 +89,7 @@ struct LinearKernels {
   LinearFp8Bf16Fn linear_fp8_bf16x;
 };
 inline constexpr LinearKernels kReferenceLinearKernels{
-    &linear_w8a8_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, nullptr, nullptr, nullptr};
+    &linear_w8a8_ref, &linear_w8a8_packed_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, nullptr, nullptr, nullptr};
 
 // HQQ parameter refinement over a range of groups (kernels/ref/hqq_ref.h).
 using HqqRefineFn = void (*)(const float*, int64_t, int64_t, const HqqConfig&, float*, float*, float*);

@@ -123,6 +123,25 @@ at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, cons
   return h.call(x_data, x_scale, w_data, w_scale, bias, out_dtype);
 }
 
+at::Tensor pack_w8a8(const at::Tensor& w_data) {
+  static const auto h = op<at::Tensor(const at::Tensor&)>("quanto::pack_w8a8");
+  return h.call(w_data);
+}
+
+at::Tensor unpack_w8a8(const at::Tensor& w_packed, int64_t out_features, int64_t in_features) {
+  static const auto h = op<at::Tensor(const at::Tensor&, int64_t, int64_t)>("quanto::unpack_w8a8");
+  return h.call(w_packed, out_features, in_features);
+}
+
+at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_packed,
+                              const at::Tensor& w_scale, int64_t out_features, const std::optional<at::Tensor>& bias,
+                              c10::ScalarType out_dtype) {
+  static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                      int64_t, const std::optional<at::Tensor>&, c10::ScalarType)>(
+      "quanto::linear_w8a8_packed");
+  return h.call(x_data, x_scale, w_packed, w_scale, out_features, bias, out_dtype);
+}
+
 std::string cpu_isa() {
   static const auto h = op<std::string()>("quanto::cpu_isa");
   return h.call();

@@ -83,4 +83,8 @@ TORCH_LIBRARY(quanto, m) {
   m.def("linear_qbits(Tensor x, Tensor w_packed, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
   m.def("linear_qbits_tiled(Tensor x, Tensor w_tiled, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
   m.def("linear_w8a8(Tensor x_data, Tensor x_scale, Tensor w_data, Tensor w_scale, Tensor? bias, ScalarType out_dtype) -> Tensor");
+  // W8A8 on weights pre-packed once (at freeze/load) into the VNNI kernels' layout; exact round trip.
+  m.def("pack_w8a8(Tensor w_data) -> Tensor");
+  m.def("unpack_w8a8(Tensor w_packed, int out_features, int in_features) -> Tensor");
+  m.def("linear_w8a8_packed(Tensor x_data, Tensor x_scale, Tensor w_packed, Tensor w_scale, int out_features, Tensor? bias, ScalarType out_dtype) -> Tensor");
 }

@@ -5,6 +5,8 @@
 #include <c10/core/SymBool.h>
 #include <c10/util/Exception.h>
 
+#include "kernels/ref/linear_ref.h"
+
 namespace quanto::ops {
 namespace {
 
@@ -291,6 +293,65 @@ TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale,
   const c10::SymInt N = w_data.sym_size(0);
   check_bias(op, bias, N);
   return {linear_out_sizes(op, x_data, w_data.sym_size(1), N), out_dtype};
+}
+
+namespace {
+
+// The packed W8A8 layout's geometry; K < 2^17 keeps 128 · Σ_k w (stored as int32) in range.
+void check_w8a8_packed_geometry(const char* op, int64_t out_features, int64_t in_features) {
+  TORCH_CHECK_VALUE(out_features > 0 && in_features > 0, op, ": out_features and in_features must be positive, got ",
+                    out_features, " and ", in_features);
+  TORCH_CHECK_VALUE(in_features < (int64_t{1} << 17), op, ": the packed W8A8 layout holds in_features < 131072, got ",
+                    in_features);
+}
+
+SymSizes w8a8_packed_sizes(int64_t out_features, int64_t in_features) {
+  return {kernels::w8a8_block_count(out_features), kernels::w8a8_block_bytes(in_features)};
+}
+
+}  // namespace
+
+TensorSpec pack_w8a8_spec(const at::Tensor& w_data) {
+  const char* op = "pack_w8a8";
+  check_dtype(op, "w_data", w_data, at::kChar);
+  TORCH_CHECK_VALUE(w_data.dim() == 2, op, ": w_data must be 2-d [N, K], got ", sizes_str(w_data.sym_sizes()));
+  check_nonempty(op, "w_data", w_data);
+  const int64_t N = w_data.sym_size(0).guard_int(__FILE__, __LINE__);
+  const int64_t K = w_data.sym_size(1).guard_int(__FILE__, __LINE__);
+  check_w8a8_packed_geometry(op, N, K);
+  return {w8a8_packed_sizes(N, K), at::kByte};
+}
+
+TensorSpec unpack_w8a8_spec(const at::Tensor& w_packed, int64_t out_features, int64_t in_features) {
+  const char* op = "unpack_w8a8";
+  check_w8a8_packed_geometry(op, out_features, in_features);
+  check_dtype(op, "w_packed", w_packed, at::kByte);
+  check_param_shape(op, "w_packed", w_packed, w8a8_packed_sizes(out_features, in_features), "these features");
+  return {{out_features, in_features}, at::kChar};
+}
+
+TensorSpec linear_w8a8_packed_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_packed,
+                                   const at::Tensor& w_scale, int64_t out_features,
+                                   const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  const char* op = "linear_w8a8_packed";
+  check_dtype(op, "x_data", x_data, at::kChar);
+  check_nonempty(op, "x_data", x_data);
+  const int64_t K = x_data.sym_size(-1).guard_int(__FILE__, __LINE__);
+  check_w8a8_packed_geometry(op, out_features, K);
+  check_dtype(op, "w_packed", w_packed, at::kByte);
+  check_param_shape(op, "w_packed", w_packed, w8a8_packed_sizes(out_features, K),
+                    "out_features and the last dim of x_data");
+  check_same_device(op, x_data, "w_packed", w_packed);
+  check_float(op, "x_scale", x_scale);
+  const c10::SymInt rows = x_data.sym_numel() / x_data.sym_size(-1);
+  TORCH_CHECK_VALUE(sym_equal(x_scale.sym_numel(), 1) || sym_equal(x_scale.sym_numel(), rows), op,
+                    ": x_scale must hold one value (static, per tensor) or one per row of x (dynamic, per token: ", rows,
+                    "), got shape ", sizes_str(x_scale.sym_sizes()));
+  check_channel_scale(op, "w_scale", w_scale, out_features);
+  check_bias(op, bias, out_features);
+  TORCH_CHECK_TYPE(out_dtype == at::kFloat || out_dtype == at::kBFloat16 || out_dtype == at::kHalf, op,
+                   ": out_dtype must be float32, bfloat16 or float16, got ", out_dtype);
+  return {linear_out_sizes(op, x_data, K, out_features), out_dtype};
 }
 
 }  // namespace quanto::ops

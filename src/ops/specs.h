@@ -62,5 +62,11 @@ TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tile
 TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                             const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
                             c10::ScalarType out_dtype);
+// Packed W8A8 layout (kernels/ref/linear_ref.h, pack_w8a8_ref): uint8 [ceil(N / 64), (ceil(K / 4) + 1) * 256].
+TensorSpec pack_w8a8_spec(const at::Tensor& w_data);
+TensorSpec unpack_w8a8_spec(const at::Tensor& w_packed, int64_t out_features, int64_t in_features);
+TensorSpec linear_w8a8_packed_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_packed,
+                                   const at::Tensor& w_scale, int64_t out_features,
+                                   const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype);
 
 }  // namespace quanto::ops

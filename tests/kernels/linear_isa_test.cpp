@@ -3,6 +3,7 @@
 // layout's exact round trip.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 
 #include "kernels/dispatch.h"
@@ -173,6 +174,48 @@ TEST_P(LinearPerIsa, W8A8MatchesReferenceExactly) {
         }
 }
 
+// W8A8 on the packed layout: every ISA matches the reference on the canonical weights bit for
+// bit, whatever split of N the threads use (block-aligned or not).
+TEST_P(LinearPerIsa, W8A8PackedMatchesReferenceExactly) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  std::mt19937 gen(51);
+  auto random_int8 = [&](size_t n) {
+    std::vector<int8_t> v(n);
+    for (auto& b : v) b = static_cast<int8_t>(std::uniform_int_distribution<int>(-128, 127)(gen));
+    return v;
+  };
+  for (int64_t M : {1, 3, 17, 130})
+    for (int64_t K : {1, 33, 257})
+      for (int64_t N : {1, 7, 40, 130})
+        for (int64_t x_scale_stride : {0, 1}) {
+          auto x = random_int8(static_cast<size_t>(M * K));
+          auto w = random_int8(static_cast<size_t>(N * K));
+          x[0] = -128;
+          w[0] = -128;
+          w[w.size() - 1] = 127;
+          const auto xs = random_values<float>(static_cast<size_t>(M), 52, 0.01f);
+          const auto ws = random_values<float>(static_cast<size_t>(N), 53, 0.01f);
+          const auto bias = random_values<float>(static_cast<size_t>(N), 54);
+          std::vector<uint8_t> packed(static_cast<size_t>(w8a8_block_count(N) * w8a8_block_bytes(K)), 0xAB);
+          pack_w8a8_ref(w.data(), N, K, 0, w8a8_block_count(N), packed.data());
+          std::vector<float> want(static_cast<size_t>(M * N)), got(want.size(), NAN), got_nb(want.size(), NAN);
+          linear_w8a8_ref(x.data(), xs.data(), x_scale_stride, w.data(), ws.data(), 1, bias.data(), {M, K, N, 0, N},
+                          want.data());
+          const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+          k.linear_w8a8_packed(x.data(), xs.data(), x_scale_stride, packed.data(), ws.data(), 1, bias.data(),
+                               {M, K, N, 0, mid}, got.data());
+          k.linear_w8a8_packed(x.data(), xs.data(), x_scale_stride, packed.data(), ws.data(), 1, bias.data(),
+                               {M, K, N, mid, N}, got.data());
+          EXPECT_EQ(got, want) << "M=" << M << " K=" << K << " N=" << N;
+          // No bias, per-tensor weight scale.
+          linear_w8a8_ref(x.data(), xs.data(), x_scale_stride, w.data(), ws.data(), 0, nullptr, {M, K, N, 0, N},
+                          want.data());
+          k.linear_w8a8_packed(x.data(), xs.data(), x_scale_stride, packed.data(), ws.data(), 0, nullptr,
+                               {M, K, N, 0, N}, got_nb.data());
+          EXPECT_EQ(got_nb, want) << "no bias, M=" << M << " K=" << K << " N=" << N;
+        }
+}
+
 // float8 weights over every code but the NaNs, on both the float path and (where present) the
 // bf16 GEMM path: products are exact in both.
 TEST_P(LinearPerIsa, Fp8MatchesReference) {
@@ -206,6 +249,38 @@ TEST_P(LinearPerIsa, Fp8MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Isas, LinearPerIsa, ::testing::ValuesIn(supported_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(W8A8PackedLayout, RoundTripsExactlyAndCarriesRowSums) {
+  for (int64_t K : {1, 3, 4, 33, 257})
+    for (int64_t N : {1, 7, 40, 64, 130}) {
+      std::mt19937 gen(static_cast<uint32_t>(K * 1000 + N));
+      std::vector<int8_t> w(static_cast<size_t>(N * K)), back(w.size(), 0);
+      for (auto& v : w) v = static_cast<int8_t>(std::uniform_int_distribution<int>(-128, 127)(gen));
+      const int64_t blocks = w8a8_block_count(N), bytes = w8a8_block_bytes(K);
+      std::vector<uint8_t> packed(static_cast<size_t>(blocks * bytes), 0xCD);
+      // Packing block by block (as threads do) is the same as packing at once.
+      for (int64_t b = 0; b < blocks; ++b) pack_w8a8_ref(w.data(), N, K, b, b + 1, packed.data());
+      unpack_w8a8_ref(packed.data(), N, K, 0, blocks, back.data());
+      ASSERT_EQ(back, w) << "K=" << K << " N=" << N;
+      // Layout: channel 5 (if present), k = 6 sits in quad 1, lane 5, byte 2.
+      if (N > 5 && K > 6) {
+        EXPECT_EQ(static_cast<int8_t>(packed[(1 * kW8A8BlockN + 5) * 4 + 2]), w[5 * K + 6]);
+      }
+      for (int64_t n = 0; n < blocks * kW8A8BlockN; ++n) {
+        int32_t want = 0;
+        if (n < N)
+          for (int64_t k = 0; k < K; ++k) want += 128 * w[n * K + k];
+        int32_t got;
+        std::memcpy(&got, packed.data() + (n / kW8A8BlockN) * bytes + w8a8_quads(K) * kW8A8BlockN * 4 + (n % kW8A8BlockN) * 4,
+                    sizeof(got));
+        EXPECT_EQ(got, want) << "n=" << n;
+      }
+      // Padding (channels past N, k past K) is zero.
+      if (N % kW8A8BlockN != 0) {
+        EXPECT_EQ(packed[static_cast<size_t>((blocks - 1) * bytes + (kW8A8BlockN - 1) * 4)], 0);
+      }
+    }
+}
 
 TEST(TiledLayout, RoundTripsExactlyAndPutsRowsTogether) {
   const int64_t N = 3, K = 64;

@@ -1,5 +1,8 @@
 #include "kernels/ref/linear_ref.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "kernels/ref/pack_ref.h"
 
 namespace quanto::kernels {
@@ -58,6 +61,47 @@ void linear_w8a8_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stri
       int32_t acc = 0;
       for (int64_t k = 0; k < s.K; ++k)
         acc += static_cast<int32_t>(x[m * s.K + k]) * static_cast<int32_t>(w[n * s.K + k]);
+      y[m * s.N + n] = w8a8_output(acc, x_scale[m * x_scale_stride], w_scale[n * w_scale_stride], bias, n);
+    }
+}
+
+void pack_w8a8_ref(const int8_t* w, int64_t N, int64_t K, int64_t b_begin, int64_t b_end, uint8_t* packed) {
+  const int64_t bytes = w8a8_block_bytes(K), whole = K / 4;
+  for (int64_t b = b_begin; b < b_end; ++b) {
+    uint8_t* block = packed + b * bytes;
+    std::memset(block, 0, static_cast<size_t>(bytes));
+    const int64_t n0 = b * kW8A8BlockN, nb = std::min<int64_t>(kW8A8BlockN, N - n0);
+    // Whole quads as 4-byte copies, written in order (the reads walk nb rows side by side).
+    for (int64_t q = 0; q < whole; ++q)
+      for (int64_t j = 0; j < nb; ++j) std::memcpy(block + (q * kW8A8BlockN + j) * 4, w + (n0 + j) * K + 4 * q, 4);
+    int32_t offsets[kW8A8BlockN] = {};
+    for (int64_t j = 0; j < nb; ++j) {
+      const int8_t* row = w + (n0 + j) * K;
+      for (int64_t k = 4 * whole; k < K; ++k) block[(whole * kW8A8BlockN + j) * 4 + k % 4] = static_cast<uint8_t>(row[k]);
+      int64_t sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += row[k];
+      offsets[j] = static_cast<int32_t>(128 * sum);  // |128 Σ w| < 2^31 for K < 2^17 (checked by the op)
+    }
+    std::memcpy(block + w8a8_quads(K) * kW8A8BlockN * 4, offsets, sizeof(offsets));
+  }
+}
+
+void unpack_w8a8_ref(const uint8_t* packed, int64_t N, int64_t K, int64_t b_begin, int64_t b_end, int8_t* w) {
+  const int64_t bytes = w8a8_block_bytes(K);
+  for (int64_t b = b_begin; b < b_end; ++b)
+    for (int64_t j = 0; j < kW8A8BlockN && b * kW8A8BlockN + j < N; ++j)
+      for (int64_t k = 0; k < K; ++k) w[(b * kW8A8BlockN + j) * K + k] = w8a8_packed_at(packed + b * bytes, j, k);
+}
+
+void linear_w8a8_packed_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,
+                            const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
+  const int64_t bytes = w8a8_block_bytes(s.K);
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t n = s.n_begin; n < s.n_end; ++n) {
+      const uint8_t* block = packed + (n / kW8A8BlockN) * bytes;
+      int32_t acc = 0;
+      for (int64_t k = 0; k < s.K; ++k)
+        acc += static_cast<int32_t>(x[m * s.K + k]) * static_cast<int32_t>(w8a8_packed_at(block, n % kW8A8BlockN, k));
       y[m * s.N + n] = w8a8_output(acc, x_scale[m * x_scale_stride], w_scale[n * w_scale_stride], bias, n);
     }
 }

@@ -43,6 +43,33 @@ void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group
 void linear_w8a8_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
                      const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
 
+// ---- W8A8 with pre-packed weights (converted once, at freeze or load; exact round trip) ----
+// The layout the VNNI kernels read without any per-call work: output channels in blocks of
+// kW8A8BlockN, block b holding, for each quad q of 4 consecutive k (K padded with zero weights
+// to a multiple of 4), kW8A8BlockN · 4 bytes: byte (q · kW8A8BlockN + j) · 4 + i = w[b · kW8A8BlockN
+// + j, 4q + i] (0 for channels past N); then kW8A8BlockN little-endian int32 that are 128 · Σ_k w[n, k]
+// (0 past N), the correction for the u8 offset of x that vpdpbusd needs (derived data: unpacking
+// ignores it, packing recomputes it). The packed tensor is uint8 [blocks, w8a8_block_bytes(K)].
+inline constexpr int64_t kW8A8BlockN = 64;
+inline int64_t w8a8_quads(int64_t K) { return (K + 3) / 4; }
+inline int64_t w8a8_block_bytes(int64_t K) { return (w8a8_quads(K) + 1) * kW8A8BlockN * 4; }
+inline int64_t w8a8_block_count(int64_t N) { return (N + kW8A8BlockN - 1) / kW8A8BlockN; }
+// The weight w[n, k] inside a packed block (n relative to the block).
+inline int8_t w8a8_packed_at(const uint8_t* block, int64_t j, int64_t k) {
+  return static_cast<int8_t>(block[((k / 4) * kW8A8BlockN + j) * 4 + k % 4]);
+}
+inline const int32_t* w8a8_block_offsets(const uint8_t* block, int64_t K) {
+  return reinterpret_cast<const int32_t*>(block + w8a8_quads(K) * kW8A8BlockN * 4);
+}
+
+// w int8 [N, K] -> blocks [b_begin, b_end) of the packed layout, and back.
+void pack_w8a8_ref(const int8_t* w, int64_t N, int64_t K, int64_t b_begin, int64_t b_end, uint8_t* packed);
+void unpack_w8a8_ref(const uint8_t* packed, int64_t N, int64_t K, int64_t b_begin, int64_t b_end, int8_t* w);
+
+// linear_w8a8_ref on packed weights: same int32 sums, same epilogue, same results bit for bit.
+void linear_w8a8_packed_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,
+                            const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
+
 // The W8A8 epilogue, shared by every variant so they agree bit for bit.
 inline float w8a8_output(int32_t acc, float x_scale, float w_scale, const float* bias, int64_t n) {
   const float out = static_cast<float>(acc) * (x_scale * w_scale);

@@ -190,99 +190,89 @@ void w8a8_tile_vnni(const uint8_t* xu, const int8_t* x, int64_t K, const int8_t*
   }
 }
 
-// Batched W8A8 (M >= kPackedMinRows): channels in lanes. A block of kPackN output channels is
-// packed once into the VNNI layout [K/4][kPackN][4] (each int32 lane: 4 consecutive k of one
-// channel, K padded to a multiple of 4 with zero weights), and a kPackRows × kPackN micro-tile
-// broadcasts 4 bytes of x per row: 2 · kPackRows vpdpbusd per 4 k, no horizontal sums.
-constexpr int kPackN = 32;
-constexpr int kPackRows = 6;
-constexpr int64_t kPackedMinRows = 16;
-
-struct PackedW8 {
-  int64_t quads = 0;                  // ceil(K / 4)
-  std::vector<int8_t> data;           // [quads][kPackN][4]
-  alignas(64) int32_t offset[kPackN]; // 128 · Σ_k w[n, k]
-};
-
-void pack_w8_block(const int8_t* w, int64_t K, int64_t n0, int64_t nb, PackedW8& p) {
-  p.quads = (K + 3) / 4;
-  p.data.assign(static_cast<size_t>(p.quads * kPackN * 4), 0);
-  const int64_t whole = K / 4;
-  // Whole quads: 4-byte copies, written in order (the reads stride over kPackN rows).
-  for (int64_t q = 0; q < whole; ++q)
-    for (int64_t j = 0; j < nb; ++j) std::memcpy(&p.data[static_cast<size_t>((q * kPackN + j) * 4)], w + (n0 + j) * K + 4 * q, 4);
-  for (int64_t j = 0; j < nb; ++j)
-    for (int64_t k = 4 * whole; k < K; ++k) p.data[static_cast<size_t>((whole * kPackN + j) * 4 + k % 4)] = w[(n0 + j) * K + k];
-  for (int64_t j = 0; j < kPackN; ++j) {
-    int32_t sum = 0;
-    if (j < nb)
-      for (int64_t k = 0; k < K; ++k) sum += w[(n0 + j) * K + k];
-    p.offset[j] = 128 * sum;
-  }
-}
+// W8A8 on the packed layout (kernels/ref/linear_ref.h): channels in lanes. Each quad of a block
+// is kW8A8BlockN channels × 4 consecutive k (one int32 lane a channel), so a kPackRows ×
+// kW8A8BlockN micro-tile broadcasts 4 bytes of x per row: kLanes · kPackRows vpdpbusd per 4 k,
+// no horizontal sums. The packed block also carries 128 · Σ_k w, so no per-call work remains.
+constexpr int kLanes = static_cast<int>(kW8A8BlockN / 16);  // zmm registers per quad
+constexpr int kPackRows = 6;                                 // 24 accumulators + 4 weights + 1 x
+constexpr int64_t kPackedMinRows = 16;                       // below this, unpacked weights keep the row path
 
 template <int MR>
-void w8a8_packed_tile(const uint8_t* xu, int64_t ldx, const PackedW8& p, __m512i out[][2]) {
-  __m512i acc[MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
-  const int8_t* wq = p.data.data();
-  for (int64_t q = 0; q < p.quads; ++q, wq += kPackN * 4) {
-    const __m512i w0 = _mm512_loadu_si512(wq), w1 = _mm512_loadu_si512(wq + 64);
+void w8a8_packed_tile(const uint8_t* xu, int64_t ldx, const uint8_t* block, int64_t quads, __m512i out[][kLanes]) {
+  __m512i acc[MR][kLanes];  // local, so the accumulators live in registers
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < kLanes; ++j) acc[i][j] = _mm512_setzero_si512();
+  const uint8_t* wq = block;
+  for (int64_t q = 0; q < quads; ++q, wq += kW8A8BlockN * 4) {
+    __m512i w[kLanes];
+    for (int j = 0; j < kLanes; ++j) w[j] = _mm512_loadu_si512(wq + 64 * j);
     for (int i = 0; i < MR; ++i) {
       int32_t quad;
       std::memcpy(&quad, xu + i * ldx + 4 * q, sizeof(quad));
       const __m512i xb = _mm512_set1_epi32(quad);
-      acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], xb, w0);
-      acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], xb, w1);
+      for (int j = 0; j < kLanes; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xb, w[j]);
     }
   }
-  const __m512i off0 = _mm512_load_si512(p.offset), off1 = _mm512_load_si512(p.offset + 16);
-  for (int i = 0; i < MR; ++i) {
-    out[i][0] = _mm512_sub_epi32(acc[i][0], off0);
-    out[i][1] = _mm512_sub_epi32(acc[i][1], off1);
-  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < kLanes; ++j) out[i][j] = acc[i][j];
 }
 
-// float(acc) * (x_scale * w_scale) + bias, the reference epilogue (w8a8_output) lane by lane:
-// the same operations in the same order, so results match it bit for bit.
-void w8a8_packed_store(const __m512i acc[2], float x_scale, const float* w_scale, int64_t w_scale_stride,
-                       const float* bias, int64_t n0, int64_t nb, float* y_row) {
-  alignas(64) float ws[kPackN] = {}, b[kPackN] = {}, out[kPackN];
-  for (int64_t j = 0; j < nb; ++j) {
-    ws[j] = w_scale[(n0 + j) * w_scale_stride];
-    if (bias) b[j] = bias[n0 + j];
-  }
-  const __m512 xs = _mm512_set1_ps(x_scale);
-  for (int h = 0; h < 2; ++h) {
-    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[h]), _mm512_mul_ps(xs, _mm512_load_ps(ws + 16 * h)));
-    if (bias) v = _mm512_add_ps(v, _mm512_load_ps(b + 16 * h));
-    _mm512_store_ps(out + 16 * h, v);
-  }
-  std::memcpy(y_row + n0, out, static_cast<size_t>(nb) * sizeof(float));
+// Rows [m, m + MR) of x against one block; store(i, acc) receives each row's sums.
+template <int MR, typename Store>
+void w8a8_packed_rows(const uint8_t* xu, int64_t ldx, int64_t m, const uint8_t* block, int64_t quads, Store store) {
+  __m512i acc[MR][kLanes];
+  w8a8_packed_tile<MR>(xu + m * ldx, ldx, block, quads, acc);
+  for (int i = 0; i < MR; ++i) store(m + i, acc[i]);
 }
 
-void linear_w8a8_packed(const uint8_t* xu, int64_t ldx, const int8_t* w, const float* x_scale, int64_t x_scale_stride,
-                        const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
-  PackedW8 packed;
-  __m512i out[kPackRows][2];
-  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kPackN) {
-    const int64_t nb = std::min<int64_t>(kPackN, s.n_end - n0);
-    pack_w8_block(w, s.K, n0, nb, packed);
-    auto store_rows = [&](int64_t m, int rows) {
-      for (int i = 0; i < rows; ++i)
-        w8a8_packed_store(out[i], x_scale[(m + i) * x_scale_stride], w_scale, w_scale_stride, bias, n0, nb,
-                          y + (m + i) * s.N);
+// xu: rows of x as u8 (x + 128), ldx = 4 · quads bytes apart (padding meets zero weights).
+void linear_w8a8_packed_u8(const uint8_t* xu, int64_t ldx, const uint8_t* packed, const float* x_scale,
+                           int64_t x_scale_stride, const float* w_scale, int64_t w_scale_stride, const float* bias,
+                           LinearShape s, float* y) {
+  const int64_t quads = w8a8_quads(s.K), bytes = w8a8_block_bytes(s.K);
+  for (int64_t b = s.n_begin / kW8A8BlockN; b * kW8A8BlockN < s.n_end; ++b) {
+    const int64_t base = b * kW8A8BlockN;
+    const int64_t c0 = std::max(s.n_begin, base) - base, c1 = std::min(s.n_end, base + kW8A8BlockN) - base;
+    const uint8_t* block = packed + b * bytes;
+    alignas(64) float ws[kW8A8BlockN] = {}, bs[kW8A8BlockN] = {};
+    for (int64_t j = c0; j < c1; ++j) {
+      ws[j] = w_scale[(base + j) * w_scale_stride];
+      if (bias) bs[j] = bias[base + j];
+    }
+    __m512i offsets[kLanes];
+    for (int j = 0; j < kLanes; ++j) offsets[j] = _mm512_loadu_si512(w8a8_block_offsets(block, s.K) + 16 * j);
+    // float(acc) * (x_scale * w_scale) + bias: w8a8_output lane by lane, so results match it bit for bit.
+    auto store = [&](int64_t m, const __m512i* acc) {
+      const __m512 xs = _mm512_set1_ps(x_scale[m * x_scale_stride]);
+      alignas(64) float out[kW8A8BlockN];
+      for (int j = 0; j < kLanes; ++j) {
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[j], offsets[j])),
+                                 _mm512_mul_ps(xs, _mm512_load_ps(ws + 16 * j)));
+        if (bias) v = _mm512_add_ps(v, _mm512_load_ps(bs + 16 * j));
+        _mm512_store_ps(out + 16 * j, v);
+      }
+      std::memcpy(y + m * s.N + base + c0, out + c0, static_cast<size_t>(c1 - c0) * sizeof(float));
     };
     int64_t m = 0;
-    for (; m + kPackRows <= s.M; m += kPackRows) {
-      w8a8_packed_tile<kPackRows>(xu + m * ldx, ldx, packed, out);
-      store_rows(m, kPackRows);
-    }
-    for (; m < s.M; ++m) {
-      w8a8_packed_tile<1>(xu + m * ldx, ldx, packed, out);
-      store_rows(m, 1);
+    for (; m + kPackRows <= s.M; m += kPackRows) w8a8_packed_rows<kPackRows>(xu, ldx, m, block, quads, store);
+    switch (s.M - m) {
+      case 5: w8a8_packed_rows<5>(xu, ldx, m, block, quads, store); break;
+      case 4: w8a8_packed_rows<4>(xu, ldx, m, block, quads, store); break;
+      case 3: w8a8_packed_rows<3>(xu, ldx, m, block, quads, store); break;
+      case 2: w8a8_packed_rows<2>(xu, ldx, m, block, quads, store); break;
+      case 1: w8a8_packed_rows<1>(xu, ldx, m, block, quads, store); break;
+      default: break;
     }
   }
+}
+
+// Rows of x as u8 (x + 128), padded to whole quads with the u8 code of 0.
+std::vector<uint8_t> x_as_u8(const int8_t* x, int64_t M, int64_t K, int64_t ldx) {
+  std::vector<uint8_t> xu(static_cast<size_t>(M * ldx), 0x80);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) xu[m * ldx + k] = static_cast<uint8_t>(x[m * K + k]) ^ 0x80u;
+  return xu;
 }
 
 }  // namespace
@@ -290,12 +280,15 @@ void linear_w8a8_packed(const uint8_t* xu, int64_t ldx, const int8_t* w, const f
 void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
                       const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
   if (s.M >= kPackedMinRows) {
-    // Rows of x as u8 (x + 128), padded to whole quads (padding meets zero weights).
-    const int64_t ldx = (s.K + 3) / 4 * 4;
-    std::vector<uint8_t> xu(static_cast<size_t>(s.M * ldx), 0x80);
-    for (int64_t m = 0; m < s.M; ++m)
-      for (int64_t k = 0; k < s.K; ++k) xu[m * ldx + k] = static_cast<uint8_t>(x[m * s.K + k]) ^ 0x80u;
-    linear_w8a8_packed(xu.data(), ldx, w, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y);
+    // Weights packed per call (the packed op, linear_w8a8_packed, does this once at freeze):
+    // channels [n_begin, n_end) as a weight of their own, so y, bias and scales shift with them.
+    const int64_t n = s.n_end - s.n_begin, ldx = 4 * w8a8_quads(s.K);
+    std::vector<uint8_t> packed(static_cast<size_t>(w8a8_block_count(n) * w8a8_block_bytes(s.K)));
+    pack_w8a8_ref(w + s.n_begin * s.K, n, s.K, 0, w8a8_block_count(n), packed.data());
+    const std::vector<uint8_t> xu = x_as_u8(x, s.M, s.K, ldx);
+    linear_w8a8_packed_u8(xu.data(), ldx, packed.data(), x_scale, x_scale_stride, w_scale + s.n_begin * w_scale_stride,
+                          w_scale_stride, bias ? bias + s.n_begin : nullptr, LinearShape{s.M, s.K, s.N, 0, n},
+                          y + s.n_begin);
     return;
   }
   std::vector<uint8_t> xu(static_cast<size_t>(s.M * s.K));
@@ -305,6 +298,14 @@ void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_str
                                 w8a8_tile_vnni<decltype(mr)::value>(xu.data() + m * s.K, x + m * s.K, s.K, rows,
                                                                     dots);
                               });
+}
+
+void linear_w8a8_packed_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,
+                             const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s,
+                             float* y) {
+  const int64_t ldx = 4 * w8a8_quads(s.K);
+  const std::vector<uint8_t> xu = x_as_u8(x, s.M, s.K, ldx);
+  linear_w8a8_packed_u8(xu.data(), ldx, packed, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y);
 }
 
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,

@@ -12,6 +12,10 @@ namespace quanto::kernels::avx512bf16 {
 
 void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
                       const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
+// W8A8 on pre-packed weights (contract of linear_w8a8_packed_ref).
+void linear_w8a8_packed_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,
+                             const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s,
+                             float* y);
 
 // int8 weights [N, K] with K % 32 == 0, bf16 activations: the batched (GEMM) path, meant for
 // M >= 4 (the op layer sends smaller batches to the float GEMV, which is bandwidth bound).

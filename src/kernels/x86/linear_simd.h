@@ -150,20 +150,16 @@ void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float*
 
 // ---- W8A8: int8 x [M, K] × int8 w [N, K], exact int32 sums, w8a8_output epilogue ----
 
-// Runs tile(m, rows, dots) over kRowBlock weight rows at a time (zero-padded past n_end, so
-// tiles always see full blocks) and every row of x, MR rows per tile, and writes y.
-template <int MR, typename Tile>
-void w8a8_blocks(const int8_t* w, const float* x_scale, int64_t x_scale_stride, const float* w_scale,
-                 int64_t w_scale_stride, const float* bias, LinearShape s, float* y, Tile tile) {
-  std::vector<int8_t> padded;
+// Runs tile(m, rows, dots) over kRowBlock weight rows at a time and every row of x, MR rows per
+// tile, and writes y. rows_at(n0, nr, buf) returns kRowBlock rows of K weights starting at
+// channel n0, the nr real ones followed by zero rows (buf: kRowBlock · K scratch bytes it may use).
+template <int MR, typename RowsAt, typename Tile>
+void w8a8_blocks_with(RowsAt rows_at, const float* x_scale, int64_t x_scale_stride, const float* w_scale,
+                      int64_t w_scale_stride, const float* bias, LinearShape s, float* y, Tile tile) {
+  std::vector<int8_t> buf(static_cast<size_t>(kRowBlock * s.K));
   for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
     const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
-    const int8_t* rows = w + n0 * s.K;
-    if (nr < kRowBlock) {
-      padded.assign(static_cast<size_t>(kRowBlock * s.K), 0);
-      std::copy(rows, rows + nr * s.K, padded.begin());
-      rows = padded.data();
-    }
+    const int8_t* rows = rows_at(n0, nr, buf.data());
     int32_t dots[MR][kRowBlock];
     auto emit = [&](int64_t m, int count) {
       for (int i = 0; i < count; ++i)
@@ -181,6 +177,20 @@ void w8a8_blocks(const int8_t* w, const float* x_scale, int64_t x_scale_stride, 
       emit(m, 1);
     }
   }
+}
+
+// The same over row-major int8 weights [N, K] (zero-padded past n_end, so tiles always see full
+// blocks).
+template <int MR, typename Tile>
+void w8a8_blocks(const int8_t* w, const float* x_scale, int64_t x_scale_stride, const float* w_scale,
+                 int64_t w_scale_stride, const float* bias, LinearShape s, float* y, Tile tile) {
+  auto rows_at = [&](int64_t n0, int64_t nr, int8_t* buf) -> const int8_t* {
+    if (nr == kRowBlock) return w + n0 * s.K;
+    std::fill(buf, buf + kRowBlock * s.K, int8_t{0});
+    std::copy(w + n0 * s.K, w + (n0 + nr) * s.K, buf);
+    return buf;
+  };
+  w8a8_blocks_with<MR>(rows_at, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y, tile);
 }
 
 template <class V, int MR>
@@ -212,6 +222,32 @@ void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, 
                             [&](auto mr, int64_t m, const int8_t* rows, int32_t dots[][kRowBlock]) {
                               w8a8_tile<V, decltype(mr)::value>(x + m * s.K, s.K, rows, dots);
                             });
+}
+
+// W8A8 on the packed layout (kernels/ref/linear_ref.h) for ISAs without VNNI: kRowBlock rows
+// are gathered back to row-major (an L1-sized buffer) and fed to the same tile as linear_w8a8.
+template <class V>
+void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,
+                        const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
+  const int64_t K = s.K, bytes = w8a8_block_bytes(K);
+  auto rows_at = [&](int64_t n0, int64_t nr, int8_t* buf) -> const int8_t* {
+    for (int64_t r = 0; r < kRowBlock; ++r) {
+      int8_t* dst = buf + r * K;
+      if (r >= nr) {
+        std::fill(dst, dst + K, int8_t{0});
+        continue;
+      }
+      const int64_t n = n0 + r;
+      const uint8_t* lane = packed + (n / kW8A8BlockN) * bytes + (n % kW8A8BlockN) * 4;
+      for (int64_t k = 0; k < K; k += 4)
+        for (int64_t i = 0; i < 4 && k + i < K; ++i) dst[k + i] = static_cast<int8_t>(lane[k * kW8A8BlockN + i]);
+    }
+    return buf;
+  };
+  w8a8_blocks_with<V::kGemmRows>(rows_at, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y,
+                                 [&](auto mr, int64_t m, const int8_t* rows, int32_t dots[][kRowBlock]) {
+                                   w8a8_tile<V, decltype(mr)::value>(x + m * s.K, s.K, rows, dots);
+                                 });
 }
 
 // Σ_i a_i b_i, kWidth at a time (a serial scalar chain costs ~4 cycles an element).

@@ -16,7 +16,9 @@ namespace quanto::kernels {
   void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride, \
                   const float* bias, LinearShape s, float* y);                                             \
   void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,          \
-                   const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
+                   const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y); \
+  void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,  \
+                          const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
 
 namespace avx2 {
 QUANTO_DECLARE_LINEAR_X86
@@ -44,6 +46,10 @@ QUANTO_DECLARE_LINEAR_X86
   void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,          \
                    const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) { \
     simd::linear_w8a8<Vec>(x, x_scale, x_scale_stride, w, w_scale, w_scale_stride, bias, s, y);            \
+  }                                                                                                        \
+  void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,  \
+                          const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) { \
+    simd::linear_w8a8_packed<Vec>(x, x_scale, x_scale_stride, packed, w_scale, w_scale_stride, bias, s, y);  \
   }
 
 }  // namespace quanto::kernels

@@ -133,6 +133,48 @@ at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, cons
   return out_dtype == at::kFloat ? y : y.to(out_dtype);
 }
 
+at::Tensor pack_w8a8(const at::Tensor& w_data) {
+  const TensorSpec spec = pack_w8a8_spec(w_data);
+  const int64_t N = w_data.size(0), K = w_data.size(1);
+  const at::Tensor wc = w_data.contiguous();
+  at::Tensor packed = at::empty(concrete(spec.sizes), w_data.options().dtype(at::kByte));
+  parallel_rows(kernels::w8a8_block_count(N), 1, [&](int64_t b0, int64_t b1) {
+    kernels::pack_w8a8_ref(data_as<const int8_t>(wc), N, K, b0, b1, data_as<uint8_t>(packed));
+  });
+  return packed;
+}
+
+at::Tensor unpack_w8a8(const at::Tensor& w_packed, int64_t out_features, int64_t in_features) {
+  const TensorSpec spec = unpack_w8a8_spec(w_packed, out_features, in_features);
+  const at::Tensor pc = w_packed.contiguous();
+  at::Tensor w = at::empty(concrete(spec.sizes), w_packed.options().dtype(at::kChar));
+  parallel_rows(kernels::w8a8_block_count(out_features), 1, [&](int64_t b0, int64_t b1) {
+    kernels::unpack_w8a8_ref(data_as<const uint8_t>(pc), out_features, in_features, b0, b1, data_as<int8_t>(w));
+  });
+  return w;
+}
+
+at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_packed,
+                              const at::Tensor& w_scale, int64_t out_features, const std::optional<at::Tensor>& bias,
+                              c10::ScalarType out_dtype) {
+  const TensorSpec spec = linear_w8a8_packed_spec(x_data, x_scale, w_packed, w_scale, out_features, bias, out_dtype);
+  const int64_t N = out_features, K = x_data.size(-1), M = x_data.numel() / K;
+  const at::Tensor xc = x_data.contiguous(), pc = w_packed.contiguous();
+  const at::Tensor xs = as_float(x_scale), ws = as_float(w_scale);
+  const auto bc = float_bias(bias);
+  const auto fn = kernels::kernels().linear.linear_w8a8_packed;
+  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
+  // Threads take whole 64-channel blocks.
+  const int64_t blocks = kernels::w8a8_block_count(N);
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(M * K * kernels::kW8A8BlockN, 1));
+  parallel_rows(blocks, grain, [&](int64_t b0, int64_t b1) {
+    const kernels::LinearShape s{M, K, N, b0 * kernels::kW8A8BlockN, std::min(N, b1 * kernels::kW8A8BlockN)};
+    fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1, data_as<const uint8_t>(pc),
+       ws.data_ptr<float>(), ws.numel() == 1 ? 0 : 1, float_or_null(bc), s, y.data_ptr<float>());
+  });
+  return out_dtype == at::kFloat ? y : y.to(out_dtype);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, CPU, m) {
@@ -140,6 +182,9 @@ TORCH_LIBRARY_IMPL(quanto, CPU, m) {
   m.impl("linear_qbits", &linear_qbits);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
+  m.impl("pack_w8a8", &pack_w8a8);
+  m.impl("unpack_w8a8", &unpack_w8a8);
+  m.impl("linear_w8a8_packed", &linear_w8a8_packed);
 }
 
 }  // namespace quanto::ops::cpu

@@ -28,6 +28,19 @@ at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, cons
   return empty_from_spec(linear_w8a8_spec(x_data, x_scale, w_data, w_scale, bias, out_dtype), x_data);
 }
 
+at::Tensor pack_w8a8(const at::Tensor& w_data) { return empty_from_spec(pack_w8a8_spec(w_data), w_data); }
+
+at::Tensor unpack_w8a8(const at::Tensor& w_packed, int64_t out_features, int64_t in_features) {
+  return empty_from_spec(unpack_w8a8_spec(w_packed, out_features, in_features), w_packed);
+}
+
+at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_packed,
+                              const at::Tensor& w_scale, int64_t out_features, const std::optional<at::Tensor>& bias,
+                              c10::ScalarType out_dtype) {
+  return empty_from_spec(linear_w8a8_packed_spec(x_data, x_scale, w_packed, w_scale, out_features, bias, out_dtype),
+                         x_data);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, Meta, m) {
@@ -35,6 +48,9 @@ TORCH_LIBRARY_IMPL(quanto, Meta, m) {
   m.impl("linear_qbits", &linear_qbits);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
+  m.impl("pack_w8a8", &pack_w8a8);
+  m.impl("unpack_w8a8", &unpack_w8a8);
+  m.impl("linear_w8a8_packed", &linear_w8a8_packed);
 }
 
 }  // namespace quanto::ops::meta
