@@ -8,6 +8,7 @@
 #include <quanto/safetensors_aten.h>
 #include <quanto/serialization.h>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -89,6 +90,10 @@ bool already_quantized(const std::string& name) {
 
 int run_quantize(const QuantizeOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
+  // Each tensor's temporaries are large and freed before the next: a fixed mmap threshold makes
+  // glibc hand them back to the system at once (its default threshold grows after the first large
+  // free, and the heap then keeps hundreds of MB of fragmented blocks).
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   const Settings settings = resolve_settings(opts);
   const Input in = discover_input(opts.input);
   check_output_path(opts.input, in.is_folder, opts.output, opts.force);
