@@ -38,5 +38,53 @@ class MaxOptimizer(Optimizer):
         return ops.minmax_scale_shift(base, qtype.name, axis, group_size)
 
 
+class HqqOptimizer(Optimizer):
+    """Half-Quadratic Quantization (Badri & Shaji) of the affine shift, optionally the scale too:
+    starts from min/max and minimises the lp (p < 1) reconstruction error per group, in the native
+    multi-threaded op. Same defaults as the HQQ paper."""
+
+    def __init__(self, iters: int = 20, p: float = 0.7, beta: float = 10.0, kappa: float = 1.01,
+                 optimize_scale: bool = False):
+        if iters < 0:
+            raise ValueError(f"HqqOptimizer: iters must be >= 0, got {iters}")
+        if not 0 < p <= 1:
+            raise ValueError(f"HqqOptimizer: p must be in (0, 1], got {p}")
+        if beta <= 0 or kappa <= 1:
+            raise ValueError(f"HqqOptimizer: beta must be > 0 and kappa > 1, got beta={beta}, kappa={kappa}")
+        self.iters, self.p, self.beta, self.kappa = int(iters), float(p), float(beta), float(kappa)
+        self.optimize_scale = bool(optimize_scale)
+
+    def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if qtype.bits == 8:
+            raise ValueError(f"HqqOptimizer: for 2/4-bit qtypes (qint2, qint4), got {qtype.name}")
+        return ops.hqq_scale_shift(base, qtype.name, axis, group_size, self.iters, self.p, self.beta,
+                                   self.kappa, self.optimize_scale)
+
+
+# Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names.
+OPTIMIZERS = {"absmax": AbsmaxOptimizer, "minmax": MaxOptimizer, "max": MaxOptimizer, "hqq": HqqOptimizer}
+
+
 def default_optimizer(wtype: qtype) -> Optimizer:
     return AbsmaxOptimizer() if wtype.bits == 8 else MaxOptimizer()
+
+
+def as_optimizer(value, wtype: Optional[qtype], where: str = "quantize"):
+    """Resolve ``optimizer=``: None (the qtype's default), a name from OPTIMIZERS, an Optimizer or
+    any callable with optimum-quanto's optimizer signature. Checks the name fits the qtype."""
+    if value is None:
+        return None if wtype is None else default_optimizer(wtype)
+    if isinstance(value, str):
+        cls = OPTIMIZERS.get(value.lower())
+        if cls is None:
+            raise ValueError(f"{where}: unknown optimizer {value!r}; known: {', '.join(sorted(OPTIMIZERS))}")
+        value = cls()
+    elif not callable(value):
+        raise TypeError(f"{where}: optimizer must be a name, an Optimizer or a callable, got {type(value).__name__}")
+    if wtype is None:
+        raise ValueError(f"{where}: an optimizer applies to weights; give weights= too")
+    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer)):
+        raise ValueError(f"{where}: optimizer {type(value).__name__} is for 2/4-bit weights, got {wtype.name}")
+    if wtype.bits < 8 and isinstance(value, AbsmaxOptimizer):
+        raise ValueError(f"{where}: AbsmaxOptimizer is for 8-bit weights, got {wtype.name}")
+    return value

@@ -9,6 +9,7 @@ import torch
 
 from .nn import QModuleMixin, quantize_module, quantized_class
 from .nn.qmodule import as_qtype, resolve_group_size
+from .optimizers import as_optimizer
 
 __all__ = ["quantize", "freeze", "quantization_map", "requantize"]
 
@@ -47,6 +48,7 @@ def quantize(
       - ``group_size``: group size of 2/4-bit weights instead of FORMAT.md's default rule (it must
         divide every selected layer's input features; optimum-quanto cannot read such files);
       - ``inplace=False``: quantize a deep copy and leave ``model`` untouched;
+      - ``optimizer`` may also be a name: "absmax" (8-bit default), "minmax" (2/4-bit default), "hqq";
       - ``embeddings=True``: also quantize nn.Embedding weights (optimum-quanto 0.2.7 cannot read them).
     Returns the quantized model (``model`` itself when ``inplace``).
     """
@@ -62,6 +64,7 @@ def quantize(
                          f"got weights={weights.name if weights else None}")
     if embeddings and weights is None:
         raise ValueError("quantize: embeddings=True needs weights=: an embedding has no activation-only quantization")
+    optimizer = as_optimizer(optimizer, weights, "quantize")
     include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
     if not inplace:
         model = copy.deepcopy(model)

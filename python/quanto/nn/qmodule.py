@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from ..calibrate import calibration_momentum, calibration_note_output, calibration_note_read
-from ..optimizers import default_optimizer
+from ..optimizers import as_optimizer
 from ..qtypes import qint8, qtype, qtype_from_name, qtypes
 
 __all__ = ["QModuleMixin", "as_qtype", "resolve_group_size"]
@@ -126,7 +126,7 @@ class QModuleMixin:
             self._quanto_qshape = shape
             in_features = torch.Size(shape).numel() // shape[0]
             self.weight_group_size = resolve_group_size(weights, in_features, group_size, f"quantize: {name!r}")
-            self.optimizer = optimizer if optimizer is not None else default_optimizer(weights)
+            self.optimizer = as_optimizer(optimizer, weights, f"quantize: {name!r}")
         else:
             self.weight_group_size = None
             self.optimizer = None
