@@ -46,6 +46,7 @@
 #include <quanto/tensor.h>
 
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -231,6 +232,22 @@ class QLinearImpl : public detail::QModule<QLinearImpl> {
 
  protected:
   void reset_float() override;
+
+ private:
+  // Frozen qint8 x qint8 on CPU: the weight in the W8A8 kernels' packed layout (ops::pack_w8a8),
+  // built once, on the first forward, and again only if weight_data changes. weight_data stays
+  // canonical (what files hold and the other ops read). Copies start empty.
+  struct W8A8Packed {
+    W8A8Packed() = default;
+    W8A8Packed(const W8A8Packed&) {}
+    W8A8Packed& operator=(const W8A8Packed&) { return *this; }
+    std::mutex mutex;
+    at::Tensor packed;
+    const void* source = nullptr;
+    int64_t version = -1;
+  };
+  W8A8Packed w8a8_packed_;
+  at::Tensor w8a8_packed_weight();
 };
 TORCH_MODULE(QLinear);
 
