@@ -84,3 +84,34 @@ def test_w8a8_packed_errors():
         ops.linear_w8a8_packed(x, torch.tensor(1.0), packed, torch.rand(7, 1), 7, None, torch.int32)
     with pytest.raises(TypeError, match="x_data"):
         ops.linear_w8a8_packed(x.float(), torch.tensor(1.0), packed, torch.rand(7, 1), 7, None, torch.float32)
+
+
+def test_frozen_w8a8_linear_uses_the_packed_layout_and_saves_canonical():
+    from quanto import Calibration, freeze, qint8, quantization_map, quantize, requantize
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(33, 70), torch.nn.ReLU(), torch.nn.Linear(70, 7))
+    x = torch.randn(5, 33)
+    quantize(model, weights=qint8, activations=qint8)
+    with Calibration():
+        model(x)
+    freeze(model)
+    layer = model[0]
+    assert layer._quanto_w8a8_packed and layer.weight_data.dtype == torch.uint8
+    canonical = layer.canonical_weight_tensors()["data"]
+    assert canonical.dtype == torch.int8 and canonical.shape == (70, 33)
+    assert torch.equal(ops.pack_w8a8(canonical), layer.weight_data)
+    # The state dict holds the canonical int8 weight (optimum-quanto's key), not the packed bytes.
+    sd = model.state_dict()
+    assert torch.equal(sd["0.weight._data"], canonical)
+    y = model(x)
+    # Same output as the canonical-layout op on the same quantized input.
+    xq = ops.symmetric_quantize(x, layer.input_scale, "qint8")
+    want0 = ops.linear_w8a8(xq, layer.input_scale, canonical, layer.weight_scale, layer.bias, x.dtype)
+    got0 = ops.linear_w8a8_packed(xq, layer.input_scale, layer.weight_data, layer.weight_scale, 70, layer.bias, x.dtype)
+    assert torch.equal(got0, want0)
+    # Reload: packed again at load, identical outputs.
+    fresh = torch.nn.Sequential(torch.nn.Linear(33, 70), torch.nn.ReLU(), torch.nn.Linear(70, 7))
+    requantize(fresh, sd, quantization_map(model))
+    assert fresh[0]._quanto_w8a8_packed
+    assert torch.equal(fresh(x), y)

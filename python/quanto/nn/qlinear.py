@@ -20,6 +20,11 @@ def qlinear_forward(m: QModuleMixin, x: torch.Tensor, xq: Optional[Tuple[torch.T
         return F.linear(x, m._canonical_weight(w), bias)
     bits = m.weight_qtype.bits
     if bits == 8:
+        if getattr(m, "_quanto_w8a8_packed", False):
+            if xq is not None:
+                return ops.linear_w8a8_packed(xq[0], xq[1], m.weight_data, m.weight_scale, m._quanto_qshape[0], bias,
+                                              x.dtype)
+            return ops.linear_qbytes(x, m.canonical_weight_tensors()["data"], m.weight_scale, bias)
         if xq is not None and is_w8a8(m):
             return ops.linear_w8a8(xq[0], xq[1], m.weight_data, m.weight_scale, bias, x.dtype)
         return ops.linear_qbytes(x, m.weight_data, m.weight_scale, bias)

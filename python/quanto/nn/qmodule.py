@@ -186,6 +186,8 @@ class QModuleMixin:
             if self._quanto_tiled:
                 out, inf = self._quanto_qshape
                 t["data"] = ops.untile_qbits(self.weight_data, 4, out, inf, self._effective_group_size())
+        elif getattr(self, "_quanto_w8a8_packed", False):
+            t["data"] = ops.unpack_w8a8(self.weight_data, *self._quanto_qshape)
         return t
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -200,6 +202,12 @@ class QModuleMixin:
         if tiled:
             out, inf = self._quanto_qshape
             data = ops.tile_qbits(data, 4, out, inf, self._effective_group_size())
+        # int8 x int8 linear layers on CPU: the W8A8 kernels' packed layout (exact round trip).
+        packed = (self._linear_weight and is_w8a8(self) and len(self._quanto_qshape) == 2
+                  and data.device.type in ("cpu", "meta") and self._quanto_qshape[1] < 131072)
+        if packed:
+            data = ops.pack_w8a8(data)
+        self._quanto_w8a8_packed = packed
         self.register_buffer("weight_data", data, persistent=False)
         self.register_buffer("weight_scale", t["scale"], persistent=False)
         if "shift" in t:
@@ -413,6 +421,7 @@ class QModuleMixin:
             self._buffers.pop(k, None)
         self._quanto_frozen = False
         self._quanto_tiled = False
+        self._quanto_w8a8_packed = False
         device = self.input_scale.device
         self._parameters["weight"] = torch.nn.Parameter(torch.empty(w.shape, dtype=w.dtype, device=device))
 
