@@ -204,7 +204,8 @@ class QModuleMixin:
             data = ops.tile_qbits(data, 4, out, inf, self._effective_group_size())
         # int8 x int8 linear layers on CPU: the W8A8 kernels' packed layout (exact round trip).
         packed = (self._linear_weight and is_w8a8(self) and len(self._quanto_qshape) == 2
-                  and data.device.type in ("cpu", "meta") and self._quanto_qshape[1] < 131072)
+                  and data.device.type in ("cpu", "meta") and self._quanto_qshape[1] < 131072
+                  and hasattr(ops, "pack_w8a8"))  # an older native library keeps the canonical layout
         if packed:
             data = ops.pack_w8a8(data)
         self._quanto_w8a8_packed = packed
