@@ -16,7 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-models test-examples test-sanitize test-fuzz demo bench clean
+.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-sanitize test-fuzz demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
@@ -35,7 +35,7 @@ $(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build test-kernels test-ops test-nn test-io test-python test-models test-examples test-sanitize test-fuzz
+test: build test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-sanitize test-fuzz
 	@echo "make test: all suites passed"
 
 test-kernels: build
@@ -93,8 +93,16 @@ test-fuzz: $(STAMP)
 	$(FUZZBUILD)/qmap_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=tests/fuzz/qmap.dict \
 	  -artifact_prefix=$(FUZZBUILD)/ $(FUZZBUILD)/corpus_qmap tests/fuzz/corpus_qmap_malformed tests/fuzz/corpus_seed
 
+# The `quanto` CLI (build/quanto): generated checkpoints, refusals, interrupted runs, peak RSS on a
+# ~600 MB checkpoint, the packaged MiniLM, reload in quanto and optimum-quanto (~3-4 minutes).
+test-cli: build
+	QUANTO_CLI=$(CURDIR)/$(BUILD)/quanto $(PY) -m pytest -q tests/cli
+
+# Per-layer table of the Python API on MiniLM, then the CLI on MiniLM and SmolLM2 (int8, int4-HQQ):
+# quantized folders loaded and run against float (size, speed, accuracy).
 demo: build
 	$(PY) examples/minilm_weight_quantization.py
+	QUANTO_CLI=$(CURDIR)/$(BUILD)/quanto $(PY) examples/cli_demo.py
 
 bench: build
 	$(BUILD)/quanto_kernel_bench --benchmark_min_time=0.2

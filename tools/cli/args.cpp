@@ -9,6 +9,8 @@ const char* kQuantizeFooter = R"(Which tensors are quantized:
   - Copied as they are: embeddings (a module name part containing "embed", or named wte, wpe,
     shared; or a weight with the same bytes as lm_head's, i.e. tied to it), norms, biases, 1-D
     and 0-D tensors, non-float tensors, and every tensor whose name does not end in ".weight".
+  - Dropped: integer "*.position_ids" tensors (a legacy buffer today's transformers models
+    neither have nor load).
   - lm_head stays float unless --include-lm-head; a head tied to the input embeddings (absent
     from the checkpoint, or with the same bytes as an embedding) always stays float, and so does
     the embedding it ties to.

@@ -195,7 +195,8 @@ int run_quantize(const QuantizeOptions& opts) {
         r.out_bytes += n;
         weight_map[o.name] = out_names[s];
       }
-      if (!p.quantize) {
+      if (p.drop) {
+      } else if (!p.quantize) {
         if (writer) writer->write(p.name, reader.bytes(*entry), entry->nbytes());
       } else if (opts.dry_run) {
         r.sqnr_db = std::nan("");

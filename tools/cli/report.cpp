@@ -54,6 +54,8 @@ std::string tensor_line(size_t index, size_t total, const TensorRecord& r) {
   if (r.quantized)
     line += " -> " + r.qdesc + "  " + human_bytes(r.in_bytes) + " -> " + human_bytes(r.out_bytes) + "  SQNR " +
             fmt_sqnr(r.sqnr_db);
+  else if (r.out_bytes == 0 && r.in_bytes > 0)
+    line += " " + r.qdesc + "  " + human_bytes(r.in_bytes);
   else
     line += " copied (" + r.qdesc + ")  " + human_bytes(r.in_bytes);
   return line;

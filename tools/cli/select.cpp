@@ -130,6 +130,14 @@ std::vector<TensorPlan> plan_tensors(std::vector<TensorPlan> tensors, const Quan
     int64_t numel = 1;
     for (auto d : t.shape) numel *= d;
     auto copy = [&](const char* why) { t.quantize = false; t.reason = why; };
+    const std::string pid = "position_ids";
+    if ((t.name == pid || (t.name.size() > pid.size() && t.name.compare(t.name.size() - pid.size() - 1, pid.size() + 1,
+                                                                      "." + pid) == 0)) &&
+        !is_quantizable_float(t.dtype)) {
+      t.drop = true;
+      copy("dropped: legacy buffer");
+      continue;
+    }
     if (!is_weight) {
       const std::string n = t.name;
       copy(n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0 ? "bias" : "not a weight");

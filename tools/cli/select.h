@@ -4,6 +4,8 @@
 //  - copied as they are: embeddings (a module name part containing "embed", or named wte, wpe,
 //    shared; or a weight with the same bytes as lm_head's, i.e. tied to it), norms, biases, 1-D
 //    and 0-D tensors, non-float tensors, everything that is not a `.weight`;
+//  - dropped: integer `*.position_ids` tensors, buffers that old transformers versions saved and
+//    today's models neither have nor load (transformers ignores them; quanto's loader would not);
 //  - lm_head (module name ending in "lm_head") is copied unless --include-lm-head; a head tied to
 //    the input embeddings (absent from the checkpoint, or with the same bytes as an embedding)
 //    always stays float, and so does that embedding;
@@ -33,6 +35,7 @@ struct TensorPlan {
   safetensors::Dtype dtype;
   std::vector<int64_t> shape;          // as stored in the input
   bool quantize = false;
+  bool drop = false;                   // left out of the output (a legacy buffer loaders reject)
   std::string reason;                  // why it is copied ("embedding", "norm/1-D", "bias", ...)
   std::string module;                  // quantized: the module name
   std::vector<int64_t> qshape;         // quantized: the canonical (out-first) shape
