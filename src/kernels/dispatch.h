@@ -84,12 +84,13 @@ struct LinearKernels {
   LinearW8Fn linear_w8;
   LinearFp8Fn linear_fp8;
   LinearW4TiledFn linear_w4_tiled;
+  LinearW4TiledFn linear_w2_tiled;  // the 2-bit tiled layout, same contract
   LinearW4TiledBf16Fn linear_w4_tiled_bf16x;
   LinearW8Bf16Fn linear_w8_bf16x;
   LinearFp8Bf16Fn linear_fp8_bf16x;
 };
 inline constexpr LinearKernels kReferenceLinearKernels{
-    &linear_w8a8_ref, &linear_w8a8_packed_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, nullptr, nullptr, nullptr};
+    &linear_w8a8_ref, &linear_w8a8_packed_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, &linear_w2_tiled_ref, nullptr, nullptr, nullptr};
 
 // HQQ parameter refinement over a range of groups (kernels/ref/hqq_ref.h).
 using HqqRefineFn = void (*)(const float*, int64_t, int64_t, const HqqConfig&, float*, float*, float*);

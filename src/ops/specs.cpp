@@ -225,12 +225,12 @@ namespace {
 void check_tiled_geometry(const char* op, int64_t bits, int64_t out_features, int64_t in_features,
                           int64_t group_size) {
   checked_bits(op, bits);
-  TORCH_CHECK_VALUE(bits == 4, op, ": the tiled layout exists for 4-bit weights only so far; use the canonical "
-                    "layout (linear_qbits) for ", bits, "-bit weights");
   TORCH_CHECK_VALUE(out_features > 0 && in_features > 0, op, ": out_features and in_features must be positive, got ",
                     out_features, " and ", in_features);
-  TORCH_CHECK_VALUE(group_size > 0 && group_size % 32 == 0, op,
-                    ": the tiled layout needs group_size to be a multiple of 32, got ", group_size);
+  // A tiled block is 16 bytes: 32 4-bit or 64 2-bit codes.
+  const int64_t block = 128 / bits;
+  TORCH_CHECK_VALUE(group_size > 0 && group_size % block == 0, op, ": for ", bits,
+                    "-bit weights the tiled layout needs group_size to be a multiple of ", block, ", got ", group_size);
   TORCH_CHECK_VALUE(in_features % group_size == 0, op, ": group_size ", group_size, " does not divide in_features ",
                     in_features);
 }

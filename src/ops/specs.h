@@ -51,7 +51,7 @@ TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, con
 TensorSpec linear_qbits_spec(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
                              const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                              const std::optional<at::Tensor>& bias);
-// Tiled layout (kernels/ref/tiled_ref.h): 4-bit, group_size a multiple of 32 dividing in_features.
+// Tiled layouts (kernels/ref/tiled_ref.h): 4-bit (group_size a multiple of 32) or 2-bit (of 64), dividing in_features.
 TensorSpec tile_qbits_spec(const at::Tensor& packed, int64_t bits, int64_t out_features, int64_t in_features,
                            int64_t group_size);
 TensorSpec untile_qbits_spec(const at::Tensor& tiled, int64_t bits, int64_t out_features, int64_t in_features,

@@ -83,6 +83,32 @@ TEST_P(LinearPerIsa, W4TiledMatchesReference) {
           }
 }
 
+TEST_P(LinearPerIsa, W2TiledMatchesReference) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  for (int64_t M : {1, 3, 4, 17})
+    for (int64_t K : {64, 128, 256})
+      for (int64_t N : {1, 7, 16})
+        for (int64_t gs : {64, 128})
+          for (bool with_bias : {false, true}) {
+            if (K % gs != 0) continue;
+            const auto codes = random_codes(static_cast<size_t>(N * K), 2, static_cast<uint32_t>(K * 7 + N));
+            std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 4));
+            tile_w2_ref(codes.data(), K, 0, N, tiled.data());
+            const size_t groups = static_cast<size_t>(N * K / gs);
+            const auto scale = random_values<float>(groups, 15, 0.1f);
+            const auto shift = random_values<float>(groups, 16, 0.5f);
+            const auto x = random_values<float>(static_cast<size_t>(M * K), 17);
+            const auto bias = random_values<float>(static_cast<size_t>(N), 18);
+            const float* b = with_bias ? bias.data() : nullptr;
+            std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+            linear_w2_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, N}, want.data());
+            const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+            k.linear_w2_tiled(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid}, got.data());
+            k.linear_w2_tiled(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N}, got.data());
+            expect_close(got, want, "w2 tiled");
+          }
+}
+
 TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
@@ -291,6 +317,26 @@ TEST(TiledLayout, RoundTripsExactlyAndPutsRowsTogether) {
   EXPECT_EQ(back, codes);
   // Row 1, block 1: byte 3 holds codes k = 32 + 3 (low) and k = 32 + 19 (high).
   EXPECT_EQ(tiled[1 * 32 + 16 + 3], codes[1 * K + 35] | (codes[1 * K + 51] << 4));
+}
+
+TEST(TiledLayout, TwoBitRoundTripsAndAgreesWithTheCanonicalLayout) {
+  const int64_t M = 3, N = 5, K = 128, gs = 64, groups = N * K / gs;
+  const auto codes = random_codes(N * K, 2, 19);
+  std::vector<uint8_t> tiled(N * K / 4), back(N * K), packed(packed_rows(groups, 2) * gs);
+  tile_w2_ref(codes.data(), K, 0, N, tiled.data());
+  untile_w2_ref(tiled.data(), K, 0, N, back.data());
+  EXPECT_EQ(back, codes);
+  // Row 2, block 1: byte 5 holds k = 64 + 5, + 21, + 37, + 53 at bits 0, 2, 4, 6.
+  EXPECT_EQ(tiled[2 * 32 + 16 + 5], codes[2 * K + 69] | (codes[2 * K + 85] << 2) | (codes[2 * K + 101] << 4) |
+                                        (codes[2 * K + 117] << 6));
+  ASSERT_TRUE(pack_ref(codes.data(), groups, gs, 2, 0, packed_rows(groups, 2), packed.data()));
+  const auto scale = random_values<float>(groups, 20, 0.1f), shift = random_values<float>(groups, 21, 0.5f);
+  const auto x = random_values<float>(M * K, 22);
+  std::vector<float> canonical(M * N), fast(M * N);
+  linear_qbits_ref<float>(x.data(), packed.data(), 2, gs, scale.data(), shift.data(), nullptr, {M, K, N, 0, N},
+                          canonical.data());
+  linear_w2_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), nullptr, {M, K, N, 0, N}, fast.data());
+  EXPECT_EQ(fast, canonical);
 }
 
 TEST(TiledLayout, AgreesWithTheCanonicalLayout) {

@@ -157,7 +157,7 @@ def test_tiled_errors_name_the_problem():
     packed = torch.zeros(8, 32, dtype=torch.uint8)
     with pytest.raises(ValueError, match="tiled layout needs group_size to be a multiple of 32, got 48"):
         ops.tile_qbits(packed, 4, 4, 96, 48)
-    with pytest.raises(ValueError, match="4-bit weights only so far"):
+    with pytest.raises(ValueError, match="tiled layout needs group_size to be a multiple of 64, got 32"):
         ops.tile_qbits(packed, 2, 4, 64, 32)
     with pytest.raises(ValueError, match=r"packed must have shape \[4, 32\]"):
         ops.tile_qbits(packed, 4, 4, 64, 32)

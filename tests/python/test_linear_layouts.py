@@ -115,3 +115,30 @@ def test_frozen_w8a8_linear_uses_the_packed_layout_and_saves_canonical():
     requantize(fresh, sd, quantization_map(model))
     assert fresh[0]._quanto_w8a8_packed
     assert torch.equal(fresh(x), y)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("M,K,N,group_size", [(1, 64, 1, 64), (3, 128, 7, 64), (17, 256, 33, 128), (4, 192, 5, 64)])
+@pytest.mark.parametrize("zeropoint", [False, True])
+def test_w2_tiled_round_trips_and_matches_linear_qbits(dtype, M, K, N, group_size, zeropoint):
+    w = random_tensor((N, K), torch.float32)
+    scale, shift = ops.minmax_scale_shift(w, "qint2", 0, group_size)
+    if zeropoint:
+        shift = ops.shift_to_zeropoint(scale, shift, "qint2")
+    packed = ops.pack_codes(ops.affine_quantize(w, scale, shift, "qint2", 0, group_size), 2)
+    tiled = ops.tile_qbits(packed, 2, N, K, group_size)
+    assert tiled.shape == (N, K // 4)
+    assert torch.equal(ops.untile_qbits(tiled, 2, N, K, group_size), packed)
+    x = random_tensor((M, K), dtype)
+    b = random_tensor((N,), dtype)
+    want = ops.linear_qbits(x, packed, scale, shift, 2, group_size, b)
+    got = ops.linear_qbits_tiled(x, tiled, scale, shift, 2, group_size, b)
+    tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}[dtype]
+    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol * want.float().abs().max().item())
+    torch.library.opcheck(ops.linear_qbits_tiled, (x, tiled, scale, shift, 2, group_size, b))
+
+
+def test_w2_tiled_errors():
+    packed = torch.zeros(2, 32, dtype=torch.uint8)  # 8 groups of 32 codes
+    with pytest.raises(ValueError, match="multiple of 64"):
+        ops.tile_qbits(packed, 2, 4, 64, 32)

@@ -5,6 +5,9 @@ namespace {
 
 inline int64_t tiled_offset(int64_t K, int64_t n, int64_t k) { return n * (K / 2) + (k / kTileCodes) * 16 + k % 16; }
 inline bool high_nibble(int64_t k) { return k % kTileCodes >= 16; }
+// 2-bit: byte and bit offset of code k of row n.
+inline int64_t tiled2_offset(int64_t K, int64_t n, int64_t k) { return n * (K / 4) + (k / kTile2Codes) * 16 + k % 16; }
+inline int tiled2_shift(int64_t k) { return static_cast<int>(2 * ((k % kTile2Codes) / 16)); }
 
 }  // namespace
 
@@ -34,6 +37,36 @@ void linear_w4_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_siz
       for (int64_t k = 0; k < s.K; ++k) {
         const uint8_t byte = tiled[tiled_offset(s.K, n, k)];
         const float code = static_cast<float>(high_nibble(k) ? byte >> 4 : byte & 0x0F);
+        const int64_t g = n * groups + k / group_size;
+        acc += x[m * s.K + k] * (code * scale[g] - shift[g]);
+      }
+      y[m * s.N + n] = bias ? acc + bias[n] : acc;
+    }
+}
+
+void tile_w2_ref(const uint8_t* codes, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* tiled) {
+  for (int64_t n = n_begin; n < n_end; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      uint8_t& byte = tiled[tiled2_offset(K, n, k)];
+      const int sh = tiled2_shift(k);
+      byte = static_cast<uint8_t>((byte & ~(3u << sh)) | ((codes[n * K + k] & 3u) << sh));
+    }
+}
+
+void untile_w2_ref(const uint8_t* tiled, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* codes) {
+  for (int64_t n = n_begin; n < n_end; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      codes[n * K + k] = static_cast<uint8_t>((tiled[tiled2_offset(K, n, k)] >> tiled2_shift(k)) & 3u);
+}
+
+void linear_w2_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                         const float* shift, const float* bias, LinearShape s, float* y) {
+  const int64_t groups = s.K / group_size;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t n = s.n_begin; n < s.n_end; ++n) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < s.K; ++k) {
+        const float code = static_cast<float>((tiled[tiled2_offset(s.K, n, k)] >> tiled2_shift(k)) & 3u);
         const int64_t g = n * groups + k / group_size;
         acc += x[m * s.K + k] * (code * scale[g] - shift[g]);
       }

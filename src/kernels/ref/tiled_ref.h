@@ -27,4 +27,13 @@ void untile_w4_ref(const uint8_t* tiled, int64_t K, int64_t n_begin, int64_t n_e
 void linear_w4_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                          const float* shift, const float* bias, LinearShape s, float* y);
 
+// The tiled 2-bit layout: row n holds K / 4 bytes, in blocks of 64 codes (16 bytes) where byte i
+// holds codes i, i + 16, i + 32, i + 48 at bits 0, 2, 4, 6, so a 16-byte load decodes to 64
+// weights in order. It needs K % 64 == 0 (group_size a multiple of 64).
+inline constexpr int64_t kTile2Codes = 64;
+void tile_w2_ref(const uint8_t* codes, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* tiled);
+void untile_w2_ref(const uint8_t* tiled, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* codes);
+void linear_w2_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                         const float* shift, const float* bias, LinearShape s, float* y);
+
 }  // namespace quanto::kernels

@@ -264,10 +264,10 @@ float dot(const float* a, const float* b, int64_t n) {
 // The batch-1 driver of the W4 kernels (float or bf16 activations): per row of x, its group
 // sums, then blocks of kRowBlock output channels handed to
 // dot_rows(std::integral_constant<int, NR>, x_row, tiled_rows, scale_rows, shift_rows, xsum, dots).
-template <typename X, typename DotRows>
+template <int Bits = 4, typename X, typename DotRows>
 void w4_tiled_gemv(const X* x, const uint8_t* tiled, int64_t group_size, const float* scale, const float* shift,
                    const float* bias, LinearShape s, float* y, DotRows dot_rows) {
-  const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
+  const int64_t K = s.K, groups = K / group_size, row_bytes = K * Bits / 8;
   std::vector<float> xsum(static_cast<size_t>(groups));
   for (int64_t m = 0; m < s.M; ++m) {
     const X* xm = x + m * K;
@@ -294,25 +294,36 @@ void w4_tiled_gemv(const X* x, const uint8_t* tiled, int64_t group_size, const f
   }
 }
 
-// ---- W4, tiled layout (kernels/ref/tiled_ref.h): w(n, k) = code * scale[n, g] - shift[n, g] ----
+// ---- W4 / W2, tiled layouts (kernels/ref/tiled_ref.h): w(n, k) = code * scale[n, g] - shift[n, g] ----
+// Both put a block of 128 / Bits codes in 16 bytes, in order once decoded.
 
-template <class V, int NR>
-void w4_dot_rows(const float* x, const uint8_t* tiled, int64_t K, int64_t group_size, const float* scale,
-                 const float* shift, const float* xsum, float* dots) {
-  constexpr int kRegs = static_cast<int>(kTileCodes) / V::kWidth;
-  const int64_t groups = K / group_size, row_bytes = K / 2;
+template <class V, int Bits>
+struct TiledBlock {
+  static constexpr int64_t kCodes = 128 / Bits;
+  static constexpr int kRegs = static_cast<int>(kCodes) / V::kWidth;
+  static void decode(const uint8_t* p, typename V::F* out) {
+    if constexpr (Bits == 4) V::decode_u4_block(p, out);
+    else V::decode_u2_block(p, out);
+  }
+};
+
+template <class V, int Bits, int NR>
+void qbits_dot_rows(const float* x, const uint8_t* tiled, int64_t K, int64_t group_size, const float* scale,
+                    const float* shift, const float* xsum, float* dots) {
+  using B = TiledBlock<V, Bits>;
+  const int64_t groups = K / group_size, row_bytes = K * Bits / 8;
   typename V::F acc[NR];
   for (int r = 0; r < NR; ++r) acc[r] = V::zero();
   for (int64_t g = 0; g < groups; ++g) {
     typename V::F group_acc[NR];
     for (int r = 0; r < NR; ++r) group_acc[r] = V::zero();
-    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += kTileCodes) {
-      typename V::F xv[kRegs];
-      for (int j = 0; j < kRegs; ++j) xv[j] = V::load(x + k + j * V::kWidth);
+    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += B::kCodes) {
+      typename V::F xv[B::kRegs];
+      for (int j = 0; j < B::kRegs; ++j) xv[j] = V::load(x + k + j * V::kWidth);
       for (int r = 0; r < NR; ++r) {
-        typename V::F codes[kRegs];
-        V::decode_u4_block(tiled + r * row_bytes + k / 2, codes);
-        for (int j = 0; j < kRegs; ++j) group_acc[r] = V::fma(codes[j], xv[j], group_acc[r]);
+        typename V::F codes[B::kRegs];
+        B::decode(tiled + r * row_bytes + k * Bits / 8, codes);
+        for (int j = 0; j < B::kRegs; ++j) group_acc[r] = V::fma(codes[j], xv[j], group_acc[r]);
       }
     }
     for (int r = 0; r < NR; ++r) acc[r] = V::fma(group_acc[r], V::set1(scale[r * groups + g]), acc[r]);
@@ -321,18 +332,20 @@ void w4_dot_rows(const float* x, const uint8_t* tiled, int64_t K, int64_t group_
   for (int r = 0; r < NR; ++r) dots[r] = V::hsum(acc[r]) - dot<V>(shift + r * groups, xsum, groups);
 }
 
-template <class V>
-void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
-                     const float* shift, const float* bias, LinearShape s, float* y) {
-  const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
+template <class V, int Bits>
+void linear_qbits_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                        const float* shift, const float* bias, LinearShape s, float* y) {
+  using B = TiledBlock<V, Bits>;
+  const int64_t K = s.K, groups = K / group_size, row_bytes = K * Bits / 8;
   auto emit = [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; };
   if (s.M < kGemmMinRows) {
-    w4_tiled_gemv(x, tiled, group_size, scale, shift, bias, s, y,
-                  [&](auto nr, const float* xm, const uint8_t* t, const float* sc, const float* sh, const float* xsum,
-                      float* dots) { w4_dot_rows<V, decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots); });
+    w4_tiled_gemv<Bits>(x, tiled, group_size, scale, shift, bias, s, y,
+                        [&](auto nr, const float* xm, const uint8_t* t, const float* sc, const float* sh,
+                            const float* xsum, float* dots) {
+                          qbits_dot_rows<V, Bits, decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
+                        });
     return;
   }
-  constexpr int kRegs = static_cast<int>(kTileCodes) / V::kWidth;
   std::vector<float> wbuf(static_cast<size_t>(kRowBlock * K));
   for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
     const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
@@ -340,18 +353,30 @@ void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, c
     for (int64_t r = 0; r < nr; ++r) {
       const int64_t n = n0 + r;
       float* dst = wbuf.data() + r * K;
-      for (int64_t k = 0; k < K; k += kTileCodes) {
+      for (int64_t k = 0; k < K; k += B::kCodes) {
         const int64_t g = n * groups + k / group_size;
         const typename V::F sv = V::set1(scale[g]), hv = V::set1(-shift[g]);
-        typename V::F codes[kRegs];
-        V::decode_u4_block(tiled + n * row_bytes + k / 2, codes);
-        for (int j = 0; j < kRegs; ++j) V::store(dst + k + j * V::kWidth, V::fma(codes[j], sv, hv));
+        typename V::F codes[B::kRegs];
+        B::decode(tiled + n * row_bytes + k * Bits / 8, codes);
+        for (int j = 0; j < B::kRegs; ++j) V::store(dst + k + j * V::kWidth, V::fma(codes[j], sv, hv));
       }
     }
     gemm_rows<V>(x, s.M, K, wbuf.data(), [&](int64_t m, int r, float d) {
       if (r < nr) emit(m, n0 + r, d);
     });
   }
+}
+
+template <class V>
+void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                     const float* shift, const float* bias, LinearShape s, float* y) {
+  linear_qbits_tiled<V, 4>(x, tiled, group_size, scale, shift, bias, s, y);
+}
+
+template <class V>
+void linear_w2_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                     const float* shift, const float* bias, LinearShape s, float* y) {
+  linear_qbits_tiled<V, 2>(x, tiled, group_size, scale, shift, bias, s, y);
 }
 
 }  // namespace quanto::kernels::simd

@@ -13,6 +13,8 @@ namespace quanto::kernels {
                  LinearShape s, float* y);                                                                 \
   void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
                        const float* shift, const float* bias, LinearShape s, float* y);                    \
+  void linear_w2_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
+                       const float* shift, const float* bias, LinearShape s, float* y);                    \
   void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride, \
                   const float* bias, LinearShape s, float* y);                                             \
   void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,          \
@@ -38,6 +40,10 @@ QUANTO_DECLARE_LINEAR_X86
   void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
                        const float* shift, const float* bias, LinearShape s, float* y) {                   \
     simd::linear_w4_tiled<Vec>(x, tiled, group_size, scale, shift, bias, s, y);                            \
+  }                                                                                                        \
+  void linear_w2_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
+                       const float* shift, const float* bias, LinearShape s, float* y) {                   \
+    simd::linear_w2_tiled<Vec>(x, tiled, group_size, scale, shift, bias, s, y);                            \
   }                                                                                                        \
   void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride, \
                   const float* bias, LinearShape s, float* y) {                                            \

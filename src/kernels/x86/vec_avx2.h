@@ -55,6 +55,17 @@ struct Vec {
     out[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
     out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
   }
+  // A tiled block of 64 2-bit codes (16 bytes: byte i = codes i, i+16, i+32, i+48 at bits 0, 2, 4, 6)
+  // as 8 registers, in order.
+  static void decode_u2_block(const uint8_t* p, F out[8]) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m256i lo = _mm256_cvtepu8_epi32(b), hi = _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8));
+    const __m256i mask = _mm256_set1_epi32(3);
+    for (int j = 0; j < 4; ++j) {
+      out[2 * j] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(lo, 2 * j), mask));
+      out[2 * j + 1] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(hi, 2 * j), mask));
+    }
+  }
   static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
   // int8 dot products through int16 (no saturation: |a·b| <= 2^14, two per int32 lane).
   using I = __m256i;

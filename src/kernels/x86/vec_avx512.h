@@ -46,6 +46,13 @@ struct Vec {
     out[0] = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(0x0F)));
     out[1] = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
   }
+  // A tiled block of 64 2-bit codes (16 bytes: byte i = codes i, i+16, i+32, i+48 at bits 0, 2, 4, 6)
+  // as 4 registers, in order.
+  static void decode_u2_block(const uint8_t* p, F out[4]) {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i mask = _mm512_set1_epi32(3);
+    for (int j = 0; j < 4; ++j) out[j] = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(b, 2 * j), mask));
+  }
   static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
   // int8 dot products through int16 (no saturation: |a·b| <= 2^14, two per int32 lane).
   using I = __m512i;

@@ -99,7 +99,7 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
   const auto bc = float_bias(bias);
   const kernels::LinearKernels& table = kernels::kernels().linear;
-  if (x.scalar_type() == at::kBFloat16 && table.linear_w4_tiled_bf16x != nullptr) {
+  if (bits == 4 && x.scalar_type() == at::kBFloat16 && table.linear_w4_tiled_bf16x != nullptr) {
     // bf16 activations go straight to the bf16 dot-product kernel (exact products, no conversion).
     const at::Tensor xc = x.contiguous();
     const int64_t M = xc.numel() / K;
@@ -111,7 +111,7 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
     });
     return y.to(at::kBFloat16);
   }
-  const auto fn = table.linear_w4_tiled;
+  const auto fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
   return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
     fn(xf, data_as<const uint8_t>(tc), group_size, sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, y);
   });

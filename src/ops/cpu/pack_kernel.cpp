@@ -46,7 +46,8 @@ at::Tensor tile_qbits(const at::Tensor& packed, int64_t bits, int64_t out_featur
   const at::Tensor codes = unpack_codes(packed, bits, out_features * in_features / group_size).contiguous();
   at::Tensor tiled = at::empty(concrete(spec.sizes), packed.options());
   parallel_rows(out_features, grain_for(in_features), [&](int64_t n0, int64_t n1) {
-    kernels::tile_w4_ref(data_as<const uint8_t>(codes), in_features, n0, n1, data_as<uint8_t>(tiled));
+    if (bits == 4) kernels::tile_w4_ref(data_as<const uint8_t>(codes), in_features, n0, n1, data_as<uint8_t>(tiled));
+    else kernels::tile_w2_ref(data_as<const uint8_t>(codes), in_features, n0, n1, data_as<uint8_t>(tiled));
   });
   return tiled;
 }
@@ -57,7 +58,8 @@ at::Tensor untile_qbits(const at::Tensor& tiled, int64_t bits, int64_t out_featu
   const at::Tensor tc = tiled.contiguous();
   at::Tensor codes = at::empty({out_features * in_features / group_size, group_size}, tiled.options());
   parallel_rows(out_features, grain_for(in_features), [&](int64_t n0, int64_t n1) {
-    kernels::untile_w4_ref(data_as<const uint8_t>(tc), in_features, n0, n1, data_as<uint8_t>(codes));
+    if (bits == 4) kernels::untile_w4_ref(data_as<const uint8_t>(tc), in_features, n0, n1, data_as<uint8_t>(codes));
+    else kernels::untile_w2_ref(data_as<const uint8_t>(tc), in_features, n0, n1, data_as<uint8_t>(codes));
   });
   return pack_codes(codes, bits);
 }
