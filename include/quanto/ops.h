@@ -42,6 +42,19 @@ std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, std::str
                                                    int64_t iters = 20, double p = 0.7, double beta = 10.0,
                                                    double kappa = 1.01, bool optimize_scale = false);
 
+// GPTQ (Frantar et al.): quantizes an out-first weight [out, in] to a 2/4-bit qtype with
+// FORMAT.md's groups along the input features (group_size None: one group per row), column by
+// column, spreading each column's rounding error over the columns not yet quantized through the
+// inverse of `hessian` (X^T X of the layer's calibration inputs, [in, in], float32/float64),
+// dampened by percdamp * mean(diag) on its diagonal; each group's min/max scale/shift is taken
+// when its first column is reached. Returns (codes, scale, shift): codes uint8 in
+// affine_quantize's layout (pack them with pack_codes), scale/shift like minmax_scale_shift's.
+// Errors: a Hessian of the wrong shape, or not positive definite after dampening.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian,
+                                                             std::string_view qtype,
+                                                             std::optional<int64_t> group_size = std::nullopt,
+                                                             double percdamp = 0.01, int64_t blocksize = 128);
+
 // Integer zero-point that represents `shift`: clamp(round(shift / scale), 0, 2^bits - 1), uint8.
 at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
 

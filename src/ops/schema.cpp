@@ -64,6 +64,9 @@ TORCH_LIBRARY(quanto, m) {
   m.def("hqq_scale_shift(Tensor x, str qtype, int axis, int? group_size=None, int iters=20, float p=0.7, "
         "float beta=10., float kappa=1.01, bool optimize_scale=False) -> (Tensor, Tensor)");
 
+  m.def("gptq_quantize(Tensor weight, Tensor hessian, str qtype, int? group_size=None, float percdamp=0.01, "
+        "int blocksize=128) -> (Tensor, Tensor, Tensor)");
+
   // Quantize / dequantize.
   m.def("symmetric_quantize(Tensor x, Tensor scale, str qtype, int? axis=None) -> Tensor");
   m.def("symmetric_dequantize(Tensor data, Tensor scale) -> Tensor");

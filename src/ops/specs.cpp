@@ -67,6 +67,33 @@ std::pair<TensorSpec, TensorSpec> hqq_scale_shift_spec(const at::Tensor& x, std:
   return specs;
 }
 
+GptqSpecs gptq_quantize_spec(const at::Tensor& weight, const at::Tensor& hessian, std::string_view qtype,
+                             std::optional<int64_t> group_size, double percdamp, int64_t blocksize,
+                             Grouping* grouping) {
+  const char* op = "gptq_quantize";
+  checked_affine_qtype(op, qtype);
+  check_float(op, "weight", weight);
+  TORCH_CHECK_VALUE(weight.dim() == 2, op, ": weight must be 2-D [out_features, in_features], got shape ",
+                    sizes_str(weight.sym_sizes()));
+  TORCH_CHECK_TYPE(hessian.scalar_type() == at::kFloat || hessian.scalar_type() == at::kDouble, op,
+                   ": hessian must be float32 or float64, got ", hessian.scalar_type());
+  check_same_device(op, weight, "hessian", hessian);
+  TORCH_CHECK_VALUE(hessian.dim() == 2 && sym_equal(hessian.sym_size(0), weight.sym_size(1)) &&
+                        sym_equal(hessian.sym_size(1), weight.sym_size(1)),
+                    op, ": hessian must be square [in_features, in_features] = [", weight.sym_size(1), ", ",
+                    weight.sym_size(1), "] for weight ", sizes_str(weight.sym_sizes()), ", got ",
+                    sizes_str(hessian.sym_sizes()));
+  TORCH_CHECK_VALUE(std::isfinite(percdamp) && percdamp >= 0.0 && percdamp <= 100.0, op,
+                    ": percdamp must be in [0, 100], got ", percdamp);
+  TORCH_CHECK_VALUE(blocksize >= 1 && blocksize <= (int64_t{1} << 20), op, ": blocksize must be in [1, 2^20], got ",
+                    blocksize);
+  Grouping g = grouping_for(op, weight.sym_sizes(), 0, group_size);
+  GptqSpecs specs{{g.data_sizes, at::kByte}, {g.param_sizes, weight.scalar_type()},
+                  {g.param_sizes, weight.scalar_type()}};
+  if (grouping) *grouping = std::move(g);
+  return specs;
+}
+
 TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype) {
   const char* op = "shift_to_zeropoint";
   checked_affine_qtype(op, qtype);

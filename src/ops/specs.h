@@ -32,6 +32,15 @@ std::pair<TensorSpec, TensorSpec> minmax_scale_shift_spec(const at::Tensor& x, s
 std::pair<TensorSpec, TensorSpec> hqq_scale_shift_spec(const at::Tensor& x, std::string_view qtype, int64_t axis,
                                                        std::optional<int64_t> group_size, int64_t iters, double p,
                                                        double beta, double kappa, Grouping* grouping = nullptr);
+// GPTQ: weight [out, in] float; hessian [in, in] float32/float64 on weight's device; a 2/4-bit
+// qtype; group_size None (one group per row) or dividing in; 0 <= percdamp <= 100; blocksize >= 1.
+// Returns (codes uint8 in affine_quantize's grouped layout, scale, shift in minmax_scale_shift's).
+struct GptqSpecs {
+  TensorSpec codes, scale, shift;
+};
+GptqSpecs gptq_quantize_spec(const at::Tensor& weight, const at::Tensor& hessian, std::string_view qtype,
+                             std::optional<int64_t> group_size, double percdamp, int64_t blocksize,
+                             Grouping* grouping = nullptr);
 TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
 TensorSpec symmetric_quantize_spec(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
                                    std::optional<int64_t> axis);
