@@ -125,17 +125,19 @@ QBitsWeight::QBitsWeight(const QType& qtype, std::vector<int64_t> shape, std::op
 
 QBitsWeight QBitsWeight::from_tiled(const QType& qtype, std::vector<int64_t> shape, std::optional<int64_t> group_size,
                                     at::Tensor tiled, at::Tensor scale, at::Tensor shift) {
-  TORCH_CHECK_VALUE(qtype.bits == 4 && shape.size() == 2, "QBitsWeight::from_tiled: the tiled layout holds 2-d qint4 "
-                    "weights, got ", qtype.name, " ", shape_str(shape));
-  TORCH_CHECK_VALUE(tiled.dim() == 2 && tiled.size(0) == shape[0] && tiled.size(1) == shape[1] * 4 / 8,
+  TORCH_CHECK_VALUE((qtype.bits == 4 || qtype.bits == 2) && shape.size() == 2, "QBitsWeight::from_tiled: the tiled "
+                    "layout holds 2-d qint4 or qint2 weights, got ", qtype.name, " ", shape_str(shape));
+  TORCH_CHECK_VALUE(tiled.dim() == 2 && tiled.size(0) == shape[0] && tiled.size(1) == shape[1] * qtype.bits / 8,
                     "QBitsWeight::from_tiled: tiled data of a weight ", shape_str(shape), " must have shape [",
-                    shape[0], ", ", shape[1] / 2, "], got ", shape_str(tiled.sizes()));
+                    shape[0], ", ", shape[1] * qtype.bits / 8, "], got ", shape_str(tiled.sizes()));
   // Validate everything else on a canonical-shaped placeholder of the same geometry.
   const int64_t gs = group_size.value_or(shape[1]);
   const int64_t groups = shape[0] * shape[1] / gs;
-  QBitsWeight w(qtype, shape, group_size, at::empty({(groups + 1) / 2, gs}, tiled.options()), std::move(scale),
-                std::move(shift));
-  TORCH_CHECK_VALUE(w.can_tile(), "QBitsWeight::from_tiled: group size ", gs, " is not a multiple of 32");
+  const int64_t per_byte = 8 / qtype.bits;
+  QBitsWeight w(qtype, shape, group_size, at::empty({(groups + per_byte - 1) / per_byte, gs}, tiled.options()),
+                std::move(scale), std::move(shift));
+  TORCH_CHECK_VALUE(w.can_tile(), "QBitsWeight::from_tiled: group size ", gs, " is not a multiple of ",
+                    128 / qtype.bits);
   w.data_ = std::move(tiled);
   w.layout_ = Layout::tiled;
   return w;
@@ -166,13 +168,15 @@ int64_t QBitsWeight::in_features() const { return numel_of(shape_) / shape_.at(0
 int64_t QBitsWeight::kernel_group_size() const { return group_size_.value_or(in_features()); }
 
 bool QBitsWeight::can_tile() const {
-  return qtype_ && qtype_->bits == 4 && shape_.size() == 2 && kernel_group_size() % 32 == 0;
+  // A tiled block is 16 bytes: 32 4-bit or 64 2-bit codes.
+  return qtype_ && (qtype_->bits == 4 || qtype_->bits == 2) && shape_.size() == 2 &&
+         kernel_group_size() % (128 / qtype_->bits) == 0;
 }
 
 QBitsWeight QBitsWeight::to_tiled() const {
   if (layout_ == Layout::tiled) return *this;
-  TORCH_CHECK_VALUE(can_tile(), "QBitsWeight::to_tiled: the tiled layout needs a 2-d 4-bit weight whose group size is "
-                    "a multiple of 32; this one is ", qtype_->name, " ", shape_str(shape_), " with group size ",
+  TORCH_CHECK_VALUE(can_tile(), "QBitsWeight::to_tiled: the tiled layout needs a 2-d 4-bit (2-bit) weight whose group "
+                    "size is a multiple of 32 (64); this one is ", qtype_->name, " ", shape_str(shape_), " with group size ",
                     kernel_group_size());
   QBitsWeight t = *this;
   t.data_ = ops::tile_qbits(data_, bits(), out_features(), in_features(), kernel_group_size());

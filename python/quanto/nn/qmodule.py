@@ -127,6 +127,10 @@ class QModuleMixin:
             in_features = torch.Size(shape).numel() // shape[0]
             self.weight_group_size = resolve_group_size(weights, in_features, group_size, f"quantize: {name!r}")
             self.optimizer = as_optimizer(optimizer, weights, f"quantize: {name!r}")
+            if getattr(self.optimizer, "needs_calibration", False) and not (self._linear_weight and len(shape) == 2):
+                raise ValueError(f"quantize: module {name!r} ({type(self).__name__}): the "
+                                 f"{type(self.optimizer).__name__} optimizer handles linear layers only; "
+                                 "exclude this module or choose another optimizer")
         else:
             self.weight_group_size = None
             self.optimizer = None
@@ -173,8 +177,9 @@ class QModuleMixin:
 
     def _can_tile(self, device: torch.device) -> bool:
         gs = self._effective_group_size()
-        return (self._linear_weight and self.weight_qtype.bits == 4 and len(self._quanto_qshape) == 2
-                and gs is not None and gs % 32 == 0 and device.type in ("cpu", "meta"))
+        bits = self.weight_qtype.bits  # a tiled block: 32 4-bit or 64 2-bit codes
+        return (self._linear_weight and bits in (2, 4) and len(self._quanto_qshape) == 2
+                and gs is not None and gs % (128 // bits) == 0 and device.type in ("cpu", "meta"))
 
     def canonical_weight_tensors(self) -> Dict[str, torch.Tensor]:
         """The frozen weight as FORMAT.md lays it out (the tiled 4-bit layout converted back)."""
@@ -185,7 +190,8 @@ class QModuleMixin:
             t["shift"] = self.weight_shift
             if self._quanto_tiled:
                 out, inf = self._quanto_qshape
-                t["data"] = ops.untile_qbits(self.weight_data, 4, out, inf, self._effective_group_size())
+                t["data"] = ops.untile_qbits(self.weight_data, self.weight_qtype.bits, out, inf,
+                                             self._effective_group_size())
         elif getattr(self, "_quanto_w8a8_packed", False):
             t["data"] = ops.unpack_w8a8(self.weight_data, *self._quanto_qshape)
         return t
@@ -201,7 +207,7 @@ class QModuleMixin:
         tiled = self.weight_qtype.bits < 8 and self._can_tile(data.device)
         if tiled:
             out, inf = self._quanto_qshape
-            data = ops.tile_qbits(data, 4, out, inf, self._effective_group_size())
+            data = ops.tile_qbits(data, self.weight_qtype.bits, out, inf, self._effective_group_size())
         # int8 x int8 linear layers on CPU: the W8A8 kernels' packed layout (exact round trip).
         packed = (self._linear_weight and is_w8a8(self) and len(self._quanto_qshape) == 2
                   and data.device.type in ("cpu", "meta") and self._quanto_qshape[1] < 131072
@@ -250,14 +256,47 @@ class QModuleMixin:
                 f"freeze: the weight of {self.name!r} is on the meta device (it holds no data); load real "
                 "weights first, or use quanto.requantize to load quantized ones"
             )
+        if getattr(self.optimizer, "needs_calibration", False):
+            self._freeze_calibrated(w)
+            return
         with torch.no_grad():
             t = quantize_weight(self._canonical_weight(w).contiguous(), self.weight_qtype, self.weight_group_size,
                                 self.optimizer)
         self._set_frozen(t)
 
+    # --- optimizers that need calibration (GPTQ) ------------------------------------------------
+
+    def _accumulate_hessian(self, x: torch.Tensor):
+        """Inside Calibration: add X^T X of this input (float64) for a calibrated optimizer."""
+        with torch.no_grad():
+            x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+            h = self.__dict__.get("_quanto_hessian")
+            xtx = x2.T @ x2
+            self.__dict__["_quanto_hessian"] = xtx if h is None else h + xtx
+            self.__dict__["_quanto_hessian_rows"] = self.__dict__.get("_quanto_hessian_rows", 0) + x2.shape[0]
+
+    def _freeze_calibrated(self, w: torch.Tensor):
+        h = self.__dict__.get("_quanto_hessian")
+        if h is None:
+            raise ValueError(
+                f"freeze: module {self.name!r} uses the {type(self.optimizer).__name__} optimizer, which needs "
+                "calibration data: run sample batches through the model inside `with quanto.Calibration():` "
+                "before freeze")
+        with torch.no_grad():
+            hessian = 2.0 * h / self.__dict__["_quanto_hessian_rows"]
+            codes, scale, shift = self.optimizer.quantize(self._canonical_weight(w).detach().contiguous(),
+                                                          hessian.to(w.device), self.weight_qtype,
+                                                          self.weight_group_size)
+            t = {"data": ops.pack_codes(codes, self.weight_qtype.bits), "scale": scale, "shift": shift}
+        del self.__dict__["_quanto_hessian"], self.__dict__["_quanto_hessian_rows"]
+        self._set_frozen(t)
+
     def _fake_quantized_weight(self) -> torch.Tensor:
-        """Before freeze: the weight quantized then dequantized, with straight-through gradients."""
+        """Before freeze: the weight quantized then dequantized, with straight-through gradients
+        (inside Calibration, a module whose optimizer needs calibration runs its float weight)."""
         w = self._parameters["weight"]
+        if calibration_momentum() is not None and getattr(self.optimizer, "needs_calibration", False):
+            return w
         with torch.no_grad():
             wc = self._canonical_weight(w.detach()).contiguous()
             t = quantize_weight(wc, self.weight_qtype, self.weight_group_size, self.optimizer)
@@ -278,6 +317,9 @@ class QModuleMixin:
 
     def _quanto_input(self, x):
         """Returns (x to use, (codes, scale) or None)."""
+        if (getattr(self.optimizer, "needs_calibration", False) and not self.frozen and isinstance(x, torch.Tensor)
+                and calibration_momentum() is not None):
+            self._accumulate_hessian(x)
         a = self.activation_qtype
         if a is None or not isinstance(x, torch.Tensor) or not x.is_floating_point():
             return x, None
