@@ -23,17 +23,14 @@ $(STAMP): scripts/setup.sh requirements.txt constraints.txt
 	bash scripts/setup.sh
 	touch $@
 
-# The package as pip builds it (pyproject.toml, scikit-build-core, its own build-pip/ folder):
-# an editable install into .venv; `pip install --no-build-isolation --no-deps .` for a real one.
-install: $(STAMP)
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
-
-$(BUILD)/build.ninja: $(STAMP) CMakeLists.txt
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
-	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch; print(torch.utils.cmake_prefix_path)')"
-
-build: $(BUILD)/build.ninja
-	cmake --build $(BUILD) -j $(JOBS)
+# The build is the package's editable install into .venv (pyproject.toml: scikit-build-core runs
+# CMake against the venv's torch), pointed at build/ with the tests and benchmarks switched on, so
+# one CMake tree serves pip, the C++ tests and the Python package (the library is copied into
+# python/quanto/_native). `pip install --no-build-isolation --no-deps .` makes a real wheel install.
+build install: $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(PY) -m pip install -q --disable-pip-version-check \
+	  --no-build-isolation --no-deps -e . -C build-dir=$(BUILD) \
+	  -C cmake.define.QUANTO_BUILD_TESTS=ON -C cmake.define.QUANTO_BUILD_BENCH=ON
 
 test: build test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-sanitize test-fuzz
 	@echo "make test: all suites passed"
