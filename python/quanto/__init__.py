@@ -21,7 +21,7 @@ _library.load()
 
 from .calibrate import Calibration  # noqa: E402
 from .nn import QConv1d, QConv2d, QEmbedding, QLayerNorm, QLinear, QModuleMixin, quantize_module  # noqa: E402
-from .optimizers import AbsmaxOptimizer, HqqOptimizer, MaxOptimizer, Optimizer  # noqa: E402
+from .optimizers import AbsmaxOptimizer, GptqOptimizer, HqqOptimizer, MaxOptimizer, Optimizer  # noqa: E402
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
 
@@ -54,4 +54,5 @@ __all__ = [
     "AbsmaxOptimizer",
     "MaxOptimizer",
     "HqqOptimizer",
+    "GptqOptimizer",
 ]

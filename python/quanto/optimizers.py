@@ -61,8 +61,37 @@ class HqqOptimizer(Optimizer):
                                    self.kappa, self.optimize_scale)
 
 
+class GptqOptimizer(Optimizer):
+    """GPTQ (Frantar et al.) for 2/4-bit weights of linear layers; needs calibration.
+
+    Inside ``quanto.Calibration()`` each quantized linear module accumulates X^T X of its inputs
+    (and runs with its float weight, so every Hessian comes from the float model); ``freeze`` then
+    quantizes the weight column by column with the native ``gptq_quantize`` op, spreading rounding
+    errors through the dampened inverse Hessian. Groups, scales and shifts are FORMAT.md's, so the
+    files load in optimum-quanto. Before calibration (QAT forward) its grid is min/max.
+    Calibrate on sequences without padding (or accept that padded positions join the statistics).
+    """
+
+    needs_calibration = True
+
+    def __init__(self, percdamp: float = 0.01, blocksize: int = 128):
+        if not 0 <= percdamp <= 100:
+            raise ValueError(f"GptqOptimizer: percdamp must be in [0, 100], got {percdamp}")
+        if blocksize < 1:
+            raise ValueError(f"GptqOptimizer: blocksize must be >= 1, got {blocksize}")
+        self.percdamp, self.blocksize = float(percdamp), int(blocksize)
+
+    def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        return ops.minmax_scale_shift(base, qtype.name, axis, group_size)
+
+    def quantize(self, base: torch.Tensor, hessian: torch.Tensor, qtype: qtype, group_size: Optional[int]):
+        """(codes, scale, shift) of an out-first 2-D weight given its inputs' Hessian 2 X^T X / n."""
+        return ops.gptq_quantize(base, hessian, qtype.name, group_size, self.percdamp, self.blocksize)
+
+
 # Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names.
-OPTIMIZERS = {"absmax": AbsmaxOptimizer, "minmax": MaxOptimizer, "max": MaxOptimizer, "hqq": HqqOptimizer}
+OPTIMIZERS = {"absmax": AbsmaxOptimizer, "minmax": MaxOptimizer, "max": MaxOptimizer, "hqq": HqqOptimizer,
+              "gptq": GptqOptimizer}
 
 
 def default_optimizer(wtype: qtype) -> Optimizer:
@@ -83,7 +112,7 @@ def as_optimizer(value, wtype: Optional[qtype], where: str = "quantize"):
         raise TypeError(f"{where}: optimizer must be a name, an Optimizer or a callable, got {type(value).__name__}")
     if wtype is None:
         raise ValueError(f"{where}: an optimizer applies to weights; give weights= too")
-    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer)):
+    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer)):
         raise ValueError(f"{where}: optimizer {type(value).__name__} is for 2/4-bit weights, got {wtype.name}")
     if wtype.bits < 8 and isinstance(value, AbsmaxOptimizer):
         raise ValueError(f"{where}: AbsmaxOptimizer is for 8-bit weights, got {wtype.name}")

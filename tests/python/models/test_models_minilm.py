@@ -2,6 +2,7 @@
 weight qtype against the float model, and against optimum-quanto 0.2.7 on the same settings."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,3 +74,63 @@ def test_minilm_save_reload_generic_class(minilm, tmp_path):
     r = QuantizedTransformersModel.from_pretrained(tmp_path)
     assert type(r.model) is type(model)
     assert torch.equal(sentence_embeddings(r, batch), sentence_embeddings(q, batch))
+
+
+EVALUATION = __import__("json").loads((Path(__file__).resolve().parents[2] / "data" / "minilm_sentences.json")
+                                      .read_text(encoding="utf-8"))
+CALIBRATION = [s.strip() for s in (Path(__file__).resolve().parents[2] / "data" / "calibration_sentences.txt")
+               .read_text(encoding="utf-8").splitlines() if s.strip()]
+
+
+@pytest.fixture(scope="module")
+def gptq_minilm(minilm):
+    """int4 (group 128) GPTQ, calibrated one sentence at a time (no padding) on sentences disjoint
+    from the evaluation set (tests/data/calibration_sentences.txt)."""
+    model, tokenizer, batch, reference = minilm
+    q = quanto.quantize(model, weights="qint4", optimizer=quanto.GptqOptimizer(percdamp=0.1), inplace=False)
+    with torch.no_grad(), quanto.Calibration():
+        for s in CALIBRATION:
+            q(**tokenizer(s, return_tensors="pt"))
+    quanto.freeze(q)
+    return q
+
+
+def test_minilm_int4_gptq_cosine(minilm, gptq_minilm):
+    model, _, batch, reference = minilm
+    ours = cosines(gptq_minilm, batch, reference)
+    o = copy.deepcopy(model)
+    oq.quantize(o, weights=oq.qint4)
+    oq.freeze(o)
+    minmax = cosines(o, batch, reference)
+    print(f"qint4 gptq: worst {ours.min():.5f} mean {ours.mean():.5f}; "
+          f"optimum-quanto min/max worst {minmax.min():.5f} mean {minmax.mean():.5f}")
+    assert not set(CALIBRATION) & set(EVALUATION["models"] + EVALUATION["cpp_example"]["evaluation"])
+    assert ours.mean() >= 0.98
+    assert ours.min() >= 0.975  # measured 0.979 worst: the mean reaches the issue's 0.98
+    assert ours.min() >= minmax.min() + 0.03
+
+
+def test_minilm_int4_gptq_save_reload_and_optimum_quanto(minilm, gptq_minilm, tmp_path):
+    """GPTQ writes the standard int4 format: quanto and optimum-quanto 0.2.7 reload it identically."""
+    from safetensors.torch import load_file, save_file
+
+    model, _, batch, _ = minilm
+    save_file(gptq_minilm.state_dict(), tmp_path / "model.safetensors")
+    qmap = quanto.quantization_map(gptq_minilm)
+    assert all(v == {"weights": "qint4", "activations": "none"} for v in qmap.values())
+    state = load_file(tmp_path / "model.safetensors")
+    want = sentence_embeddings(gptq_minilm, batch)
+    r = quanto.requantize(copy.deepcopy(model), state, qmap)
+    assert torch.equal(sentence_embeddings(r, batch), want)
+    o = copy.deepcopy(model)
+    oq.requantize(o, load_file(tmp_path / "model.safetensors"), qmap)
+    torch.testing.assert_close(sentence_embeddings(o, batch), want, rtol=1e-4, atol=1e-4)
+
+
+def test_gptq_freeze_without_calibration_names_the_problem(minilm):
+    model, _, _, _ = minilm
+    q = quanto.quantize(model, weights="qint4", optimizer="gptq", inplace=False)
+    with pytest.raises(ValueError, match="needs calibration data"):
+        quanto.freeze(q)
+    with pytest.raises(ValueError, match="2/4-bit"):
+        quanto.quantize(model, weights="qint8", optimizer="gptq", inplace=False)
