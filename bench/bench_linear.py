@@ -9,9 +9,16 @@ At batch 1 the layer is bandwidth bound: the table adds quanto's effective GB/s 
 weights + scales + shifts read per call / time) and its fraction of the read bandwidth this
 script measures first. Speed-ups are ratios of times measured in this run.
 
+A second table puts 2-bit weights (int2, group 128) side by side: quanto's frozen QLinear (tiled
+2-bit kernel) and optimum-quanto's frozen qint2 QLinear against torch fp32 / bf16 linear. The
+W8A8 table compares quanto's linear_w8a8 (canonical int8 weight) and linear_w8a8_packed (the
+VNNI layout frozen layers hold) with torch fp32 linear and torch._int_mm.
+
 Run: make bench            (QUANTO_BENCH_QUICK=1 for one shape and fewer batches)
+     python bench/bench_linear.py --shapes 14336x4096 --batches 1,128 [--tables main,w2,w8a8]
 """
 
+import argparse
 import os
 import time
 
@@ -25,6 +32,38 @@ GROUP = 128
 QUICK = os.environ.get("QUANTO_BENCH_QUICK") == "1"
 SHAPES = [(4096, 4096)] if QUICK else [(4096, 4096), (14336, 4096), (4096, 14336), (8192, 8192)]
 BATCHES = [1, 8, 128] if QUICK else [1, 8, 32, 128, 512]
+TABLES = ("main", "w2", "w8a8")
+
+
+def parse_shapes(text):
+    shapes = []
+    for item in text.split(","):
+        try:
+            n, k = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"shape {item!r} is not OUTxIN (e.g. 4096x4096)") from None
+        if n <= 0 or k <= 0 or k % GROUP:
+            raise argparse.ArgumentTypeError(f"shape {item!r}: sizes must be positive and IN a multiple of {GROUP}")
+        shapes.append((n, k))
+    return shapes
+
+
+def parse_batches(text):
+    try:
+        batches = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batches {text!r} are not comma-separated integers") from None
+    if any(m <= 0 for m in batches):
+        raise argparse.ArgumentTypeError(f"batches {text!r} must be positive")
+    return batches
+
+
+def parse_tables(text):
+    tables = text.split(",")
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown table(s) {unknown}; choose from {list(TABLES)}")
+    return tables
 
 
 def timeit(fn, min_time=0.3, min_reps=3):
@@ -100,9 +139,8 @@ COLUMNS = ["torch fp32", "torch bf16", "torch int8pack", "torch int4pack", "opti
 
 
 @torch.no_grad()
-def main():
+def main_table(bw):
     threads = torch.get_num_threads()
-    bw = read_bandwidth_gbs()
     llc = last_level_cache_bytes()
     print(f"torch {torch.__version__}, {threads} threads, quanto CPU ISA {ops.cpu_isa()}, "
           f"measured read bandwidth {bw:.1f} GB/s")
@@ -134,32 +172,102 @@ def main():
         print(f"{'':>12} batch 1: " + "; ".join(notes))
 
 
+def frozen_linear(w, make_quantize, qtype, dtype=torch.bfloat16):
+    """A one-layer model holding w, quantized to qtype (weights only) and frozen by that library."""
+    quantize, freeze = make_quantize
+    N, K = w.shape
+    m = torch.nn.Sequential(torch.nn.Linear(K, N, bias=False)).to(dtype)
+    m[0].weight.data = w.to(dtype)
+    quantize(m, weights=qtype)
+    freeze(m)
+    return m
+
+
+@torch.no_grad()
+def w2_table(bw):
+    """2-bit weights (int2, group 128): frozen layers of quanto and optimum-quanto vs dense torch."""
+    import optimum.quanto as oq
+    import quanto as q
+    llc = last_level_cache_bytes()
+    print("\nW2 (int2, group 128, frozen QLinear, bf16 activations), times in ms; speed-up = baseline / quanto W2")
+    cols = ["torch fp32", "torch bf16", "optimum W2", "quanto W2"]
+    print(f"{'N x K':>12} {'M':>4} " + " ".join(f"{c:>12}" for c in cols)
+          + f" {'W2/fp32':>8} {'W2/bf16':>8} {'W2/opt':>7} {'W2 GB/s':>8}")
+    for N, K in SHAPES:
+        torch.manual_seed(0)
+        w = torch.randn(N, K) * 0.02
+        dense16 = w.to(torch.bfloat16)
+        mq = frozen_linear(w, (q.quantize, q.freeze), q.qint2)
+        mo = frozen_linear(w, (oq.quantize, oq.freeze), oq.qint2)
+        lq = mq[0]
+        w2_bytes = nbytes(lq.weight_data, lq.weight_scale, lq.weight_shift)
+        layers = {"torch fp32": lambda x: F.linear(x.float(), w), "torch bf16": lambda x: F.linear(x, dense16),
+                  "optimum W2": mo, "quanto W2": mq}
+        for M in BATCHES:
+            x = torch.randn(M, K).to(torch.bfloat16)
+            t = {name: timeit(lambda f=fn: f(x)) for name, fn in layers.items()}
+            gbs = w2_bytes / t["quanto W2"] / 1e9
+            row = (f"{f'{N}x{K}':>12} {M:>4} " + " ".join(f"{t[c] * 1e3:12.3f}" for c in cols)
+                   + f" {t['torch fp32'] / t['quanto W2']:8.2f} {t['torch bf16'] / t['quanto W2']:8.2f}"
+                   f" {t['optimum W2'] / t['quanto W2']:7.2f}")
+            if M == 1:
+                row += f" {gbs:8.1f}" + (f" ({100 * gbs / bw:.0f}% of read bandwidth)" if w2_bytes > llc
+                                         else f" (weights {w2_bytes / 2**20:.0f} MiB fit the LLC)")
+            print(row, flush=True)
+
+
 @torch.no_grad()
 def w8a8_table():
-    """int8 activations × int8 weights: quanto's linear_w8a8 (int32 sums + rescale) against torch
-    fp32 linear and torch._int_mm (the int32 matmul alone, no rescale)."""
-    print("\nW8A8 (int8 x int8 -> int32 -> rescale), times in ms; speed-up = baseline / quanto")
-    print(f"{'N x K':>12} {'M':>4} {'torch fp32':>11} {'torch _int_mm':>14} {'quanto w8a8':>12} {'vs fp32':>8} {'vs _int_mm':>10}")
-    for N, K in SHAPES[:2]:
+    """int8 activations × int8 weights: quanto's linear_w8a8 (canonical int8 weight) and
+    linear_w8a8_packed (the pre-packed VNNI layout frozen W8A8 layers hold; int32 sums + rescale)
+    against torch fp32 linear and torch._int_mm (the int32 matmul alone, no rescale)."""
+    print("\nW8A8 (int8 x int8 -> int32 -> rescale, per-token activation scales), times in ms;"
+          " speed-up = baseline / quanto packed")
+    print(f"{'N x K':>12} {'M':>4} {'torch fp32':>11} {'torch _int_mm':>14} {'quanto w8a8':>12} {'quanto packed':>14}"
+          f" {'vs fp32':>8} {'vs _int_mm':>10}")
+    for N, K in SHAPES[:2] if len(SHAPES) > 2 else SHAPES:
+        torch.manual_seed(0)
         w = torch.randn(N, K)
         ws = ops.absmax_scale(w, "qint8", 0)
         wq = ops.symmetric_quantize(w, ws, "qint8", 0)
         wq_t = wq.t().contiguous()
+        wp = ops.pack_w8a8(wq)
         for M in BATCHES:
             x = torch.randn(M, K)
             xs = ops.absmax_scale(x, "qint8", 0)  # dynamic, per token
             xq = ops.symmetric_quantize(x, xs, "qint8", 0)
             t_fp32 = timeit(lambda: F.linear(x, w))
             t_q = timeit(lambda: ops.linear_w8a8(xq, xs, wq, ws, None, torch.float32))
+            t_p = timeit(lambda: ops.linear_w8a8_packed(xq, xs, wp, ws, N, None, torch.float32))
             try:  # torch._int_mm on CPU wants M > 16 and sizes that are multiples of 8
                 t_int = timeit(lambda: torch._int_mm(xq, wq_t))
-                int_cols = f"{t_int * 1e3:14.3f}", f"{t_int / t_q:10.2f}"
+                int_cols = f"{t_int * 1e3:14.3f}", f"{t_int / t_p:10.2f}"
             except RuntimeError:
                 int_cols = f"{'n/a':>14}", f"{'n/a':>10}"
-            print(f"{f'{N}x{K}':>12} {M:>4} {t_fp32 * 1e3:11.3f} {int_cols[0]} {t_q * 1e3:12.3f} "
-                  f"{t_fp32 / t_q:8.2f} {int_cols[1]}", flush=True)
+            print(f"{f'{N}x{K}':>12} {M:>4} {t_fp32 * 1e3:11.3f} {int_cols[0]} {t_q * 1e3:12.3f} {t_p * 1e3:14.3f} "
+                  f"{t_fp32 / t_p:8.2f} {int_cols[1]}", flush=True)
+
+
+def main():
+    global SHAPES, BATCHES
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", type=parse_shapes, help="comma-separated OUTxIN weight shapes")
+    parser.add_argument("--batches", type=parse_batches, help="comma-separated batch sizes M")
+    parser.add_argument("--tables", type=parse_tables, default=list(TABLES), help="main,w2,w8a8 (default all)")
+    args = parser.parse_args()
+    SHAPES = args.shapes or SHAPES
+    BATCHES = args.batches or BATCHES
+    bw = read_bandwidth_gbs()
+    if "main" in args.tables:
+        main_table(bw)
+    else:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, quanto CPU ISA {ops.cpu_isa()}, "
+              f"measured read bandwidth {bw:.1f} GB/s")
+    if "w2" in args.tables:
+        w2_table(bw)
+    if "w8a8" in args.tables:
+        w8a8_table()
 
 
 if __name__ == "__main__":
     main()
-    w8a8_table()
