@@ -1,7 +1,12 @@
 // Kernel throughput per ISA (GB/s of input read), reference vs optimised variants.
-// Run: build/quanto_kernel_bench   (part of `make bench`)
+// The linear kernels run single-threaded over every output channel, so their GB/s (bytes of packed
+// weights + scales + shifts per call / time) compare with BM_read_bandwidth, one core's read rate.
+// Run: build/quanto_kernel_bench   (part of `make bench`; --benchmark_filter=linear for those alone)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <memory>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -73,10 +78,192 @@ void isa_args(benchmark::internal::Benchmark* b) {
   for (CpuIsa isa : supported_isas()) b->Arg(static_cast<int>(isa));
 }
 
+// ---- linear kernels at batch 1 (and W8A8 at M = 128) on LLM-sized weights ----
+
+// One core's read bandwidth: a sum over 256 MiB, larger than any cache.
+void BM_read_bandwidth(benchmark::State& state) {
+  std::vector<float> v(64ull << 20, 1.0f);
+  for (auto _ : state) {
+    float acc[16] = {};
+    for (size_t i = 0; i < v.size(); i += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += v[i + j];
+    benchmark::DoNotOptimize(acc);
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(v.size() * 4));
+}
+
+// Random weights for an N x K layer in every layout the kernels read (built once per shape).
+struct LinearData {
+  int64_t N, K;
+  static constexpr int64_t kGroup = 128;
+  std::vector<int8_t> w8;
+  std::vector<uint8_t> fp8, tiled4, tiled2, packed8a8;
+  std::vector<float> scale, gscale, gshift;
+
+  LinearData(int64_t n, int64_t k) : N(n), K(k) {
+    std::mt19937 gen(0);
+    std::uniform_int_distribution<int> byte(0, 255);
+    w8.resize(static_cast<size_t>(N * K));
+    fp8.resize(w8.size());
+    for (size_t i = 0; i < w8.size(); ++i) {
+      w8[i] = static_cast<int8_t>(byte(gen) - 128);
+      fp8[i] = static_cast<uint8_t>(byte(gen) & 0x77);  // finite e4m3fn codes
+    }
+    std::vector<uint8_t> codes(w8.size());
+    for (auto& c : codes) c = static_cast<uint8_t>(byte(gen) & 15);
+    tiled4.resize(codes.size() / 2);
+    tile_w4_ref(codes.data(), K, 0, N, tiled4.data());
+    for (auto& c : codes) c &= 3;
+    tiled2.resize(codes.size() / 4);
+    tile_w2_ref(codes.data(), K, 0, N, tiled2.data());
+    packed8a8.resize(static_cast<size_t>(w8a8_block_count(N) * w8a8_block_bytes(K)));
+    pack_w8a8_ref(w8.data(), N, K, 0, w8a8_block_count(N), packed8a8.data());
+    scale.assign(static_cast<size_t>(N), 0.01f);
+    gscale.assign(static_cast<size_t>(N * K / kGroup), 0.02f);
+    gshift.assign(gscale.size(), 0.1f);
+  }
+  int64_t scale_bytes() const { return N * 4; }
+  int64_t group_bytes() const { return 2 * static_cast<int64_t>(gscale.size()) * 4; }
+};
+
+const LinearData& linear_data(int64_t N, int64_t K) {
+  static std::vector<std::unique_ptr<LinearData>> cache;
+  for (const auto& d : cache)
+    if (d->N == N && d->K == K) return *d;
+  cache.push_back(std::make_unique<LinearData>(N, K));
+  return *cache.back();
+}
+
+template <typename T>
+std::vector<T> activations(int64_t M, int64_t K) {
+  std::mt19937 gen(1);
+  std::normal_distribution<float> d;
+  std::vector<T> x(static_cast<size_t>(M * K));
+  for (auto& v : x) v = static_cast<T>(d(gen));
+  return x;
+}
+
+// Args: ISA, N, K. Labels name the ISA and the shape; bytes = weights + their parameters.
+struct LinearCase {
+  const KernelTable& t;
+  const LinearData& d;
+  LinearShape s;
+  explicit LinearCase(benchmark::State& state, int64_t M = 1)
+      : t(kernel_table(static_cast<CpuIsa>(state.range(0)))),
+        d(linear_data(state.range(1), state.range(2))),
+        s{M, d.K, d.N, 0, d.N} {
+    state.SetLabel(std::string(isa_name(t.isa)) + " " + std::to_string(d.N) + "x" + std::to_string(d.K) +
+                   " M=" + std::to_string(M));
+  }
+};
+
+void BM_linear_w8(benchmark::State& state) {
+  LinearCase c(state);
+  const auto x = activations<float>(1, c.d.K);
+  std::vector<float> y(static_cast<size_t>(c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_w8(x.data(), c.d.w8.data(), c.d.scale.data(), 1, nullptr, c.s, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K + c.d.scale_bytes()));
+}
+
+void BM_linear_fp8(benchmark::State& state) {
+  LinearCase c(state);
+  const auto x = activations<float>(1, c.d.K);
+  std::vector<float> y(static_cast<size_t>(c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_fp8(x.data(), c.d.fp8.data(), Fp8Format::e4m3fn, c.d.scale.data(), 1, nullptr, c.s, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K + c.d.scale_bytes()));
+}
+
+// W4 tiled on float activations, and on bf16 activations where the ISA has that kernel.
+void BM_linear_w4_tiled(benchmark::State& state) {
+  LinearCase c(state);
+  const auto x = activations<float>(1, c.d.K);
+  std::vector<float> y(static_cast<size_t>(c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_w4_tiled(x.data(), c.d.tiled4.data(), LinearData::kGroup, c.d.gscale.data(),
+                               c.d.gshift.data(), nullptr, c.s, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + c.d.group_bytes()));
+}
+
+void BM_linear_w4_tiled_bf16x(benchmark::State& state) {
+  LinearCase c(state);
+  if (c.t.linear.linear_w4_tiled_bf16x == nullptr) {
+    state.SkipWithError("no bf16-activation W4 kernel on this ISA");
+    return;
+  }
+  std::vector<bf16> x;
+  for (float v : activations<float>(1, c.d.K)) x.push_back(bf16_from_float(v));
+  std::vector<float> y(static_cast<size_t>(c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_w4_tiled_bf16x(x.data(), c.d.tiled4.data(), LinearData::kGroup, c.d.gscale.data(),
+                                     c.d.gshift.data(), nullptr, c.s, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + c.d.group_bytes()));
+}
+
+void BM_linear_w2_tiled(benchmark::State& state) {
+  LinearCase c(state);
+  const auto x = activations<float>(1, c.d.K);
+  std::vector<float> y(static_cast<size_t>(c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_w2_tiled(x.data(), c.d.tiled2.data(), LinearData::kGroup, c.d.gscale.data(),
+                               c.d.gshift.data(), nullptr, c.s, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 4 + c.d.group_bytes()));
+}
+
+// W8A8 on the packed layout; Args: ISA, N, K, M (per-token activation scales).
+void BM_linear_w8a8_packed(benchmark::State& state) {
+  const int64_t M = state.range(3);
+  LinearCase c(state, M);
+  std::vector<int8_t> x(static_cast<size_t>(M * c.d.K));
+  std::mt19937 gen(2);
+  for (auto& v : x) v = static_cast<int8_t>(static_cast<int>(gen() % 255) - 127);
+  std::vector<float> xs(static_cast<size_t>(M), 0.02f), y(static_cast<size_t>(M * c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_w8a8_packed(x.data(), xs.data(), 1, c.d.packed8a8.data(), c.d.scale.data(), 1, nullptr, c.s,
+                                  y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (static_cast<int64_t>(c.d.packed8a8.size()) + c.d.scale_bytes()));
+  state.counters["GOPS"] = benchmark::Counter(static_cast<double>(2 * M * c.d.N * c.d.K) * state.iterations(),
+                                              benchmark::Counter::kIsRate);
+}
+
+// The SIMD tiers only: the scalar references on 14336 x 4096 take seconds per call.
+constexpr int64_t kLinearShapes[][2] = {{4096, 4096}, {14336, 4096}};
+void linear_args(benchmark::internal::Benchmark* b) {
+  for (CpuIsa isa : supported_isas())
+    if (isa != CpuIsa::generic)
+      for (const auto& nk : kLinearShapes) b->Args({static_cast<int>(isa), nk[0], nk[1]});
+}
+void w8a8_args(benchmark::internal::Benchmark* b) {
+  for (CpuIsa isa : supported_isas())
+    if (isa != CpuIsa::generic)
+      for (const auto& nk : kLinearShapes)
+        for (int64_t M : {1, 128}) b->Args({static_cast<int>(isa), nk[0], nk[1], M});
+}
+
 BENCHMARK(BM_absmax_rows_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_symmetric_quantize_int8_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_affine_quantize_int4_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_pack_int4)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_read_bandwidth)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_linear_w8)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_fp8)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w4_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w4_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w2_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w8a8_packed)->Apply(w8a8_args)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace quanto::kernels
