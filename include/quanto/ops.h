@@ -49,11 +49,14 @@ std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, std::str
 // dampened by percdamp * mean(diag) on its diagonal; each group's min/max scale/shift is taken
 // when its first column is reached. Returns (codes, scale, shift): codes uint8 in
 // affine_quantize's layout (pack them with pack_codes), scale/shift like minmax_scale_shift's.
+// actorder: columns in order of decreasing Hessian diagonal, with static group parameters (the
+// min/max of the original weight's groups), which keeps FORMAT.md's contiguous groups.
 // Errors: a Hessian of the wrong shape, or not positive definite after dampening.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian,
                                                              std::string_view qtype,
                                                              std::optional<int64_t> group_size = std::nullopt,
-                                                             double percdamp = 0.01, int64_t blocksize = 128);
+                                                             double percdamp = 0.01, int64_t blocksize = 128,
+                                                             bool actorder = false);
 
 // Integer zero-point that represents `shift`: clamp(round(shift / scale), 0, 2^bits - 1), uint8.
 at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);

@@ -69,24 +69,25 @@ class GptqOptimizer(Optimizer):
     quantizes the weight column by column with the native ``gptq_quantize`` op, spreading rounding
     errors through the dampened inverse Hessian. Groups, scales and shifts are FORMAT.md's, so the
     files load in optimum-quanto. Before calibration (QAT forward) its grid is min/max.
+    ``actorder=True`` quantizes columns by decreasing Hessian diagonal with static group parameters.
     Calibrate on sequences without padding (or accept that padded positions join the statistics).
     """
 
     needs_calibration = True
 
-    def __init__(self, percdamp: float = 0.01, blocksize: int = 128):
+    def __init__(self, percdamp: float = 0.01, blocksize: int = 128, actorder: bool = False):
         if not 0 <= percdamp <= 100:
             raise ValueError(f"GptqOptimizer: percdamp must be in [0, 100], got {percdamp}")
         if blocksize < 1:
             raise ValueError(f"GptqOptimizer: blocksize must be >= 1, got {blocksize}")
-        self.percdamp, self.blocksize = float(percdamp), int(blocksize)
+        self.percdamp, self.blocksize, self.actorder = float(percdamp), int(blocksize), bool(actorder)
 
     def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
         return ops.minmax_scale_shift(base, qtype.name, axis, group_size)
 
     def quantize(self, base: torch.Tensor, hessian: torch.Tensor, qtype: qtype, group_size: Optional[int]):
         """(codes, scale, shift) of an out-first 2-D weight given its inputs' Hessian 2 X^T X / n."""
-        return ops.gptq_quantize(base, hessian, qtype.name, group_size, self.percdamp, self.blocksize)
+        return ops.gptq_quantize(base, hessian, qtype.name, group_size, self.percdamp, self.blocksize, self.actorder)
 
 
 # Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names.

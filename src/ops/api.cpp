@@ -38,11 +38,11 @@ std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, std::str
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian,
                                                              std::string_view qtype, std::optional<int64_t> group_size,
-                                                             double percdamp, int64_t blocksize) {
+                                                             double percdamp, int64_t blocksize, bool actorder) {
   static const auto h = op<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-      const at::Tensor&, const at::Tensor&, c10::string_view, std::optional<int64_t>, double, int64_t)>(
+      const at::Tensor&, const at::Tensor&, c10::string_view, std::optional<int64_t>, double, int64_t, bool)>(
       "quanto::gptq_quantize");
-  return h.call(weight, hessian, qtype, group_size, percdamp, blocksize);
+  return h.call(weight, hessian, qtype, group_size, percdamp, blocksize, actorder);
 }
 
 at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype) {

@@ -65,7 +65,7 @@ TORCH_LIBRARY(quanto, m) {
         "float beta=10., float kappa=1.01, bool optimize_scale=False) -> (Tensor, Tensor)");
 
   m.def("gptq_quantize(Tensor weight, Tensor hessian, str qtype, int? group_size=None, float percdamp=0.01, "
-        "int blocksize=128) -> (Tensor, Tensor, Tensor)");
+        "int blocksize=128, bool actorder=False) -> (Tensor, Tensor, Tensor)");
 
   // Quantize / dequantize.
   m.def("symmetric_quantize(Tensor x, Tensor scale, str qtype, int? axis=None) -> Tensor");

@@ -4,7 +4,9 @@
 // pushed onto the columns not yet quantized. Groups are FORMAT.md's (contiguous along the input
 // features, axis 0), and each group's min/max scale and shift is computed when its first column
 // is reached, from the error-updated weights, so the result is a plain affine 2/4-bit weight.
+#include <ATen/ops/argsort.h>
 #include <ATen/ops/cholesky_inverse.h>
+#include <ATen/ops/index_select.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/linalg_cholesky_ex.h>
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <quanto/ops.h>
 
@@ -47,7 +50,7 @@ at::Tensor inverse_hessian_factor(const char* op, const at::Tensor& hessian, dou
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian,
                                                              c10::string_view qtype, std::optional<int64_t> group_size,
-                                                             double percdamp, int64_t blocksize) {
+                                                             double percdamp, int64_t blocksize, bool actorder) {
   const char* op = "gptq_quantize";
   Grouping g;
   const GptqSpecs specs = gptq_quantize_spec(weight, hessian, qtype, group_size, percdamp, blocksize, &g);
@@ -57,11 +60,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& w
   const int64_t gs = group_size ? *group_size : n;
   const int64_t groups_per_row = n / gs;
   // Blocks hold whole groups, so a group's parameters see every update made before it.
-  const int64_t bs = std::max<int64_t>(blocksize / gs, 1) * gs;
+  // With act-order, columns go by decreasing Hessian diagonal and the groups' parameters are
+  // static (min/max of the original weight), since a group's columns are no longer contiguous.
+  const int64_t bs = actorder ? blocksize : std::max<int64_t>(blocksize / gs, 1) * gs;
   const int32_t code_max = (1 << q.bits) - 1;
 
-  const at::Tensor hinv = inverse_hessian_factor(op, hessian, percdamp);
   at::Tensor w = weight.to(at::kFloat).contiguous().clone();
+  at::Tensor perm;
+  at::Tensor h_used = hessian;
+  if (actorder) {
+    at::Tensor d = hessian.diagonal().to(at::kDouble).clone();
+    d.masked_fill_(d.eq(0), 1.0);
+    perm = at::argsort(d, /*stable=*/true, 0, /*descending=*/true);
+    h_used = hessian.index_select(0, perm).index_select(1, perm);
+  }
+  const at::Tensor hinv = inverse_hessian_factor(op, h_used, percdamp);
   at::Tensor codes = at::empty({rows, n}, weight.options().dtype(at::kByte));
   at::Tensor scale = at::empty({rows * groups_per_row}, weight.options());
   at::Tensor shift = at::empty({rows * groups_per_row}, weight.options());
@@ -76,6 +89,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& w
     using T = typename decltype(tag)::type;
     T* sd = data_as<T>(scale);
     T* shd = data_as<T>(shift);
+    std::vector<int64_t> order(n);
+    for (int64_t i = 0; i < n; ++i) order[i] = actorder ? perm[i].item<int64_t>() : i;
+    if (actorder) {
+      parallel_rows(rows, grain_for(n), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          for (int64_t g0 = 0; g0 < n; g0 += gs) {
+            const float* x = wd + r * n + g0;
+            float mn = x[0], mx = x[0];
+            for (int64_t j = 1; j < gs; ++j) {
+              mn = std::min(mn, x[j]);
+              mx = std::max(mx, x[j]);
+            }
+            const int64_t p = r * groups_per_row + g0 / gs;
+            kernels::minmax_to_scale_shift_ref<T>(&mn, &mx, 1, code_max, sd + p, shd + p);
+          }
+        }
+      });
+      w = w.index_select(1, perm).contiguous();
+      wd = data_as<float>(w);
+    }
     for (int64_t i1 = 0; i1 < n; i1 += bs) {
       const int64_t i2 = std::min(i1 + bs, n);
       // Inside a block every row is independent: its columns are quantized in order and each
@@ -86,7 +119,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& w
           float* er = ed + r * bs;
           float s = 1.0f, h = 0.0f;
           for (int64_t i = i1; i < i2; ++i) {
-            if ((i - i1) % gs == 0) {
+            if (actorder) {
+              const int64_t p = r * groups_per_row + order[i] / gs;
+              s = kernels::to_float(sd[p]);
+              h = kernels::to_float(shd[p]);
+            } else if ((i - i1) % gs == 0) {
               float mn = wr[i], mx = wr[i];
               for (int64_t j = i + 1; j < i + gs; ++j) {
                 mn = std::min(mn, wr[j]);
@@ -98,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& w
               h = kernels::to_float(shd[p]);
             }
             const float c = std::clamp(std::nearbyint((wr[i] + h) / s), 0.0f, static_cast<float>(code_max));
-            cd[r * n + i] = static_cast<uint8_t>(c);
+            cd[r * n + order[i]] = static_cast<uint8_t>(c);
             const float e_i = (wr[i] - (c * s - h)) / hd[i * n + i];
             er[i - i1] = e_i;
             const float* hrow = hd + i * n;

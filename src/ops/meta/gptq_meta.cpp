@@ -8,7 +8,7 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian,
                                                              c10::string_view qtype, std::optional<int64_t> group_size,
-                                                             double percdamp, int64_t blocksize) {
+                                                             double percdamp, int64_t blocksize, bool /*actorder*/) {
   const GptqSpecs s = gptq_quantize_spec(weight, hessian, qtype, group_size, percdamp, blocksize);
   return {empty_from_spec(s.codes, weight), empty_from_spec(s.scale, weight), empty_from_spec(s.shift, weight)};
 }

@@ -84,10 +84,11 @@ CALIBRATION = [s.strip() for s in (Path(__file__).resolve().parents[2] / "data" 
 
 @pytest.fixture(scope="module")
 def gptq_minilm(minilm):
-    """int4 (group 128) GPTQ, calibrated one sentence at a time (no padding) on sentences disjoint
+    """int4 (group 128) GPTQ (act-order, 10% dampening), calibrated one sentence at a time (no padding) on sentences disjoint
     from the evaluation set (tests/data/calibration_sentences.txt)."""
     model, tokenizer, batch, reference = minilm
-    q = quanto.quantize(model, weights="qint4", optimizer=quanto.GptqOptimizer(percdamp=0.1), inplace=False)
+    q = quanto.quantize(model, weights="qint4", optimizer=quanto.GptqOptimizer(percdamp=0.1, actorder=True),
+                        inplace=False)
     with torch.no_grad(), quanto.Calibration():
         for s in CALIBRATION:
             q(**tokenizer(s, return_tensors="pt"))
@@ -105,8 +106,7 @@ def test_minilm_int4_gptq_cosine(minilm, gptq_minilm):
     print(f"qint4 gptq: worst {ours.min():.5f} mean {ours.mean():.5f}; "
           f"optimum-quanto min/max worst {minmax.min():.5f} mean {minmax.mean():.5f}")
     assert not set(CALIBRATION) & set(EVALUATION["models"] + EVALUATION["cpp_example"]["evaluation"])
-    assert ours.mean() >= 0.98
-    assert ours.min() >= 0.975  # measured 0.979 worst: the mean reaches the issue's 0.98
+    assert ours.min() >= 0.98  # measured worst 0.9811, mean 0.9847
     assert ours.min() >= minmax.min() + 0.03
 
 
