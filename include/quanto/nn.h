@@ -46,7 +46,6 @@
 #include <quanto/tensor.h>
 
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -183,6 +182,9 @@ class QModule : public torch::nn::Cloneable<Derived>, public QModuleInterface {
   // weight only when keeps_float_weight() (a frozen layer has none).
   virtual void reset_float() = 0;
   bool keeps_float_weight() const { return !(frozen_ && weight_qtype_); }
+  // True for layers whose frozen qint8 weight (with qint8 activations) feeds the W8A8 kernels,
+  // so freeze/load may hold it in the packed layout (QBytesWeight::Layout::packed_w8a8).
+  virtual bool packs_w8a8() const { return false; }
 
   // Activation helpers for forward(): calibrate (inside a quanto::Calibration scope) then
   // fake-quantize with straight-through gradients. Identity when activations are "none".
@@ -197,6 +199,7 @@ class QModule : public torch::nn::Cloneable<Derived>, public QModuleInterface {
   void resolve_spec(const QuantSpec& spec);
   void install_frozen(const QWeight& w);
   bool tiled_ = false;
+  bool packed_w8a8_ = false;
 };
 
 // True while a quanto::Calibration scope is open on this thread; the momentum it uses.
@@ -215,9 +218,10 @@ at::Tensor straight_through(const at::Tensor& x, const at::Tensor& quantized);
 }  // namespace detail
 
 // ---- Linear ----
-// Frozen forward uses the fused ops: linear_qbytes (int8/float8 weights), linear_w8a8 (int8
-// weights and int8 activations), linear_qbits_tiled (4-bit, group size % 32 == 0, on CPU) or
-// linear_qbits (other 2/4-bit cases).
+// Frozen forward uses the fused ops: linear_qbytes (int8/float8 weights), linear_w8a8_packed
+// (int8 weights and int8 activations on CPU: weight_data holds the packed layout from freeze or
+// load on; linear_w8a8 elsewhere), linear_qbits_tiled (2/4-bit, tiled group sizes, on CPU) or
+// linear_qbits (other 2/4-bit cases). Files always hold the canonical layout.
 class QLinearImpl : public detail::QModule<QLinearImpl> {
  public:
   QLinearImpl(int64_t in_features, int64_t out_features) : QLinearImpl(torch::nn::LinearOptions(in_features, out_features)) {}
@@ -232,22 +236,7 @@ class QLinearImpl : public detail::QModule<QLinearImpl> {
 
  protected:
   void reset_float() override;
-
- private:
-  // Frozen qint8 x qint8 on CPU: the weight in the W8A8 kernels' packed layout (ops::pack_w8a8),
-  // built once, on the first forward, and again only if weight_data changes. weight_data stays
-  // canonical (what files hold and the other ops read). Copies start empty.
-  struct W8A8Packed {
-    W8A8Packed() = default;
-    W8A8Packed(const W8A8Packed&) {}
-    W8A8Packed& operator=(const W8A8Packed&) { return *this; }
-    std::mutex mutex;
-    at::Tensor packed;
-    const void* source = nullptr;
-    int64_t version = -1;
-  };
-  W8A8Packed w8a8_packed_;
-  at::Tensor w8a8_packed_weight();
+  bool packs_w8a8() const override { return true; }
 };
 TORCH_MODULE(QLinear);
 

@@ -3,8 +3,9 @@
 // quanto::ops (the dispatcher), so every device and kernel set computes the same values.
 //
 // Layouts: the "canonical" layout is optimum-quanto's (shared/FORMAT.md), the one written to and
-// read from files. QBitsWeight may also hold the tiled 4-bit layout of the fast CPU kernels;
-// to_canonical()/to_tiled() convert between the two exactly.
+// read from files. QBitsWeight may also hold the tiled 2/4-bit layout of the fast CPU kernels,
+// and QBytesWeight the packed W8A8 (VNNI) layout of a 2-d qint8 weight; to_canonical() and
+// to_tiled()/to_packed() convert between them exactly.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -24,27 +25,43 @@ namespace quanto {
 // value = data * scale. data has the weight's shape; scale is [out, 1, ...] in the float dtype.
 class QBytesWeight {
  public:
+  // packed_w8a8: a 2-d qint8 weight in ops::pack_w8a8's layout (uint8 [ceil(out / 64), bytes per
+  // block], row sums included), read by ops::linear_w8a8_packed; CPU only.
+  enum class Layout { canonical, packed_w8a8 };
+
   QBytesWeight() = default;
   // Validates and wraps canonical tensors (as stored under `weight._data` / `weight._scale`).
   QBytesWeight(const QType& qtype, at::Tensor data, at::Tensor scale);
+  // Wraps a 2-d qint8 weight of `shape` already in the packed W8A8 layout.
+  static QBytesWeight from_packed(const QType& qtype, std::vector<int64_t> shape, at::Tensor packed,
+                                  at::Tensor scale);
 
   // Quantizes a float weight [out, ...]: scale = absmax per output channel / qmax unless given.
   static QBytesWeight quantize(const at::Tensor& weight, const QType& qtype,
                                const std::optional<at::Tensor>& scale = std::nullopt);
 
   const QType& qtype() const { return *qtype_; }
-  const at::Tensor& data() const { return data_; }
+  const at::Tensor& data() const { return data_; }  // in layout()
   const at::Tensor& scale() const { return scale_; }
-  std::vector<int64_t> shape() const { return data_.sizes().vec(); }
+  std::vector<int64_t> shape() const { return shape_; }
+  Layout layout() const { return layout_; }
   bool defined() const { return qtype_ != nullptr; }
 
+  // The packed layout needs a 2-d qint8 weight on the CPU.
+  bool can_pack() const;
+  QBytesWeight to_packed() const;     // exact; requires can_pack()
+  QBytesWeight to_canonical() const;  // exact
+  at::Tensor canonical_data() const { return to_canonical().data(); }
+
   at::Tensor dequantize() const;               // float tensor in scale's dtype
-  QBytesWeight to(c10::Device device) const;   // moves data and scale
+  QBytesWeight to(c10::Device device) const;   // moves data and scale (canonical off the CPU)
   QBytesWeight to(c10::ScalarType scale_dtype) const;  // converts the scale only
-  int64_t nbytes() const;                      // storage bytes (data + scale)
+  int64_t nbytes() const;                      // storage bytes (data in its layout + scale)
 
  private:
   const QType* qtype_ = nullptr;
+  std::vector<int64_t> shape_;
+  Layout layout_ = Layout::canonical;
   at::Tensor data_, scale_;
 };
 

@@ -65,19 +65,6 @@ void QLinearImpl::pretty_print(std::ostream& stream) const {
   stream << ")";
 }
 
-at::Tensor QLinearImpl::w8a8_packed_weight() {
-  std::lock_guard<std::mutex> lock(w8a8_packed_.mutex);
-  const void* source = weight_data.data_ptr();
-  const int64_t version = static_cast<int64_t>(weight_data._version());
-  if (!w8a8_packed_.packed.defined() || w8a8_packed_.source != source || w8a8_packed_.version != version) {
-    at::NoGradGuard no_grad;
-    w8a8_packed_.packed = ops::pack_w8a8(weight_data);
-    w8a8_packed_.source = source;
-    w8a8_packed_.version = version;
-  }
-  return w8a8_packed_.packed;
-}
-
 at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   if (!quantized_) return at::linear(x, weight, bias);
   if (!weight_qtype_ || training_path(frozen_, weight, x)) {
@@ -90,9 +77,9 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
       // int8 x int8 with int32 accumulation: the activation codes go to the kernel as they are.
       calibrate_input(x);
       const QActivation qx = QActivation::quantize(x, *activation_qtype_, input_scale);
-      if (frozen_ && weight_data.device().is_cpu() && weight_data.dim() == 2) {
-        y = ops::linear_w8a8_packed(qx.data(), qx.scale(), w8a8_packed_weight(), w.bytes.scale(),
-                                    options.out_features(), opt(bias), x.scalar_type());
+      if (w.bytes.layout() == QBytesWeight::Layout::packed_w8a8) {
+        y = ops::linear_w8a8_packed(qx.data(), qx.scale(), w.bytes.data(), w.bytes.scale(), options.out_features(),
+                                    opt(bias), x.scalar_type());
       } else {
         y = ops::linear_w8a8(qx.data(), qx.scale(), w.bytes.data(), w.bytes.scale(), opt(bias), x.scalar_type());
       }

@@ -38,7 +38,7 @@ void QModule<D>::reset() {
   }
   if (frozen_ && weight_qtype_) {
     // Placeholders with the right dtypes; clone() then sets the real data.
-    weight_data = this->register_buffer("weight_data", at::empty({0}, weight_qtype_->bits == 8 ? weight_qtype_->dtype : at::kByte));
+    weight_data = this->register_buffer("weight_data", at::empty({0}, weight_qtype_->bits == 8 && !packed_w8a8_ ? weight_qtype_->dtype : at::kByte));
     weight_scale = this->register_buffer("weight_scale", at::empty({0}));
     if (weight_qtype_->bits < 8) weight_shift = this->register_buffer("weight_shift", at::empty({0}));
   }
@@ -105,7 +105,8 @@ QWeight QModule<D>::qweight() const {
   QWeight w;
   if (frozen_) {
     if (weight_qtype_->bits == 8) {
-      w.bytes = QBytesWeight(*weight_qtype_, weight_data, weight_scale);
+      w.bytes = packed_w8a8_ ? QBytesWeight::from_packed(*weight_qtype_, weight_shape(), weight_data, weight_scale)
+                             : QBytesWeight(*weight_qtype_, weight_data, weight_scale);
     } else if (tiled_) {
       w.bits = QBitsWeight::from_tiled(*weight_qtype_, weight_shape(), group_size_, weight_data, weight_scale, weight_shift);
     } else {
@@ -132,6 +133,11 @@ void QModule<D>::install_frozen(const QWeight& w_in) {
   weight = at::Tensor();
   // Not frozen before, so the weight_* buffers do not exist yet (buffers cannot be removed).
   if (w.bytes.defined()) {
+    // qint8 x qint8 layers feeding the W8A8 CPU kernels hold the packed layout only (converted
+    // here, once); every other case keeps the canonical int8/float8 data.
+    const bool pack = packs_w8a8() && activation_qtype_ && activation_qtype_->name == "qint8" && w.bytes.can_pack();
+    if (pack) w.bytes = w.bytes.to_packed();
+    packed_w8a8_ = w.bytes.layout() == QBytesWeight::Layout::packed_w8a8;
     weight_data = this->register_buffer("weight_data", w.bytes.data());
     weight_scale = this->register_buffer("weight_scale", w.bytes.scale());
     weight_shift = at::Tensor();
@@ -172,7 +178,7 @@ std::vector<std::pair<std::string, at::Tensor>> QModule<D>::export_state() const
   if (quantized_weight) {
     QWeight w = qweight();
     if (w.bytes.defined()) {
-      out.emplace_back("weight._data", w.bytes.data());
+      out.emplace_back("weight._data", w.bytes.canonical_data());
       out.emplace_back("weight._scale", w.bytes.scale());
     } else {
       const QBitsWeight c = w.bits.to_canonical();
@@ -244,6 +250,11 @@ void QModule<D>::to(torch::Device device, bool non_blocking) {
     // Only the CPU kernels read the tiled layout: go back to the canonical one.
     weight_data.set_data(qweight().bits.to_canonical().data());
     tiled_ = false;
+  }
+  if (packed_w8a8_ && !device.is_cpu()) {
+    // Likewise the packed W8A8 layout.
+    weight_data.set_data(qweight().bytes.canonical_data());
+    packed_w8a8_ = false;
   }
   for (auto& p : this->named_parameters(false)) p.value().set_data(p.value().to(device, non_blocking));
   for (auto& b : this->named_buffers(false)) b.value().set_data(b.value().to(device, non_blocking));

@@ -36,7 +36,7 @@ int64_t tensor_nbytes(const at::Tensor& t) { return t.defined() ? t.numel() * st
 // ---- QBytesWeight ----
 
 QBytesWeight::QBytesWeight(const QType& qtype, at::Tensor data, at::Tensor scale)
-    : qtype_(&qtype), data_(std::move(data)), scale_(std::move(scale)) {
+    : qtype_(&qtype), shape_(data.sizes().vec()), data_(std::move(data)), scale_(std::move(scale)) {
   TORCH_CHECK_VALUE(qtype.bits == 8, "QBytesWeight: qtype must be an 8-bit qtype (qint8, qfloat8*), got ", qtype.name);
   TORCH_CHECK_TYPE(data_.scalar_type() == qtype.dtype, "QBytesWeight: ", qtype.name, " data must be ", qtype.dtype,
                    ", got ", data_.scalar_type());
@@ -60,14 +60,64 @@ QBytesWeight QBytesWeight::quantize(const at::Tensor& weight, const QType& qtype
   return QBytesWeight(qtype, std::move(data), std::move(s));
 }
 
-at::Tensor QBytesWeight::dequantize() const { return ops::symmetric_dequantize(data_, scale_); }
+QBytesWeight QBytesWeight::from_packed(const QType& qtype, std::vector<int64_t> shape, at::Tensor packed,
+                                      at::Tensor scale) {
+  TORCH_CHECK_VALUE(qtype.name == "qint8" && shape.size() == 2 && shape[0] > 0 && shape[1] > 0,
+                    "QBytesWeight::from_packed: the packed W8A8 layout holds non-empty 2-d qint8 weights, got ",
+                    qtype.name, " ", shape_str(shape));
+  const int64_t blocks = (shape[0] + 63) / 64, block_bytes = ((shape[1] + 3) / 4 + 1) * 64 * 4;
+  TORCH_CHECK_TYPE(packed.scalar_type() == at::kByte, "QBytesWeight::from_packed: packed data must be uint8, got ",
+                   packed.scalar_type());
+  TORCH_CHECK_VALUE(packed.dim() == 2 && packed.size(0) == blocks && packed.size(1) == block_bytes,
+                    "QBytesWeight::from_packed: packed data of a weight ", shape_str(shape), " must have shape [",
+                    blocks, ", ", block_bytes, "], got ", shape_str(packed.sizes()));
+  // Validate the scale against a canonical-shaped placeholder of the same geometry.
+  QBytesWeight w(qtype, at::empty(shape, packed.options().dtype(qtype.dtype)), std::move(scale));
+  TORCH_CHECK_VALUE(w.data_.device() == packed.device(), "QBytesWeight::from_packed: data and scale must be on one device");
+  w.data_ = std::move(packed);
+  w.layout_ = Layout::packed_w8a8;
+  return w;
+}
+
+bool QBytesWeight::can_pack() const {
+  return qtype_ && qtype_->name == "qint8" && shape_.size() == 2 && shape_[1] < (int64_t{1} << 17) &&
+         data_.device().is_cpu();
+}
+
+QBytesWeight QBytesWeight::to_packed() const {
+  if (layout_ == Layout::packed_w8a8) return *this;
+  TORCH_CHECK_VALUE(can_pack(), "QBytesWeight::to_packed: the packed W8A8 layout needs a 2-d qint8 weight on the CPU; "
+                    "this one is ", qtype_ ? qtype_->name : std::string("undefined"), " ", shape_str(shape_), " on ",
+                    data_.device());
+  QBytesWeight p = *this;
+  p.data_ = ops::pack_w8a8(data_);
+  p.layout_ = Layout::packed_w8a8;
+  return p;
+}
+
+QBytesWeight QBytesWeight::to_canonical() const {
+  if (layout_ == Layout::canonical) return *this;
+  QBytesWeight c = *this;
+  c.data_ = ops::unpack_w8a8(data_, shape_[0], shape_[1]);
+  c.layout_ = Layout::canonical;
+  return c;
+}
+
+at::Tensor QBytesWeight::dequantize() const { return ops::symmetric_dequantize(canonical_data(), scale_); }
 
 QBytesWeight QBytesWeight::to(c10::Device device) const {
-  return QBytesWeight(*qtype_, data_.to(device), scale_.to(device));
+  // Only the CPU kernels read the packed layout.
+  const QBytesWeight& src = device.is_cpu() ? *this : to_canonical();
+  QBytesWeight w = src;
+  w.data_ = src.data_.to(device);
+  w.scale_ = src.scale_.to(device);
+  return w;
 }
 
 QBytesWeight QBytesWeight::to(c10::ScalarType scale_dtype) const {
-  return QBytesWeight(*qtype_, data_, scale_.to(scale_dtype));
+  QBytesWeight w = *this;
+  w.scale_ = scale_.to(scale_dtype);
+  return w;
 }
 
 int64_t QBytesWeight::nbytes() const { return tensor_nbytes(data_) + tensor_nbytes(scale_); }

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/normalization.h>
 
 #include <quanto/nn.h>
+#include <quanto/ops.h>
 
 #include "test_util.h"
 
@@ -81,6 +82,77 @@ TEST(QLinear, Int4UsesTiledLayoutOnCpuAndMatches) {
   EXPECT_EQ(q->weight_data.sizes(), at::IntArrayRef({32, 128}));
   at::Tensor after = q(x);
   EXPECT_LT(rel_err(after, before), 1e-5);
+}
+
+// qint8 x qint8 on CPU: freeze converts the weight once to the packed W8A8 layout and keeps
+// only that; the canonical int8 data comes back exactly for export, dequantize and other devices.
+TEST(QLinear, W8A8HoldsOnlyThePackedLayoutOnCpu) {
+  for (int64_t in : {99, 256}) {
+    SCOPED_TRACE("in=" + std::to_string(in));
+    torch::manual_seed(5);
+    QLinear q(in, 70);  // 70 channels: one full block of 64 and a partial one; in=99: K % 4 != 0
+    q->quantize(spec("qint8", "qint8"));
+    at::NoGradGuard g;
+    q->input_scale.fill_(0.03);
+    q->output_scale.fill_(0.05);
+    const quanto::QBytesWeight canonical = q->qweight().bytes;
+    q->freeze();
+    const quanto::QBytesWeight w = q->qweight().bytes;
+    ASSERT_EQ(w.layout(), quanto::QBytesWeight::Layout::packed_w8a8);
+    EXPECT_EQ(q->weight_data.scalar_type(), at::kByte);
+    EXPECT_EQ(q->weight_data.sizes(), at::IntArrayRef({2, ((in + 3) / 4 + 1) * 64 * 4}));
+    EXPECT_EQ(w.shape(), std::vector<int64_t>({70, in}));
+    EXPECT_TRUE(at::equal(w.canonical_data(), canonical.data()));
+    EXPECT_TRUE(at::equal(w.dequantize(), canonical.dequantize()));
+    EXPECT_EQ(w.nbytes(), quanto::tensor_nbytes(q->weight_data) + quanto::tensor_nbytes(q->weight_scale));
+    // Same int32 sums and epilogue as the canonical W8A8 op, bit for bit.
+    at::Tensor x = randn({5, in}, 6);
+    const auto& qint8 = quanto::qtype_from_name("qint8");
+    const quanto::QActivation qx = quanto::QActivation::quantize(x, qint8, q->input_scale);
+    at::Tensor ref = quanto::ops::linear_w8a8(qx.data(), qx.scale(), canonical.data(), canonical.scale(), q->bias,
+                                              x.scalar_type());
+    EXPECT_TRUE(at::equal(q(x), fake_quant(ref, qint8, q->output_scale)));
+    // Export writes the canonical int8 layout.
+    for (const auto& [key, t] : q->export_state()) {
+      if (key == "weight._data") {
+        EXPECT_TRUE(at::equal(t, canonical.data()));
+      }
+    }
+    // A clone keeps the packed layout and the results.
+    auto copy = std::dynamic_pointer_cast<QLinearImpl>(q->clone());
+    EXPECT_EQ(copy->weight_data.scalar_type(), at::kByte);
+    EXPECT_TRUE(at::equal(copy->forward(x), q(x)));
+  }
+  // Weight-only int8 and int8 x float8 layers keep the canonical layout.
+  for (const auto& aq : {"none", "qfloat8"}) {
+    QLinear q(64, 16);
+    q->quantize(spec("qint8", aq));
+    q->freeze();
+    EXPECT_EQ(q->weight_data.scalar_type(), at::kChar) << aq;
+  }
+}
+
+TEST(QBytesWeight, PackedLayoutRoundTripsAndRejectsBadInput) {
+  const auto& qint8 = quanto::qtype_from_name("qint8");
+  const auto w = quanto::QBytesWeight::quantize(randn({65, 33}, 7), qint8);
+  ASSERT_TRUE(w.can_pack());
+  const auto p = w.to_packed();
+  EXPECT_EQ(p.layout(), quanto::QBytesWeight::Layout::packed_w8a8);
+  EXPECT_TRUE(at::equal(p.to_canonical().data(), w.data()));
+  const auto wrapped = quanto::QBytesWeight::from_packed(qint8, {65, 33}, p.data(), w.scale());
+  EXPECT_TRUE(at::equal(wrapped.dequantize(), w.dequantize()));
+  EXPECT_THROW(quanto::QBytesWeight::from_packed(qint8, {65, 37}, p.data(), w.scale()), c10::ValueError);
+  EXPECT_THROW(quanto::QBytesWeight::from_packed(qint8, {129, 33}, p.data(), w.scale()), c10::ValueError);
+  // Off the CPU a weight goes back to the canonical layout (meta: shapes and dtypes only).
+  const auto moved = p.to(at::Device(at::kMeta));
+  EXPECT_EQ(moved.layout(), quanto::QBytesWeight::Layout::canonical);
+  EXPECT_EQ(moved.data().scalar_type(), at::kChar);
+  EXPECT_EQ(moved.data().sizes(), at::IntArrayRef({65, 33}));
+  EXPECT_THROW(quanto::QBytesWeight::from_packed(qint8, {65, 33}, p.data().to(at::kChar), w.scale()), c10::TypeError);
+  const auto f8 = quanto::QBytesWeight::quantize(randn({8, 32}, 8), quanto::qtype_from_name("qfloat8"));
+  EXPECT_FALSE(f8.can_pack());
+  EXPECT_THROW(f8.to_packed(), c10::ValueError);
+  EXPECT_THROW(quanto::QBytesWeight::from_packed(f8.qtype(), {8, 32}, p.data(), f8.scale()), c10::ValueError);
 }
 
 TEST(QLinear, ActivationsInt8AndFloat8MatchFakeQuantReference) {

@@ -212,6 +212,33 @@ TEST(Freeze, MemoryDropsToPackedSize) {
   EXPECT_TRUE(at::equal(copy->forward(x), mlp(x)));
 }
 
+// qint8 x qint8: the frozen layers hold only the packed W8A8 layout (int8 codes in blocks of 64
+// channels plus one int32 row sum per channel), not a canonical copy besides.
+TEST(Freeze, W8A8MemoryDropsToPackedSize) {
+  torch::manual_seed(3);
+  MLP mlp(256, 512, 128);
+  const int64_t float_bytes = quanto::state_nbytes(*mlp);
+  quanto::Config cfg;
+  cfg.weights = "qint8";
+  cfg.activations = "qint8";
+  quanto::quantize_(*mlp, cfg);
+  at::Tensor x = randn({3, 256}, 4);
+  at::NoGradGuard g;
+  {
+    quanto::Calibration c;
+    mlp(x);
+  }
+  EXPECT_EQ(quanto::freeze(*mlp), 2);
+  auto packed_bytes = [](int64_t out, int64_t in) { return (out + 63) / 64 * ((in + 3) / 4 + 1) * 64 * 4; };
+  // packed codes + row sums, one float scale per channel, float bias, two 0-dim scales
+  const int64_t expected = (packed_bytes(512, 256) + 512 * 4 + 512 * 4 + 8) + (packed_bytes(128, 512) + 128 * 4 + 128 * 4 + 8);
+  EXPECT_EQ(quanto::state_nbytes(*mlp), expected);
+  EXPECT_LT(quanto::state_nbytes(*mlp) * 3, float_bytes);
+  const at::Tensor y = mlp(x);
+  EXPECT_EQ(quanto::state_nbytes(*mlp), expected);  // forward builds no second copy
+  EXPECT_TRUE(at::equal(mlp(x), y));
+}
+
 // Synthetic task: 4 classes from 2 informative of 16 features. Post-training int2 quantization
 // hurts; a few epochs of quantization-aware training recover the accuracy.
 TEST(QAT, TrainingReducesLossAndRecoversAccuracy) {
