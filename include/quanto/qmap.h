@@ -2,23 +2,42 @@
 // Torch-free; the JSON library stays inside the implementation.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace quanto::qmap {
 
 struct Entry {
   std::string weights;      // a qtype name ("qint8", "qint4", "qfloat8", ...) or "none"
   std::string activations;  // a qtype name or "none"
-  bool operator==(const Entry& o) const { return weights == o.weights && activations == o.activations; }
+  // Optional entries quanto (Python, C++ and the CLI) writes and optimum-quanto ignores:
+  // "group_size": N, a positive integer, only for qint2/qint4 weights whose group size is not
+  // FORMAT.md's default (null reads as absent: the default rule); "quantize_output": false for
+  // a layer whose output Calibration stopped quantizing (absent: the output is quantized).
+  std::optional<int64_t> group_size;
+  std::optional<bool> quantize_output;
+
+  Entry() = default;
+  Entry(std::string w, std::string a, std::optional<int64_t> gs = std::nullopt,
+        std::optional<bool> qo = std::nullopt)
+      : weights(std::move(w)), activations(std::move(a)), group_size(gs), quantize_output(qo) {}
+  bool operator==(const Entry& o) const {
+    return weights == o.weights && activations == o.activations && group_size == o.group_size &&
+           quantize_output == o.quantize_output;
+  }
   bool operator!=(const Entry& o) const { return !(*this == o); }
 };
 using QuantizationMap = std::map<std::string, Entry>;  // module name -> entry
 
-// A malformed map: not JSON, not an object of objects, a missing/extra field, a non-string
-// value, an unknown qtype name, a duplicate module name. what() says which and where.
+// A malformed map: not JSON, not an object of objects, a missing or unknown field, a non-string
+// qtype, an unknown qtype name, a duplicate module name, a "group_size" that is not a positive
+// integer or is given for weights other than qint2/qint4, a "quantize_output" that is not a
+// boolean. what() says which and where.
 class MapError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -29,7 +48,8 @@ bool is_known_qtype_name(std::string_view name);
 
 // Parses and validates a map. Throws MapError.
 QuantizationMap parse(std::string_view json);
-// Serializes a map (keys sorted, 2-space indent). Throws MapError for unknown qtype names.
+// Serializes a map (keys sorted, 4-space indent like optimum-quanto; the optional fields only
+// when set). Throws MapError for what parse would reject.
 std::string dump(const QuantizationMap& map);
 
 // Reads and parses `path`; errors name the path. Throws MapError / std::runtime_error.

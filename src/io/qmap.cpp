@@ -1,5 +1,6 @@
 // quanto_qmap.json: {"module.name": {"weights": "qint4", "activations": "none"}, ...}, the
-// shape optimum-quanto 0.2.7 writes (json.dump with indent=4).
+// shape optimum-quanto 0.2.7 writes (json.dump with indent=4), plus the optional "group_size"
+// and "quantize_output" entries quanto writes.
 #include <quanto/qmap.h>
 #include <quanto/safetensors.h>
 
@@ -8,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <cstdint>
+#include <optional>
 
 namespace quanto::qmap {
 namespace {
@@ -49,6 +52,29 @@ std::string checked_qtype(const json& entry, const char* key, const std::string&
   return name;
 }
 
+bool is_bits_qtype(std::string_view name) { return name == "qint2" || name == "qint4"; }
+
+void check_group_size(int64_t gs, const std::string& weights, const std::string& module) {
+  if (gs <= 0) fail("module \"" + module + "\": \"group_size\" must be a positive integer, got " + std::to_string(gs));
+  if (!is_bits_qtype(weights)) {
+    fail("module \"" + module + "\": \"group_size\" applies to qint2/qint4 weights only, not " + weights);
+  }
+}
+
+std::optional<int64_t> checked_group_size(const json& entry, const std::string& weights, const std::string& module) {
+  auto it = entry.find("group_size");
+  if (it == entry.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer()) {
+    fail("module \"" + module + "\": \"group_size\" must be a positive integer, got " + it->dump());
+  }
+  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+    fail("module \"" + module + "\": \"group_size\" " + it->dump() + " is too large");
+  }
+  const int64_t gs = it->get<int64_t>();
+  check_group_size(gs, weights, module);
+  return gs;
+}
+
 }  // namespace
 
 bool is_known_qtype_name(std::string_view name) {
@@ -74,13 +100,22 @@ QuantizationMap parse(std::string_view text) {
     const json& entry = it.value();
     if (!entry.is_object()) fail("module \"" + module + "\": entry is not a JSON object");
     for (auto f = entry.begin(); f != entry.end(); ++f) {
-      if (f.key() != "weights" && f.key() != "activations") {
-        fail("module \"" + module + "\": unknown field \"" + f.key() + "\" (expected \"weights\" and \"activations\")");
+      if (f.key() != "weights" && f.key() != "activations" && f.key() != "group_size" &&
+          f.key() != "quantize_output") {
+        fail("module \"" + module + "\": unknown field \"" + f.key() +
+             "\" (expected \"weights\", \"activations\" and optionally \"group_size\", \"quantize_output\")");
       }
     }
     Entry e;
     e.weights = checked_qtype(entry, "weights", module);
     e.activations = checked_qtype(entry, "activations", module);
+    e.group_size = checked_group_size(entry, e.weights, module);
+    if (auto q = entry.find("quantize_output"); q != entry.end()) {
+      if (!q->is_boolean()) {
+        fail("module \"" + module + "\": \"quantize_output\" must be true or false, got " + q->dump());
+      }
+      e.quantize_output = q->get<bool>();
+    }
     map.emplace(module, std::move(e));
   }
   return map;
@@ -93,7 +128,13 @@ std::string dump(const QuantizationMap& map) {
     if (!is_known_qtype_name(e.activations)) {
       fail("module \"" + module + "\": unknown activations qtype \"" + e.activations + "\"");
     }
-    root[module] = json{{"weights", e.weights}, {"activations", e.activations}};
+    json entry = json{{"weights", e.weights}, {"activations", e.activations}};
+    if (e.group_size) {
+      check_group_size(*e.group_size, e.weights, module);
+      entry["group_size"] = *e.group_size;
+    }
+    if (e.quantize_output) entry["quantize_output"] = *e.quantize_output;
+    root[module] = std::move(entry);
   }
   try {
     return root.dump(4);

@@ -6,6 +6,7 @@
 
 #include <quanto/nn.h>
 #include <quanto/qmap.h>
+#include <quanto/qtype.h>
 #include <quanto/safetensors_aten.h>
 
 #include <nlohmann/json.hpp>
@@ -51,8 +52,18 @@ void save(const torch::nn::Module& module, const std::string& dir) {
       for (auto& [key, t] : q->export_state())
         if (t.defined()) tensors.emplace_back(prefix + key, t);
       if (q->is_quantized()) {
-        map[item.key()] = {q->weight_qtype() ? std::string(q->weight_qtype()->name) : "none",
-                           q->activation_qtype() ? std::string(q->activation_qtype()->name) : "none"};
+        // The map carries what optimum-quanto cannot rebuild, as Python quanto writes it: a
+        // non-default group size and a streamlined (not quantized) output.
+        qmap::Entry entry(q->weight_qtype() ? std::string(q->weight_qtype()->name) : "none",
+                          q->activation_qtype() ? std::string(q->activation_qtype()->name) : "none");
+        if (q->weight_qtype() && q->weight_qtype()->bits < 8 && q->weight_group_size()) {
+          const auto shape = q->weight_shape();
+          int64_t numel = 1;
+          for (int64_t d : shape) numel *= d;
+          if (q->weight_group_size() != default_group_size(numel / shape.at(0))) entry.group_size = q->weight_group_size();
+        }
+        if (q->activation_qtype() && !q->quantizes_output()) entry.quantize_output = false;
+        map[item.key()] = std::move(entry);
         modules[item.key()] = module_metadata(*q);
       }
       continue;
@@ -132,11 +143,15 @@ void requantize(torch::nn::Module& module, const std::string& dir, c10::Device d
         spec.group_size = m["group_size"].get<int64_t>();
       spec.zero_point = m.value("shift", json(nullptr)) == json("zeropoint");
     }
+    // The map's own entries (Python quanto and the CLI write them; no metadata needed).
+    if (entry.group_size) spec.group_size = entry.group_size;
+    bool quantize_output = !meta_modules.contains(name) || meta_modules[name].value("quantize_output", true);
+    if (entry.quantize_output) quantize_output = *entry.quantize_output;
     const std::string prefix = prefix_of(name);
     try {
       q->load_quantized(spec, [&](const std::string& key) { return get(prefix + key); }, device);
       // Calibration may have turned output quantization off; files without the entry quantize it.
-      q->set_quantizes_output(!meta_modules.contains(name) || meta_modules[name].value("quantize_output", true));
+      q->set_quantizes_output(quantize_output);
     } catch (const c10::Error& e) {
       TORCH_CHECK_VALUE(false, "quanto::requantize: module '", name, "' (", entry.weights, "/", entry.activations,
                         ") in '", model_path, "': ", e.what_without_backtrace());

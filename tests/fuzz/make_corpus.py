@@ -116,6 +116,24 @@ QMAP_MALFORMED = [
     ("weights_null.json", b'{"fc": {"weights": null, "activations": "none"}}', '"weights" is not a string'),
     ("extra_field.json", b'{"fc": {"weights": "qint8", "activations": "none", "group": 64}}',
      'module "fc": unknown field "group"'),
+    ("group_size_string.json", b'{"fc": {"weights": "qint4", "activations": "none", "group_size": "64"}}',
+     'module "fc": "group_size" must be a positive integer, got "64"'),
+    ("group_size_float.json", b'{"fc": {"weights": "qint4", "activations": "none", "group_size": 64.0}}',
+     'module "fc": "group_size" must be a positive integer, got 64.0'),
+    ("group_size_zero.json", b'{"fc": {"weights": "qint4", "activations": "none", "group_size": 0}}',
+     'module "fc": "group_size" must be a positive integer, got 0'),
+    ("group_size_negative.json", b'{"fc": {"weights": "qint2", "activations": "none", "group_size": -32}}',
+     'module "fc": "group_size" must be a positive integer, got -32'),
+    ("group_size_huge.json",
+     b'{"fc": {"weights": "qint2", "activations": "none", "group_size": 18446744073709551615}}',
+     'module "fc": "group_size" 18446744073709551615 is too large'),
+    ("group_size_int8.json", b'{"fc": {"weights": "qint8", "activations": "none", "group_size": 64}}',
+     'module "fc": "group_size" applies to qint2/qint4 weights only, not qint8'),
+    ("quantize_output_string.json",
+     b'{"fc": {"weights": "qint8", "activations": "qint8", "quantize_output": "false"}}',
+     'module "fc": "quantize_output" must be true or false, got "false"'),
+    ("quantize_output_int.json", b'{"fc": {"weights": "qint8", "activations": "qint8", "quantize_output": 0}}',
+     'module "fc": "quantize_output" must be true or false, got 0'),
     ("duplicate_module.json",
      b'{"fc": {"weights": "qint8", "activations": "none"}, "fc": {"weights": "qint4", "activations": "none"}}',
      'duplicate module name "fc"'),
@@ -155,6 +173,15 @@ def write_seeds(folder):
     with open(os.path.join(folder, "qmap.json"), "w") as f:
         json.dump({"encoder.fc": {"weights": "qint4", "activations": "none"},
                    "head": {"weights": "qfloat8", "activations": "qint8"}}, f, indent=4)
+    write_optional_seed(folder)
+
+
+def write_optional_seed(folder):
+    # The optional entries quanto writes (non-default group size, Calibration streamlining).
+    with open(os.path.join(folder, "qmap_optional.json"), "w") as f:
+        json.dump({"encoder.fc": {"weights": "qint4", "activations": "none", "group_size": 32},
+                   "encoder.out": {"weights": "qint2", "activations": "none", "group_size": None},
+                   "head": {"weights": "qint8", "activations": "qint8", "quantize_output": False}}, f, indent=4)
 
 
 if __name__ == "__main__":
@@ -162,3 +189,5 @@ if __name__ == "__main__":
     write_table(os.path.join(HERE, "corpus_qmap_malformed"), QMAP_MALFORMED)
     if "--no-seeds" not in sys.argv:
         write_seeds(os.path.join(HERE, "corpus_seed"))
+    else:
+        write_optional_seed(os.path.join(HERE, "corpus_seed"))

@@ -68,3 +68,48 @@ TEST(Qmap, KnownNamesAndErrors) {
   EXPECT_THROW(qm::write(dir.file("q.json"), {{"fc", {"bad", "none"}}}), qm::MapError);
   EXPECT_TRUE(dir.entries().empty());
 }
+
+TEST(Qmap, OptionalEntriesQuantoWrites) {
+  // quanto.quantization_map: a non-default group size and Calibration streamlining.
+  const char* text = R"({
+    "fc1": {"weights": "qint4", "activations": "none", "group_size": 32},
+    "fc2": {"weights": "qint2", "activations": "none", "group_size": null},
+    "fc3": {"weights": "qint8", "activations": "qint8", "quantize_output": false},
+    "fc4": {"weights": "none", "activations": "qfloat8", "quantize_output": true}
+})";
+  const qm::QuantizationMap m = qm::parse(text);
+  EXPECT_EQ(m.at("fc1"), (qm::Entry{"qint4", "none", 32}));
+  EXPECT_EQ(m.at("fc2"), (qm::Entry{"qint2", "none"})) << "null is the default rule";
+  EXPECT_EQ(m.at("fc3"), (qm::Entry{"qint8", "qint8", std::nullopt, false}));
+  EXPECT_EQ(m.at("fc4").quantize_output, std::optional<bool>(true));
+  EXPECT_NE(m.at("fc1"), (qm::Entry{"qint4", "none"}));
+  EXPECT_EQ(qm::parse(qm::dump(m)), m);
+  const std::string dumped = qm::dump(m);
+  EXPECT_NE(dumped.find("\"group_size\": 32"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("\"quantize_output\": false"), std::string::npos) << dumped;
+  EXPECT_EQ(qm::dump({{"fc", {"qint4", "none"}}}).find("group_size"), std::string::npos) << "absent stays absent";
+
+  auto error_of = [](const std::string& entry) -> std::string {
+    try {
+      qm::parse("{\"fc\": " + entry + "}");
+    } catch (const qm::MapError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  auto has = [](const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; };
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint4", "activations": "none", "group_size": true})"),
+                  "\"group_size\" must be a positive integer, got true"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint4", "activations": "none", "group_size": [32]})"),
+                  "\"group_size\" must be a positive integer"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint4", "activations": "none", "group_size": -1})"), "got -1"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qfloat8", "activations": "none", "group_size": 32})"),
+                  "applies to qint2/qint4 weights only, not qfloat8"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "none", "activations": "qint8", "group_size": 32})"), "not none"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "qint8", "quantize_output": null})"),
+                  "\"quantize_output\" must be true or false, got null"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "none", "group": 64})"), "unknown field \"group\""));
+  // dump refuses what parse would refuse
+  EXPECT_THROW(qm::dump({{"fc", {"qint8", "none", 32}}}), qm::MapError);
+  EXPECT_THROW(qm::dump({{"fc", {"qint4", "none", 0}}}), qm::MapError);
+}

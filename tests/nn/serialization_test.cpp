@@ -134,6 +134,89 @@ TEST(Serialization, FileWithoutQuantoMetadataLoads) {
   EXPECT_TRUE(at::equal(fresh(tokens()), q(tokens())));
 }
 
+// Copies `dir` to `bare` without the safetensors quanto metadata: what the map alone carries (the
+// CLI's and Python quanto's files).
+void copy_without_metadata(const TempDir& dir, const TempDir& bare) {
+  auto file = quanto::safetensors::File::open(dir.str("model.safetensors"));
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& n : file.names()) tensors.emplace_back(n, file.tensor(n));
+  quanto::safetensors::save(bare.str("model.safetensors"), tensors);
+  fs::copy_file(dir.str("quanto_qmap.json"), bare.str("quanto_qmap.json"));
+}
+
+TEST(Serialization, NonDefaultGroupSizeTravelsInTheMap) {
+  torch::manual_seed(4);
+  Net net(40, 256, 160, 5);  // fc1: 256 in (default group 128); fc2: 160 in (default group 32)
+  quanto::Config cfg;
+  cfg.weights = "qint4";
+  cfg.group_size = 32;
+  Net q = quanto::quantize(net, cfg);
+  quanto::freeze(*q);
+  TempDir dir, bare;
+  quanto::save(*q, dir.str());
+  const auto map = quanto::qmap::read(dir.str("quanto_qmap.json"));
+  EXPECT_EQ(map.at("fc1").group_size, std::optional<int64_t>(32));
+  EXPECT_EQ(map.at("fc2").group_size, std::nullopt) << "the default group size is not written";
+  copy_without_metadata(dir, bare);
+  Net fresh(40, 256, 160, 5);
+  quanto::requantize(*fresh, bare.str());
+  EXPECT_EQ(fresh->fc1->weight_group_size(), 32);
+  at::NoGradGuard g;
+  EXPECT_TRUE(at::equal(fresh(tokens()), q(tokens())));
+
+  // Without the entry the default group size is rebuilt, and the file's shapes do not fit it.
+  TempDir nogs;
+  auto m2 = map;
+  m2.at("fc1").group_size.reset();
+  fs::copy_file(bare.str("model.safetensors"), nogs.str("model.safetensors"));
+  quanto::qmap::write(nogs.str("quanto_qmap.json"), m2);
+  Net other(40, 256, 160, 5);
+  EXPECT_THROW(quanto::requantize(*other, nogs.str()), c10::Error);
+
+  // A group size that does not divide the layer's input features is an error naming the layer.
+  TempDir bad;
+  auto m3 = map;
+  m3.at("fc1").group_size = 96;
+  fs::copy_file(bare.str("model.safetensors"), bad.str("model.safetensors"));
+  quanto::qmap::write(bad.str("quanto_qmap.json"), m3);
+  try {
+    Net third(40, 256, 160, 5);
+    quanto::requantize(*third, bad.str());
+    ADD_FAILURE() << "no error";
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("fc1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("group_size 96"), std::string::npos) << msg;
+  }
+}
+
+TEST(Serialization, StreamlinedOutputsTravelInTheMap) {
+  Net q = quantized_net("qint8", "qint8", true, 5);
+  TempDir dir, bare;
+  quanto::save(*q, dir.str());
+  const auto map = quanto::qmap::read(dir.str("quanto_qmap.json"));
+  size_t off = 0;
+  for (const auto& [name, e] : map) {
+    if (e.quantize_output) {
+      EXPECT_FALSE(*e.quantize_output) << name << ": only false is written";
+      ++off;
+    }
+  }
+  ASSERT_GT(off, 0u) << "Calibration streamlined no output of the test net";
+  copy_without_metadata(dir, bare);
+  Net fresh(40, 64, 96, 5);
+  quanto::requantize(*fresh, bare.str());
+  for (const auto& item : q->named_modules()) {
+    const auto* a = quanto::nn::as_qmodule(*item.value());
+    if (!a) continue;
+    const auto* b = quanto::nn::as_qmodule(*fresh->named_modules()[item.key()]);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(a->quantizes_output(), b->quantizes_output()) << item.key();
+  }
+  at::NoGradGuard g;
+  EXPECT_TRUE(at::equal(fresh(tokens()), q(tokens())));
+}
+
 void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
   try {
     f();
