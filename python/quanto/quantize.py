@@ -2,6 +2,7 @@
 requantize."""
 
 import copy
+import re
 from fnmatch import fnmatch
 from typing import Any, Dict, List, Optional, Union
 
@@ -128,6 +129,19 @@ def _first_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _ignorable_unexpected(model: torch.nn.Module, keys: List[str]) -> List[str]:
+    """The state-dict keys the model does not load that transformers would ignore too: names of the
+    model's non-persistent buffers (old checkpoints saved ``position_ids``, ``rotary_emb.inv_freq``
+    …), and keys matching the model's ``_keys_to_ignore_on_load_unexpected`` patterns. They are
+    not loaded: the buffers the model computed stay."""
+    names = set()
+    for mname, m in model.named_modules():
+        for b in getattr(m, "_non_persistent_buffers_set", ()):
+            names.add(f"{mname}.{b}" if mname else b)
+    patterns = [re.compile(p) for p in (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or ())]
+    return [k for k in keys if k in names or any(p.search(k) for p in patterns)]
+
+
 def requantize(
     model: torch.nn.Module,
     state_dict: Dict[str, Any],
@@ -141,7 +155,9 @@ def requantize(
     float weights are never quantized (nor need to exist: the model may live on the meta device),
     then ``state_dict`` is loaded and the model moved to ``device`` (default: the device of the
     model's first tensor, cpu for meta). With ``strict`` (default), keys the model does not expect
-    and tensors left without data raise ValueError naming them.
+    and tensors left without data raise ValueError naming them; like transformers, keys naming a
+    non-persistent buffer of the model (a legacy ``position_ids``) or matching its
+    ``_keys_to_ignore_on_load_unexpected`` patterns are ignored.
     """
     if not isinstance(quantization_map, dict):
         raise TypeError(f"requantize: quantization_map must be a dict, got {type(quantization_map).__name__}")
@@ -182,6 +198,8 @@ def requantize(
     if has_meta and hasattr(model, "tie_weights"):
         model.tie_weights()  # transformers models re-tie shared weights the file stores once
     if strict:
+        ignorable = set(_ignorable_unexpected(model, unexpected))
+        unexpected = [k for k in unexpected if k not in ignorable]
         if unexpected:
             raise ValueError(f"requantize: the state dict has keys the quantized model does not expect "
                              f"(does the quantization map match?): {unexpected[:10]}")

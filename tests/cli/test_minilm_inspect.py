@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from optimum.quanto import QuantizedTransformersModel as OQTransformersModel
+from safetensors import safe_open
 from transformers import AutoModel, AutoTokenizer
 
 from conftest import run_cli
@@ -47,6 +48,16 @@ def test_minilm_quantize_and_reload(cli, minilm, tmp_path, args, qtype, min_cos)
     cos = (q * ref).sum(-1)
     assert cos.min() > min_cos, cos
     torch.testing.assert_close(o, q, rtol=1e-3, atol=1e-3)
+
+    # Every tensor that is not a quantized weight is copied unchanged, MiniLM's legacy integer
+    # embeddings.position_ids included (the loaders ignore it as transformers does).
+    with safe_open(str(Path(src) / "model.safetensors"), "pt") as fin, \
+            safe_open(str(out / "model.safetensors"), "pt") as fout:
+        copied = [k for k in fin.keys() if k in set(fout.keys())]
+        assert "embeddings.position_ids" in copied
+        assert len(copied) == len(list(fin.keys())) - summary["tensors_quantized"]
+        for k in copied:
+            assert torch.equal(fin.get_tensor(k), fout.get_tensor(k)), k
 
 
 def test_inspect_text_and_json(cli, tmp_path, minilm):

@@ -69,15 +69,15 @@ def test_bit_identical_to_python_and_loads(cli, tmp_path, cli_weights, qtype, op
 
 
 def test_tied_embeddings(cli, tmp_path):
+    """Without --include-lm-head the tied head stays tied (nothing quantized for it)."""
     model = tiny_llama(tie=True)
     model.save_pretrained(tmp_path / "in")
     with safe_open(str(tmp_path / "in/model.safetensors"), "pt") as f:
         assert "lm_head.weight" not in f.keys()
-    p = run_cli("quantize", tmp_path / "in", "-o", tmp_path / "out", "--weights", "int4", "--include-lm-head",
-                check=0)
-    assert "tied to the input embeddings" in p.stdout
+    run_cli("quantize", tmp_path / "in", "-o", tmp_path / "out", "--weights", "int4", check=0)
     qmap = json.loads((tmp_path / "out/quanto_qmap.json").read_text())
     assert "lm_head" not in qmap and not any("embed" in k for k in qmap)
+    assert json.loads((tmp_path / "out/config.json").read_text())["tie_word_embeddings"] is True
     ref = QuantizedModelForCausalLM.quantize(tiny_llama(tie=True), weights="qint4")
     got = QuantizedModelForCausalLM.from_pretrained(tmp_path / "out")
     assert got.model.lm_head.weight.data_ptr() == got.model.model.embed_tokens.weight.data_ptr()
@@ -86,8 +86,38 @@ def test_tied_embeddings(cli, tmp_path):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_tied_head_saved_twice_stays_float(cli, tmp_path):
-    """A head stored with the same bytes as an embedding of another name: both stay float."""
+@pytest.mark.parametrize("cli_weights,qtype", [("int4", "qint4"), ("int8", "qint8")])
+def test_tied_head_included_is_untied_like_python(cli, tmp_path, cli_weights, qtype):
+    """--include-lm-head on a tied model does what QuantizedModelForCausalLM.quantize(exclude=[])
+    does: lm_head quantized from the embedding's data, the embedding float, the config untied."""
+    tiny_llama(tie=True).save_pretrained(tmp_path / "in")
+    p = run_cli("quantize", tmp_path / "in", "-o", tmp_path / "out", "--weights", cli_weights,
+                "--include-lm-head", check=0)
+    assert "lm_head.weight [256, 128] f32 -> " + qtype in p.stdout
+    assert "model.embed_tokens.weight [256, 128] f32 copied" in p.stdout
+    assert "tied to the input embeddings" in p.stdout
+    ref = QuantizedModelForCausalLM.quantize(tiny_llama(tie=True), weights=qtype, exclude=[])
+    ref.save_pretrained(tmp_path / "ref")
+    assert_same_tensors(read_all(tmp_path / "out"), read_all(tmp_path / "ref"))
+    assert json.loads((tmp_path / "out/quanto_qmap.json").read_text()) == \
+        json.loads((tmp_path / "ref/quanto_qmap.json").read_text())
+    config = json.loads((tmp_path / "out/config.json").read_text())
+    assert config["tie_word_embeddings"] is False
+    assert list(config) == list(json.loads((tmp_path / "in/config.json").read_text())), "key order kept"
+
+    got = QuantizedModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert got.model.lm_head.weight.data_ptr() != got.model.model.embed_tokens.weight.data_ptr()
+    assert type(got.model.lm_head).__name__ == "QLinear"
+    assert torch.equal(logits(got), logits(QuantizedModelForCausalLM.from_pretrained(tmp_path / "ref")))
+    torch.testing.assert_close(logits(got), logits(ref), rtol=1e-4, atol=1e-4)
+    o = OQModelForCausalLM.from_pretrained(str(tmp_path / "out"))
+    assert type(o._wrapped.lm_head).__name__ == "QLinear"
+    torch.testing.assert_close(logits(o), logits(got), rtol=1e-4, atol=1e-4)
+
+
+def test_tied_head_saved_twice_is_quantized_embedding_float(cli, tmp_path):
+    """A head stored with the same bytes as an embedding of another name: the head is quantized
+    with the flag, the embedding stays float."""
     from safetensors.torch import save_file
     torch.manual_seed(0)
     emb = torch.randn(64, 32)
@@ -95,9 +125,11 @@ def test_tied_head_saved_twice_stays_float(cli, tmp_path):
               str(tmp_path / "m.safetensors"))
     p = run_cli("quantize", tmp_path / "m.safetensors", "-o", tmp_path / "out", "--include-lm-head", check=0)
     assert "tok.weight [64, 32] f32 copied (embedding (tied to lm_head))" in p.stdout
-    assert "lm_head.weight [64, 32] f32 copied (lm_head (tied))" in p.stdout
+    assert "lm_head.weight [64, 32] f32 -> qint8" in p.stdout
     assert json.loads((tmp_path / "out/quanto_qmap.json").read_text()) == \
-        {"proj": {"weights": "qint8", "activations": "none"}}
+        {"lm_head": {"weights": "qint8", "activations": "none"}, "proj": {"weights": "qint8", "activations": "none"}}
+    p = run_cli("quantize", tmp_path / "m.safetensors", "-o", tmp_path / "out2", check=0)
+    assert "lm_head.weight [64, 32] f32 copied (lm_head)" in p.stdout
 
 
 def test_untied_head_with_flag(cli, tmp_path):

@@ -8,12 +8,12 @@ const char* kQuantizeFooter = R"(Which tensors are quantized:
     3+ dims (convolutions), non-empty, matching an --include glob (if any) and no --exclude glob.
   - Copied as they are: embeddings (a module name part containing "embed", or named wte, wpe,
     shared; or a weight with the same bytes as lm_head's, i.e. tied to it), norms, biases, 1-D
-    and 0-D tensors, non-float tensors, and every tensor whose name does not end in ".weight".
-  - Dropped: integer "*.position_ids" tensors (a legacy buffer today's transformers models
-    neither have nor load).
-  - lm_head stays float unless --include-lm-head; a head tied to the input embeddings (absent
-    from the checkpoint, or with the same bytes as an embedding) always stays float, and so does
-    the embedding it ties to.
+    and 0-D tensors, non-float tensors, and every tensor whose name does not end in ".weight"
+    (legacy integer "*.position_ids" buffers included).
+  - lm_head stays float unless --include-lm-head. A head tied to the input embeddings (absent
+    from the checkpoint, or with the same bytes as an embedding) is then untied like Python
+    quanto's QuantizedModelForCausalLM.quantize(exclude=[]): lm_head.weight is quantized from the
+    tied data, the embedding stays float, and config.json gets "tie_word_embeddings": false.
   - GPT-2 style Conv1D weights (config.json model_type gpt2, openai-gpt, imagegpt) are
     quantized transposed (out-first), as quanto's loader expects.
   Globs (fnmatch) match the module name ("model.layers.*.mlp.*") or the tensor name.
@@ -61,7 +61,7 @@ void declare(CLI::App& app, Parsed& p) {
       ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
   q->add_flag("--dry-run", o.dry_run, "Plan and report without quantizing or writing anything");
   q->add_flag("--json", o.json, "Print a machine-readable JSON summary on stdout (progress goes to stderr)");
-  q->add_flag("--include-lm-head", o.include_lm_head, "Quantize lm_head too (never when tied to the embeddings)");
+  q->add_flag("--include-lm-head", o.include_lm_head, "Quantize lm_head too (a tied head is untied; the embedding stays float)");
   q->add_flag("--force", o.force, "Replace an existing OUTPUT (never the input)");
   q->footer(kQuantizeFooter);
 

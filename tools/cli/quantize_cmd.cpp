@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -78,6 +79,18 @@ void copy_into(const fs::path& from, const fs::path& to) {
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
   if (ec) throw CliError("cannot copy '" + from.string() + "' to '" + to.string() + "': " + ec.message());
   fsync_path(to.string(), false);
+}
+
+// config.json (key order kept) with "tie_word_embeddings": false: the quantized head no longer
+// shares the embedding's tensor, and loaders must not tie it back.
+std::string untied_config(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CliError("cannot read '" + path.string() + "'");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object()) throw CliError("'" + path.string() + "' is not a JSON object");
+  config["tie_word_embeddings"] = false;
+  return config.dump(2) + "\n";
 }
 
 bool already_quantized(const std::string& name) {
@@ -147,8 +160,12 @@ int run_quantize(const QuantizeOptions& opts) {
   std::vector<std::vector<OutSpec>> specs(in.shards.size());
   std::vector<json> meta_modules(in.shards.size(), json::object());
   json qmap = json::object();
+  // The input tensor a plan reads (a tied head quantized from its embedding reads the embedding).
+  auto input_of = [&](const TensorPlan& p) { return where.at(p.source.empty() ? p.name : p.source); };
+  bool untied_head = false;
   for (const auto& p : plan) {
-    const size_t s = where.at(p.name).first;
+    const size_t s = input_of(p).first;
+    untied_head = untied_head || p.untied_head;
     for (auto& o : output_specs(p, settings)) specs[s].push_back(std::move(o));
     if (p.quantize) {
       meta_modules[s][p.module] = module_metadata(p, settings);
@@ -178,7 +195,7 @@ int run_quantize(const QuantizeOptions& opts) {
       writer = std::make_unique<ShardWriter>((fs::path(out_dir->temp()) / out_names[s]).string(), specs[s], metadata);
     }
     for (const auto& p : plan) {
-      const auto& [shard, entry] = where.at(p.name);
+      const auto& [shard, entry] = input_of(p);
       if (shard != s) continue;
       const ShardReader& reader = *readers[s];
       TensorRecord r;
@@ -195,8 +212,7 @@ int run_quantize(const QuantizeOptions& opts) {
         r.out_bytes += n;
         weight_map[o.name] = out_names[s];
       }
-      if (p.drop) {
-      } else if (!p.quantize) {
+      if (!p.quantize) {
         if (writer) writer->write(p.name, reader.bytes(*entry), entry->nbytes());
       } else if (opts.dry_run) {
         r.sqnr_db = std::nan("");
@@ -231,7 +247,13 @@ int run_quantize(const QuantizeOptions& opts) {
       write_text(tmp / kIndexName, index.dump(2) + "\n");
     }
     write_text(tmp / kQmapName, qmap.dump(4) + "\n");
-    for (const auto& f : in.copy_files) copy_into(fs::path(in.folder) / f, tmp / f);
+    for (const auto& f : in.copy_files) {
+      if (untied_head && f == "config.json") {
+        write_text(tmp / f, untied_config(fs::path(in.folder) / f));
+      } else {
+        copy_into(fs::path(in.folder) / f, tmp / f);
+      }
+    }
     out_dir->commit();
   }
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -42,7 +42,6 @@ double sqnr_db(const at::Tensor& w, const at::Tensor& deq) {
 }  // namespace
 
 std::vector<OutSpec> output_specs(const TensorPlan& plan, const Settings& settings) {
-  if (plan.drop) return {};
   if (!plan.quantize) return {{plan.name, plan.dtype, u64(plan.shape)}};
   const QType& q = *settings.qtype;
   const Dtype sdt = settings.scale_dtype.value_or(plan.dtype);

@@ -118,9 +118,38 @@ std::vector<TensorPlan> plan_tensors(std::vector<TensorPlan> tensors, const Quan
       }
     }
   const bool config_ties = config.is_object() && config.value("tie_word_embeddings", false);
-  if (opts.include_lm_head && heads.empty() && config_ties)
-    notes.push_back("lm_head is tied to the input embeddings (not stored in the checkpoint): it stays float "
-                    "(--include-lm-head has nothing to quantize)");
+  if (opts.include_lm_head && heads.empty() && config_ties) {
+    // The head is the input embedding matrix: quantize a copy of it as lm_head.weight.
+    const int64_t vocab = config.contains("vocab_size") && config["vocab_size"].is_number_integer()
+                              ? config["vocab_size"].get<int64_t>()
+                              : -1;
+    std::vector<size_t> found;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const auto& t = tensors[i];
+      if (t.shape.size() != 2 || !is_quantizable_float(t.dtype) || t.name.size() <= kWeightSuffix.size() ||
+          t.name.compare(t.name.size() - kWeightSuffix.size(), kWeightSuffix.size(), kWeightSuffix) != 0)
+        continue;
+      const std::string module = t.name.substr(0, t.name.size() - kWeightSuffix.size());
+      if (!is_embedding_name(module) || lower(module).find("position") != std::string::npos ||
+          split_dots(module).back() == "wpe")
+        continue;
+      if (vocab > 0 && t.shape[0] != vocab) continue;
+      found.push_back(i);
+    }
+    if (found.size() == 1) {
+      TensorPlan head = tensors[found[0]];
+      head.source = head.name;
+      head.name = "lm_head" + std::string(kWeightSuffix);
+      tied_to_head.push_back(false);
+      head_tied.push_back(false);
+      tied_to_head[found[0]] = true;
+      tensors.push_back(std::move(head));
+    } else {
+      notes.push_back("lm_head is tied to the input embeddings (not stored in the checkpoint) and " +
+                      std::string(found.empty() ? "no" : "more than one") +
+                      " embedding matrix matches the vocabulary: lm_head stays tied and float");
+    }
+  }
 
   for (size_t i = 0; i < tensors.size(); ++i) {
     TensorPlan& t = tensors[i];
@@ -130,14 +159,6 @@ std::vector<TensorPlan> plan_tensors(std::vector<TensorPlan> tensors, const Quan
     int64_t numel = 1;
     for (auto d : t.shape) numel *= d;
     auto copy = [&](const char* why) { t.quantize = false; t.reason = why; };
-    const std::string pid = "position_ids";
-    if ((t.name == pid || (t.name.size() > pid.size() && t.name.compare(t.name.size() - pid.size() - 1, pid.size() + 1,
-                                                                      "." + pid) == 0)) &&
-        !is_quantizable_float(t.dtype)) {
-      t.drop = true;
-      copy("dropped: legacy buffer");
-      continue;
-    }
     if (!is_weight) {
       const std::string n = t.name;
       copy(n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0 ? "bias" : "not a weight");
@@ -150,10 +171,12 @@ std::vector<TensorPlan> plan_tensors(std::vector<TensorPlan> tensors, const Quan
     if (tied_to_head[i]) { copy("embedding (tied to lm_head)"); continue; }
     if (is_lm_head(module)) {
       if (!opts.include_lm_head) { copy("lm_head"); continue; }
-      if (head_tied[i]) {
-        notes.push_back("'" + t.name + "' has the same data as an embedding (tied): it stays float");
-        copy("lm_head (tied)");
-        continue;
+      if (head_tied[i] || !t.source.empty()) {
+        t.untied_head = true;
+        notes.push_back("'" + t.name + "' is tied to the input embeddings: it is quantized from " +
+                        (t.source.empty() ? "its data" : "'" + t.source + "'") +
+                        ", the embedding stays float and config.json gets tie_word_embeddings false (as Python "
+                        "quanto's QuantizedModelForCausalLM.quantize(exclude=[]) saves it)");
       }
     }
     if (!opts.include.empty() && !matches_any(opts.include, t, module)) { copy("not included"); continue; }
@@ -161,7 +184,7 @@ std::vector<TensorPlan> plan_tensors(std::vector<TensorPlan> tensors, const Quan
 
     t.quantize = true;
     t.module = module;
-    t.transpose = conv1d && t.shape.size() == 2;
+    t.transpose = conv1d && t.shape.size() == 2 && !is_lm_head(module);  // GPT-2's head is a Linear
     t.qshape = t.shape;
     if (t.transpose) std::swap(t.qshape[0], t.qshape[1]);
     if (settings.qtype->bits < 8) {

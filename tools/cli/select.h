@@ -3,12 +3,13 @@
 //    (convolutions), non-empty, matching --include (if any) and no --exclude glob;
 //  - copied as they are: embeddings (a module name part containing "embed", or named wte, wpe,
 //    shared; or a weight with the same bytes as lm_head's, i.e. tied to it), norms, biases, 1-D
-//    and 0-D tensors, non-float tensors, everything that is not a `.weight`;
-//  - dropped: integer `*.position_ids` tensors, buffers that old transformers versions saved and
-//    today's models neither have nor load (transformers ignores them; quanto's loader would not);
-//  - lm_head (module name ending in "lm_head") is copied unless --include-lm-head; a head tied to
-//    the input embeddings (absent from the checkpoint, or with the same bytes as an embedding)
-//    always stays float, and so does that embedding;
+//    and 0-D tensors, non-float tensors, everything that is not a `.weight` (legacy integer
+//    `*.position_ids` buffers included: quanto's loader ignores them as transformers does);
+//  - lm_head (module name ending in "lm_head") is copied unless --include-lm-head. With the flag,
+//    a head tied to the input embeddings is untied as Python quanto's
+//    QuantizedModelForCausalLM.quantize(exclude=[]) does: lm_head.weight is quantized from the
+//    tied data (the embedding's, when the checkpoint does not store the head), the embedding
+//    stays float, and config.json gets "tie_word_embeddings": false;
 //  - transformers' GPT-2 style Conv1D weights (config model_type gpt2 / openai-gpt / imagegpt)
 //    are stored [in, out]: they are quantized transposed ([out, in]), as quanto's Python loader
 //    expects (optimum-quanto does not quantize Conv1D).
@@ -35,7 +36,8 @@ struct TensorPlan {
   safetensors::Dtype dtype;
   std::vector<int64_t> shape;          // as stored in the input
   bool quantize = false;
-  bool drop = false;                   // left out of the output (a legacy buffer loaders reject)
+  std::string source;                  // input tensor read when not `name` (a tied head's embedding)
+  bool untied_head = false;            // a quantized lm_head that was tied to the input embeddings
   std::string reason;                  // why it is copied ("embedding", "norm/1-D", "bias", ...)
   std::string module;                  // quantized: the module name
   std::vector<int64_t> qshape;         // quantized: the canonical (out-first) shape

@@ -125,3 +125,30 @@ def test_frozen_weight_is_read_only_and_calibration_arguments_checked():
         quanto.Calibration(foo=1)
     with pytest.raises(TypeError, match="include must be a pattern string"):
         quanto.quantize(make_mlp(), weights="qint8", include=3)
+
+
+def test_requantize_ignores_what_transformers_ignores():
+    """Keys naming a non-persistent buffer (a legacy position_ids) or matching the model's
+    _keys_to_ignore_on_load_unexpected are tolerated, and not loaded; any other unexpected key
+    still raises."""
+    src = frozen_mlp()
+    qmap = quanto.quantization_map(src)
+    sd = dict(src.state_dict())
+
+    def skeleton():
+        m = make_mlp()
+        m.register_buffer("position_ids", torch.arange(8), persistent=False)
+        return m
+
+    m = quanto.requantize(skeleton(), dict(sd, position_ids=torch.arange(8) * 5), qmap)
+    assert torch.equal(m.position_ids, torch.arange(8)), "an ignored key is not loaded"
+    x = torch.randn(3, make_mlp().up.in_features)
+    assert torch.equal(m(x), src(x))
+    with pytest.raises(ValueError, match="does not expect.*position_ids"):
+        quanto.requantize(make_mlp(), dict(sd, position_ids=torch.arange(8)), qmap)
+    with pytest.raises(ValueError, match="does not expect.*stray"):
+        quanto.requantize(skeleton(), dict(sd, stray=torch.zeros(2)), qmap)
+    m = make_mlp()
+    m._keys_to_ignore_on_load_unexpected = [r"(^|\.)stray$"]
+    quanto.requantize(m, dict(sd, stray=torch.zeros(2)), qmap)
+    assert quanto.requantize(make_mlp(), dict(sd, stray=torch.zeros(2)), qmap, strict=False) is not None
