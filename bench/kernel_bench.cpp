@@ -221,6 +221,23 @@ void BM_linear_w2_tiled(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 4 + c.d.group_bytes()));
 }
 
+void BM_linear_w2_tiled_bf16x(benchmark::State& state) {
+  LinearCase c(state);
+  if (c.t.linear.linear_w2_tiled_bf16x == nullptr) {
+    state.SkipWithError("no bf16-activation W2 kernel on this ISA");
+    return;
+  }
+  std::vector<bf16> x;
+  for (float v : activations<float>(1, c.d.K)) x.push_back(bf16_from_float(v));
+  std::vector<float> y(static_cast<size_t>(c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_w2_tiled_bf16x(x.data(), c.d.tiled2.data(), LinearData::kGroup, c.d.gscale.data(),
+                                     c.d.gshift.data(), nullptr, c.s, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 4 + c.d.group_bytes()));
+}
+
 // W8A8 on the packed layout; Args: ISA, N, K, M (per-token activation scales).
 void BM_linear_w8a8_packed(benchmark::State& state) {
   const int64_t M = state.range(3);
@@ -263,6 +280,7 @@ BENCHMARK(BM_linear_fp8)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w4_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w4_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w2_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w8a8_packed)->Apply(w8a8_args)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -23,7 +23,7 @@ constexpr KernelTable kAvx2{
      &avx2::affine_quantize_zp_f32},
     {&avx2::absmax_rows_bf16, &avx2::minmax_rows_bf16, &avx2::symmetric_quantize_int_bf16,
      &avx2::affine_quantize_bf16, &avx2::affine_quantize_zp_bf16},
-    {&avx2::linear_w8a8, &avx2::linear_w8a8_packed, &avx2::linear_w8, &avx2::linear_fp8, &avx2::linear_w4_tiled, &avx2::linear_w2_tiled, nullptr, nullptr, nullptr},
+    {&avx2::linear_w8a8, &avx2::linear_w8a8_packed, &avx2::linear_w8, &avx2::linear_fp8, &avx2::linear_w4_tiled, &avx2::linear_w2_tiled, nullptr, nullptr, nullptr, nullptr},
     &avx2::hqq_refine};
 constexpr KernelTable kAvx512{
     CpuIsa::avx512,
@@ -32,14 +32,14 @@ constexpr KernelTable kAvx512{
     {&avx512::absmax_rows_bf16, &avx512::minmax_rows_bf16, &avx512::symmetric_quantize_int_bf16,
      &avx512::affine_quantize_bf16, &avx512::affine_quantize_zp_bf16},
     {&avx512::linear_w8a8, &avx512::linear_w8a8_packed, &avx512::linear_w8, &avx512::linear_fp8, &avx512::linear_w4_tiled, &avx512::linear_w2_tiled, nullptr, nullptr,
-     nullptr},
+     nullptr, nullptr},
     &avx512::hqq_refine};
 // AVX-512 plus bf16 dot products where they pay off.
 constexpr KernelTable kAvx512Bf16{CpuIsa::avx512bf16, kAvx512.f32, kAvx512.b16,
                                   {&avx512bf16::linear_w8a8_vnni, &avx512bf16::linear_w8a8_packed_vnni, &avx512::linear_w8, &avx512::linear_fp8,
                                    &avx512::linear_w4_tiled, &avx512::linear_w2_tiled,
                                    &avx512bf16::linear_w4_tiled_bf16x, &avx512bf16::linear_w8_bf16x,
-                                   &avx512bf16::linear_fp8_bf16x},
+                                   &avx512bf16::linear_fp8_bf16x, &avx512bf16::linear_w2_tiled_bf16x},
                                   &avx512::hqq_refine};
 #endif
 

@@ -88,9 +88,10 @@ struct LinearKernels {
   LinearW4TiledBf16Fn linear_w4_tiled_bf16x;
   LinearW8Bf16Fn linear_w8_bf16x;
   LinearFp8Bf16Fn linear_fp8_bf16x;
+  LinearW4TiledBf16Fn linear_w2_tiled_bf16x;
 };
 inline constexpr LinearKernels kReferenceLinearKernels{
-    &linear_w8a8_ref, &linear_w8a8_packed_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, &linear_w2_tiled_ref, nullptr, nullptr, nullptr};
+    &linear_w8a8_ref, &linear_w8a8_packed_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, &linear_w2_tiled_ref, nullptr, nullptr, nullptr, nullptr};
 
 // HQQ parameter refinement over a range of groups (kernels/ref/hqq_ref.h).
 using HqqRefineFn = void (*)(const float*, int64_t, int64_t, const HqqConfig&, float*, float*, float*);

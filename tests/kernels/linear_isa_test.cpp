@@ -142,6 +142,41 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
           }
 }
 
+TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  if (k.linear_w2_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
+  // K = 256/512 with groups of 128/256: the bf16 batch-1 path (groups of 128 split a 256-code
+  // chunk); K = 384 (K % 256 != 0), groups of 64 and M >= 4 take the float fallback.
+  for (int64_t M : {1, 3, 4})
+    for (int64_t K : {64, 256, 384, 512})
+      for (int64_t N : {1, 7, 16})
+        for (int64_t gs : {64, 128, 256})
+          for (bool with_bias : {false, true}) {
+            if (K % gs != 0) continue;
+            const auto codes = random_codes(static_cast<size_t>(N * K), 2, static_cast<uint32_t>(K * 5 + N));
+            std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 4));
+            tile_w2_ref(codes.data(), K, 0, N, tiled.data());
+            const size_t groups = static_cast<size_t>(N * K / gs);
+            const auto scale = random_values<float>(groups, 25, 0.1f);
+            const auto shift = random_values<float>(groups, 26, 0.5f);
+            const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 27);
+            std::vector<float> x(xb.size());
+            for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+            const auto bias = random_values<float>(static_cast<size_t>(N), 28);
+            const float* b = with_bias ? bias.data() : nullptr;
+            std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+            linear_w2_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, N}, want.data());
+            const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+            k.linear_w2_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid},
+                                    got.data());
+            k.linear_w2_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N},
+                                    got.data());
+            // The bf16 path sums x·(128 + c) and takes 128·s·Σx back out: with 2-bit codes the
+            // result is small next to those terms, so float rounding shows more than for W4.
+            expect_close(got, want, "w2 tiled, bf16 activations", 1e-4f);
+          }
+}
+
 TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w8_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";

@@ -15,6 +15,7 @@
 
 #include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_simd.h"
+#include "kernels/x86/linear_x86.h"
 #include "kernels/x86/vec_avx512.h"
 
 namespace quanto::kernels::avx512bf16 {
@@ -125,6 +126,63 @@ void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
     }
     for (int r = 0; r < NR; ++r)
       acc[r] = _mm512_fmadd_ps(_mm512_add_ps(ga[r], gb[r]), _mm512_set1_ps(scale[r * groups + g]), acc[r]);
+  }
+  for (int r = 0; r < NR; ++r)
+    dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
+}
+
+// ---- W2 GEMV, group sizes that are multiples of 128, K % 256 == 0 ----
+// The same idea for the tiled 2-bit layout: 64 bytes (four 64-code blocks, 256 codes) as 32
+// 16-bit words hold eight codes per word, crumb q at bits 2q: byte 2j + (q >> 2), crumb q & 3.
+// Lanes 0-15 of each decoded vector come from blocks 0-1 (codes 0-127 of the chunk), lanes 16-31
+// from blocks 2-3, so the fp32 lanes 0-7 / 8-15 of the dot products belong to the chunk's first
+// / second 128 codes: one scale vector per chunk handles groups of 128 as well as larger ones.
+inline int64_t chunk2_code(int q, int64_t j) {
+  const int64_t b = 2 * j + (q >> 2);
+  return (b / 16) * kTile2Codes + (q & 3) * 16 + b % 16;
+}
+
+void permute_x_chunks2(const bf16* x, int64_t K, bf16* out) {
+  for (int64_t c = 0; c < K; c += 256)
+    for (int q = 0; q < 8; ++q)
+      for (int64_t j = 0; j < 32; ++j) out[c + q * 32 + j] = x[c + chunk2_code(q, j)];
+}
+
+template <int NR>
+void w2_dot_rows_c256(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t group_size, const float* scale,
+                      const float* shift, const float* xsum, float* dots) {
+  const int64_t groups = K / group_size, row_bytes = K / 4;
+  const __m512i low2 = _mm512_set1_epi16(0x0003), one28 = _mm512_set1_epi16(0x4300);
+  constexpr int kTern = 0xEA;  // (a & b) | c
+  __m512 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 256) {
+    __m512bh xv[8];
+    for (int q = 0; q < 8; ++q) xv[q] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xp + k + q * 32));
+    const int64_t g0 = k / group_size, g1 = (k + 128) / group_size;
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* wp = tiled + r * row_bytes + k / 4;
+      _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
+      const __m512i w = _mm512_loadu_si512(wp);
+      __m512 ca = _mm512_setzero_ps(), cb = _mm512_setzero_ps();
+      ca = _mm512_dpbf16_ps(ca, reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(w, low2, one28, kTern)), xv[0]);
+      cb = _mm512_dpbf16_ps(
+          cb, reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 2), low2, one28, kTern)), xv[1]);
+      ca = _mm512_dpbf16_ps(
+          ca, reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low2, one28, kTern)), xv[2]);
+      cb = _mm512_dpbf16_ps(
+          cb, reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 6), low2, one28, kTern)), xv[3]);
+      ca = _mm512_dpbf16_ps(
+          ca, reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low2, one28, kTern)), xv[4]);
+      cb = _mm512_dpbf16_ps(
+          cb, reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 10), low2, one28, kTern)), xv[5]);
+      ca = _mm512_dpbf16_ps(
+          ca, reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 12), low2, one28, kTern)), xv[6]);
+      cb = _mm512_dpbf16_ps(cb, reinterpret_cast<__m512bh>(_mm512_or_si512(_mm512_srli_epi16(w, 14), one28)), xv[7]);
+      const __m512 sv = _mm512_insertf32x8(_mm512_set1_ps(scale[r * groups + g0]),
+                                           _mm256_set1_ps(scale[r * groups + g1]), 1);
+      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(ca, cb), sv, acc[r]);
+    }
   }
   for (int r = 0; r < NR; ++r)
     dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
@@ -407,6 +465,28 @@ void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
                           const float* xsum, float* dots) {
                         w4_dot_rows<decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
                       });
+}
+
+void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                           const float* shift, const float* bias, LinearShape s, float* y) {
+  const int64_t K = s.K;
+  if (s.M >= kGemmMinRows || group_size % 128 != 0 || K % 256 != 0) {
+    // Batches (and other group sizes): the float kernel on converted activations.
+    std::vector<float> xf(static_cast<size_t>(s.M * K));
+    for (size_t i = 0; i < xf.size(); ++i) xf[i] = to_float(x[i]);
+    avx512::linear_w2_tiled(xf.data(), tiled, group_size, scale, shift, bias, s, y);
+    return;
+  }
+  std::vector<bf16> xp(static_cast<size_t>(s.M * K));
+  for (int64_t m = 0; m < s.M; ++m) permute_x_chunks2(x + m * K, K, xp.data() + m * K);
+  // The driver takes group sums from x in its own order (a 256-code chunk of xp mixes two groups
+  // of 128); the dot products read the permuted row.
+  simd::w4_tiled_gemv<2>(x, tiled, group_size, scale, shift, bias, s, y,
+                         [&](auto nr, const bf16* xm, const uint8_t* t, const float* sc, const float* sh,
+                             const float* xsum, float* dots) {
+                           w2_dot_rows_c256<decltype(nr)::value>(xp.data() + (xm - x), t, K, group_size, sc, sh, xsum,
+                                                                 dots);
+                         });
 }
 
 }  // namespace quanto::kernels::avx512bf16

@@ -28,5 +28,9 @@ void linear_fp8_bf16x(const bf16* x, const uint8_t* w, Fp8Format format, const f
 
 void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                            const float* shift, const float* bias, LinearShape s, float* y);
+// The tiled 2-bit layout, same contract (any M; the bf16 fast path is batch < 4 with group
+// sizes % 128 == 0 and K % 256 == 0, the rest runs the float kernel).
+void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                           const float* shift, const float* bias, LinearShape s, float* y);
 
 }  // namespace quanto::kernels::avx512bf16

@@ -99,15 +99,15 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
   const auto bc = float_bias(bias);
   const kernels::LinearKernels& table = kernels::kernels().linear;
-  if (bits == 4 && x.scalar_type() == at::kBFloat16 && table.linear_w4_tiled_bf16x != nullptr) {
+  const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
+  if (x.scalar_type() == at::kBFloat16 && bf16_fn != nullptr) {
     // bf16 activations go straight to the bf16 dot-product kernel (exact products, no conversion).
     const at::Tensor xc = x.contiguous();
     const int64_t M = xc.numel() / K;
     at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
     over_channels(M, K, N, [&](kernels::LinearShape s) {
-      table.linear_w4_tiled_bf16x(data_as<const kernels::bf16>(xc), data_as<const uint8_t>(tc), group_size,
-                                  sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s,
-                                  y.data_ptr<float>());
+      bf16_fn(data_as<const kernels::bf16>(xc), data_as<const uint8_t>(tc), group_size, sc.data_ptr<float>(),
+              shc.data_ptr<float>(), float_or_null(bc), s, y.data_ptr<float>());
     });
     return y.to(at::kBFloat16);
   }
