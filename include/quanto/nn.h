@@ -200,6 +200,13 @@ class QModule : public torch::nn::Cloneable<Derived>, public QModuleInterface {
   void install_frozen(const QWeight& w);
   bool tiled_ = false;
   bool packed_w8a8_ = false;
+
+ protected:
+  // Optimizers that need calibration ("gptq"): X^T X of the inputs seen inside Calibration.
+  bool needs_calibration() const { return weight_qtype_ && !frozen_ && spec_.optimizer == "gptq"; }
+  void accumulate_hessian(const at::Tensor& x);
+  at::Tensor hessian_;
+  int64_t hessian_rows_ = 0;
 };
 
 // True while a quanto::Calibration scope is open on this thread; the momentum it uses.

@@ -70,12 +70,14 @@ class GptqOptimizer(Optimizer):
     errors through the dampened inverse Hessian. Groups, scales and shifts are FORMAT.md's, so the
     files load in optimum-quanto. Before calibration (QAT forward) its grid is min/max.
     ``actorder=True`` quantizes columns by decreasing Hessian diagonal with static group parameters.
+    Defaults (act-order, 10% dampening; the C++ API's "gptq") measured better than the paper's
+    (1%, no act-order) on all-MiniLM-L6-v2 and SmolLM2-135M int4.
     Calibrate on sequences without padding (or accept that padded positions join the statistics).
     """
 
     needs_calibration = True
 
-    def __init__(self, percdamp: float = 0.01, blocksize: int = 128, actorder: bool = False):
+    def __init__(self, percdamp: float = 0.1, blocksize: int = 128, actorder: bool = True):
         if not 0 <= percdamp <= 100:
             raise ValueError(f"GptqOptimizer: percdamp must be in [0, 100], got {percdamp}")
         if blocksize < 1:

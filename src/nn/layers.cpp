@@ -67,6 +67,11 @@ void QLinearImpl::pretty_print(std::ostream& stream) const {
 
 at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   if (!quantized_) return at::linear(x, weight, bias);
+  if (needs_calibration() && detail::calibration_momentum()) {
+    // GPTQ calibration: record X^T X and run the float weight (Hessians of the float model).
+    accumulate_hessian(x);
+    return quantize_output(at::linear(quantize_input(x), weight, bias));
+  }
   if (!weight_qtype_ || training_path(frozen_, weight, x)) {
     return quantize_output(at::linear(quantize_input(x), effective_weight(), bias));
   }

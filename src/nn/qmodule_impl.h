@@ -65,10 +65,10 @@ void QModule<D>::resolve_spec(const QuantSpec& spec) {
   std::optional<int64_t> gs;
   if (wq) {
     find_weight_optimizer(spec.optimizer.empty() ? default_optimizer_name(*wq) : spec.optimizer);
-    const bool for_bits = spec.optimizer == "minmax" || spec.optimizer == "hqq";
+    const bool for_bits = spec.optimizer == "minmax" || spec.optimizer == "hqq" || spec.optimizer == "gptq";
     TORCH_CHECK_VALUE(!(spec.optimizer == "absmax" && wq->bits < 8) && !(for_bits && wq->bits == 8), who,
                       ": optimizer '", spec.optimizer, "' does not apply to ", wq->name,
-                      " (absmax: 8-bit qtypes, minmax and hqq: qint2/qint4)");
+                      " (absmax: 8-bit qtypes, minmax, hqq and gptq: qint2/qint4)");
     const auto shape = weight_shape();
     const int64_t in = numel_of(shape) / shape.at(0);
     if (wq->bits < 8) {
@@ -154,8 +154,35 @@ void QModule<D>::install_frozen(const QWeight& w_in) {
 }
 
 template <typename D>
+void QModule<D>::accumulate_hessian(const at::Tensor& x) {
+  at::NoGradGuard no_grad;
+  const at::Tensor x2 = x.detach().reshape({-1, x.size(-1)}).to(at::kDouble);
+  const at::Tensor xtx = at::mm(x2.t(), x2);
+  hessian_ = hessian_.defined() ? hessian_ + xtx : xtx;
+  hessian_rows_ += x2.size(0);
+}
+
+template <typename D>
 void QModule<D>::freeze() {
   if (frozen_ || !quantized_ || !weight_qtype_) return;
+  if (spec_.optimizer == "gptq" && kind() == "QLinear") {
+    // GPTQ (ops::gptq_quantize) on the inputs recorded by Calibration: act-order, 10% dampening
+    // (measured better than the paper's 1% without act-order on MiniLM and SmolLM2). Other
+    // layers (embeddings, convolutions) given "gptq" keep its min/max grid.
+    TORCH_CHECK_VALUE(hessian_rows_ > 0, kind(), ": the 'gptq' optimizer needs calibration data: run sample batches ",
+                      "inside a quanto::Calibration scope before freeze");
+    at::NoGradGuard no_grad;
+    const at::Tensor wf = weight.detach().contiguous();
+    auto [codes, scale, shift] = ops::gptq_quantize(wf, (2.0 * hessian_ / static_cast<double>(hessian_rows_)).to(wf.device()),
+                                                    weight_qtype_->name, group_size_, 0.1, 128, true);
+    QWeight w;
+    w.bits = QBitsWeight(*weight_qtype_, weight_shape(), group_size_, ops::pack_codes(codes, weight_qtype_->bits),
+                         scale, shift);
+    hessian_ = at::Tensor();
+    hessian_rows_ = 0;
+    install_frozen(w);
+    return;
+  }
   install_frozen(qweight());
 }
 

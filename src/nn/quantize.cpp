@@ -43,6 +43,14 @@ std::map<std::string, WeightOptimizer>& optimizers() {
          auto [scale, shift] = ops::hqq_scale_shift(w, q.name, 0, gs);
          return {scale, shift};
        }},
+      // GPTQ needs calibration: QLinear layers record X^T X inside Calibration and freeze runs
+      // ops::gptq_quantize (qmodule_impl.h); before that (QAT forward) its grid is min/max.
+      {"gptq",
+       [](const at::Tensor& w, const QType& q, std::optional<int64_t> gs) -> std::pair<at::Tensor, at::Tensor> {
+         TORCH_CHECK_VALUE(q.bits < 8, "optimizer gptq: for 2/4-bit qtypes (qint2, qint4), got ", q.name);
+         auto [scale, shift] = ops::minmax_scale_shift(w, q.name, 0, gs);
+         return {scale, shift};
+       }},
   };
   return table;
 }

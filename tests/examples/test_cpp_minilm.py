@@ -35,7 +35,8 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("minilm")
     out = subprocess.run(
         [str(BINARY), "--model-dir", str(model_dir()), "--out", str(tmp / "models"),
-         "--embeddings", str(tmp / "embeddings.safetensors"), "--fast"],
+         "--embeddings", str(tmp / "embeddings.safetensors"), "--fast",
+         "--calibration", str(ROOT / "tests" / "data" / "calibration_sentences.txt")],
         capture_output=True, text=True, timeout=600,
     )
     print(out.stdout)
@@ -76,9 +77,11 @@ def test_float_embeddings_match_transformers(run, transformers_embeddings):
 
 # Worst cosine over the sentences. int4 measures 0.928 (min/max, group 128) and 0.940 (HQQ), int8
 # weights + int8 activations 0.971: those three are regression guards below the measured values
-# (the 0.98 asked for int4 is not reached by min/max or HQQ at group 128).
+# (the 0.98 asked for int4 is not reached by min/max or HQQ at group 128). GPTQ (act-order, 10%
+# dampening, calibrated on tests/data/calibration_sentences.txt, embeddings float) measures 0.9812.
 @pytest.mark.parametrize("setting, threshold",
-                         [("w-int8", 0.999), ("w-int4", 0.92), ("w-int4-hqq", 0.935), ("w-int8-a-int8", 0.96)])
+                         [("w-int8", 0.999), ("w-int4", 0.92), ("w-int4-hqq", 0.935), ("w-int8-a-int8", 0.96),
+                          ("w-int4-gptq", 0.98)])
 def test_quantized_embeddings(run, transformers_embeddings, setting, threshold):
     _, want = transformers_embeddings
     got = run["tensors"][setting]
