@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(cmake ninja-build ccache g++ libgtest-dev libgmock-dev libbenchmark-dev
-                 nlohmann-json3-dev libcli11-dev clang libclang-rt-14-dev)
+                 nlohmann-json3-dev libcli11-dev clang libclang-rt-14-dev time)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
