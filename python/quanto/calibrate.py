@@ -10,12 +10,14 @@ view, transpose, slice, copy of it, or a cat/stack of two such outputs on the sa
 that module's output scale as its input scale: those values are already on that grid. That
 producer is then "read by a quantized layer".
 
-Streamlining (``streamline=True``, the default, like optimum-quanto's argument; same rule as the
-C++ ``quanto::Calibration``): during the scope every quantized module still quantizes its output;
-when the scope closes without error, each module that produced an output keeps quantizing its
-output only if a quantized module read it (``module._quanto_quantize_output``). An output read
-only by float operations (an activation function, a residual add, attention matmuls, pooling)
-would just lose precision. ``streamline=False`` keeps every output quantized and, as
+Streamlining (``streamline=True``, the default, like optimum-quanto's argument): during the scope
+every quantized module still quantizes its output; when the scope closes without error, each
+module that produced an output keeps quantizing its output only if a quantized module read it and
+no float operation outside a quantized module did (``module._quanto_quantize_output``). An output
+read by float operations (an activation function, a residual add, attention matmuls, pooling)
+would lose precision there: a LayerNorm feeding both a Linear and a residual add stays float, and
+the Linear quantizes its input itself (with the same scale). The C++ ``quanto::Calibration``
+applies the first half of the rule only (read by a quantized module). ``streamline=False`` keeps every output quantized and, as
 optimum-quanto does, also carries the scale through the ops that keep integer codes on a
 (rescaled) grid: relu / neg (qint8 only) and multiplication / division by a scalar. With
 streamlining those ops do not carry it: the output before them is not quantized any more, so the
@@ -42,6 +44,24 @@ def calibration_note_output(module) -> None:
     """A quantized module produced a (quantized) output inside the active Calibration scopes."""
     for c in _active:
         c._produced.setdefault(id(module), [module, False])
+
+
+# How many quantized modules are between reading their input and producing their output: ops on
+# a quantized activation there are the module's own read, not a float consumer's.
+_reading = [0]
+
+
+def calibration_begin_read(module) -> None:
+    """A quantized module starts processing its input (inside an active Calibration)."""
+    if _active and not module.__dict__.get("_quanto_reading", False):
+        module.__dict__["_quanto_reading"] = True
+        _reading[0] += 1
+
+
+def calibration_end_read(module) -> None:
+    """The module is done with its input (it is about to produce its output)."""
+    if module.__dict__.pop("_quanto_reading", False):
+        _reading[0] = max(0, _reading[0] - 1)
 
 
 def calibration_note_read(producers) -> None:
@@ -77,27 +97,46 @@ class _CarryScales(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        self._carry(func, args, out)
+        op = func.overloadpacket
+        carried = op in _SAME_SCALE or (op in (_aten.cat, _aten.stack) and getattr(out, _TAG, None) is not None)
+        if _reading[0] == 0 and not carried:
+            _note_float_consumers(args)
+        return out
+
+    def _carry(self, func, args, out):
         src = args[0] if args else None
         if isinstance(src, (list, tuple)):  # cat / stack of two tensors quantized alike
             tags = [getattr(t, _TAG, None) for t in src]
             if (func.overloadpacket in (_aten.cat, _aten.stack) and len(tags) == 2 and None not in tags
                     and tags[0][0] == tags[1][0] and torch.equal(tags[0][1], tags[1][1])):
                 _tag(out, (tags[0][0], tags[0][1], tags[0][2] + tags[1][2]))
-            return out
+            return
         tag = getattr(src, _TAG, None) if isinstance(src, torch.Tensor) else None
         if tag is None:
-            return out
+            return
         op = func.overloadpacket
         if op in _SAME_SCALE:
             _tag(out, tag)
         elif self.streamline:
-            return out
+            return
         elif op in _INT_ONLY and tag[0].startswith("qint"):
             _tag(out, (tag[0], tag[1], ()))
         elif op in (_aten.mul, _aten.div) and len(args) == 2 and _is_scalar(args[1]):
             factor = args[1] if op is _aten.mul else 1.0 / args[1]
             _tag(out, (tag[0], tag[1] * factor, ()))
-        return out
+
+
+def _note_float_consumers(args):
+    """A float op outside any quantized module consumed these tensors: their producers' outputs
+    must stay float."""
+    for a in args:
+        for t in a if isinstance(a, (list, tuple)) else (a,):
+            tag = getattr(t, _TAG, None) if isinstance(t, torch.Tensor) else None
+            if tag is not None:
+                for c in _active:
+                    for m in tag[2]:
+                        c._floated.add(id(m))
 
 
 def _tag(out, tag):
@@ -121,9 +160,13 @@ class Calibration:
         self.momentum = float(momentum)
         self.streamline = streamline
         self._produced = {}  # id(module) -> [module, read by a quantized module]
+        self._floated = set()  # id(module) whose output a float op consumed
 
     def __enter__(self):
         self._produced = {}
+        self._floated = set()
+        if not _active:
+            _reading[0] = 0
         self._mode = _CarryScales(self.streamline)
         self._mode.__enter__()
         _active.append(self)
@@ -134,6 +177,9 @@ class Calibration:
         self._mode.__exit__(exc_type, exc, tb)
         if exc_type is None:  # an interrupted calibration leaves the output flags as they were
             for module, read in self._produced.values():
-                module._quanto_quantize_output = read or not self.streamline
-        self._produced = {}
+                kept = read and id(module) not in self._floated
+                module._quanto_quantize_output = kept or not self.streamline
+        if not _active:
+            _reading[0] = 0
+        self._produced, self._floated = {}, set()
         return False

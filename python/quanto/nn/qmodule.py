@@ -17,7 +17,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from ..calibrate import calibration_momentum, calibration_note_output, calibration_note_read
+from ..calibrate import (calibration_begin_read, calibration_end_read, calibration_momentum, calibration_note_output,
+                         calibration_note_read)
 from ..optimizers import as_optimizer
 from ..qtypes import qint8, qtype, qtype_from_name, qtypes
 
@@ -317,6 +318,7 @@ class QModuleMixin:
 
     def _quanto_input(self, x):
         """Returns (x to use, (codes, scale) or None)."""
+        calibration_begin_read(self)  # until _quanto_output: ops on x are this module's read
         if (getattr(self.optimizer, "needs_calibration", False) and not self.frozen and isinstance(x, torch.Tensor)
                 and calibration_momentum() is not None):
             self._accumulate_hessian(x)
@@ -343,6 +345,7 @@ class QModuleMixin:
         return _straight_through(x, xq), (data, self.input_scale)
 
     def _quanto_output(self, y):
+        calibration_end_read(self)
         a = self.activation_qtype
         if a is None or not isinstance(y, torch.Tensor) or not y.is_floating_point():
             return y

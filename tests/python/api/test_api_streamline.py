@@ -114,6 +114,34 @@ def test_read_through_views_counts_scalar_ops_do_not():
     assert not model.p2.quantizes_output and not torch.equal(model.r2.input_scale, model.p2.output_scale)
 
 
+class Residual(nn.Module):
+    """a's output feeds b and a residual add; b's output feeds only c."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(16, 16)
+        self.b = nn.Linear(16, 16)
+        self.c = nn.Linear(16, 8)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.c(self.b(h)) + h.sum(-1, keepdim=True)
+
+
+def test_output_also_read_by_a_float_op_stays_float():
+    torch.manual_seed(4)
+    model = quanto.quantize(Residual().eval(), weights="qint8", activations="qint8")
+    calibrate(model, inputs())
+    assert not model.a.quantizes_output  # the residual sum reads it in float
+    assert model.b.quantizes_output  # only c reads it
+    assert torch.equal(model.b.input_scale, model.a.output_scale)  # b still adopted a's grid
+    assert torch.equal(model.c.input_scale, model.b.output_scale)
+    quanto.freeze(model)
+    with torch.no_grad():
+        h = model.a(inputs(1)[0])
+    assert not on_grid(h, model.a.output_scale)
+
+
 def test_interrupted_calibration_leaves_flags_alone():
     model = quanto.quantize(make_chain(), weights="qint8", activations="qint8")
     with pytest.raises(RuntimeError, match="stop"):
@@ -225,12 +253,17 @@ def test_minilm_w8a8_streamlined_matches_optimum_quanto(minilm):
     print(f"\nMiniLM W8A8 cosine vs float (worst / mean): quanto {ours.min():.4f} / {ours.mean():.4f}, "
           f"quanto streamline=False {every_output.min():.4f} / {every_output.mean():.4f}, "
           f"optimum-quanto {theirs.min():.4f} / {theirs.mean():.4f}")
-    assert ours.min().item() >= theirs.min().item() - 0.01, (ours, theirs)
+    # Measured: quanto 0.9813 / 0.9847, optimum-quanto 0.9815 / 0.9853 (before the residual rule
+    # quanto kept the LayerNorm outputs quantized and measured 0.9747 worst).
+    assert ours.min().item() >= theirs.min().item() - 0.002, (ours, theirs)
+    assert ours.mean().item() >= theirs.mean().item() - 0.002, (ours, theirs)
     assert ours.min().item() > every_output.min().item(), (ours, every_output)
     # The attention projections and the intermediate dense feed only float ops: not quantized.
     layer = model.encoder.layer[0]
     assert not layer.attention.self.query.quantizes_output and not layer.intermediate.dense.quantizes_output
-    assert layer.attention.output.LayerNorm.quantizes_output  # read by intermediate.dense
+    # Read by intermediate.dense but also by the residual add: stays float; the reader adopted its scale.
+    assert not layer.attention.output.LayerNorm.quantizes_output
+    assert torch.equal(layer.intermediate.dense.input_scale, layer.attention.output.LayerNorm.output_scale)
     # The streamlined model reloads exactly.
     load, evaluation, _, _ = minilm
     qmap = json.loads(json.dumps(quanto.quantization_map(model)))

@@ -63,7 +63,7 @@ def test_minilm_w8a8_calibrated_vs_optimum_quanto(minilm):
     ours, theirs = cosines(q, batch, reference), cosines(o, batch, reference)
     print(f"w8a8: quanto worst {ours.min():.5f}, optimum-quanto worst {theirs.min():.5f}")
     assert ours.min() >= 0.9
-    assert ours.min() >= theirs.min() - 0.01  # activation rounding flips make this noisier
+    assert ours.min() >= theirs.min() - NOISE  # measured 0.98170 vs 0.98176
 
 
 def test_minilm_save_reload_generic_class(minilm, tmp_path):
