@@ -9,30 +9,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/numeric.h"
 #include "kernels/ref/hqq_ref.h"
 
 namespace quanto::kernels::hqq_detail {
 
-// Branch-free bit casts and polynomials, so `omp simd` vectorises the group loops.
-static inline float as_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-static inline uint32_t as_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
+// Branch-free polynomials on numeric.h's bit casts, so `omp simd` vectorises the group loops.
 
 // log2(a) for a normal, positive a: exponent + 2/ln2 * atanh((m - 1) / (m + 1)), m in [1, 2).
 static inline float log2_pos(float a) {
-  const uint32_t u = as_bits(a);
+  const uint32_t u = float_bits(a);
   const float e = static_cast<float>(static_cast<int32_t>(u >> 23) - 127);
-  const float m = as_float((u & 0x007FFFFFu) | 0x3F800000u);
+  const float m = bits_float((u & 0x007FFFFFu) | 0x3F800000u);
   const float z = (m - 1.0f) / (m + 1.0f);
   const float z2 = z * z;
   const float series = z * (1.0f + z2 * (1.0f / 3 + z2 * (1.0f / 5 + z2 * (1.0f / 7 + z2 * (1.0f / 9)))));
@@ -45,11 +34,11 @@ static inline float exp2_clamped(float y) {
   y = y > 126.0f ? 126.0f : y;
   const float big = y + 12582912.0f;  // round(y) lands in the low mantissa bits, |y| < 2^22
   const float n = big - 12582912.0f;
-  const int32_t k = static_cast<int32_t>(as_bits(big) - as_bits(12582912.0f));
+  const int32_t k = static_cast<int32_t>(float_bits(big) - float_bits(12582912.0f));
   const float f = (y - n) * 0.6931471805599453f;  // |f| <= ln2 / 2
   const float poly =
       1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720))))));
-  return poly * as_float(static_cast<uint32_t>(k + 127) << 23);
+  return poly * bits_float(static_cast<uint32_t>(k + 127) << 23);
 }
 
 // sign(d) * relu(|d| - |d|^(p - 1) / beta); 0 and subnormal |d| give a huge threshold (e = 0).
@@ -58,7 +47,7 @@ static inline float shrink_lp(float d, float pm1, float inv_beta) {
   const float thr = exp2_clamped(pm1 * log2_pos(a < 1e-30f ? 1e-30f : a)) * inv_beta;
   const float diff = a - thr;
   const float mag = diff > 0.0f ? diff : 0.0f;
-  return as_float(as_bits(mag) | (as_bits(d) & 0x80000000u));
+  return bits_float(float_bits(mag) | (float_bits(d) & 0x80000000u));
 }
 
 static inline float quantize_code(float x, float shift, float inv_scale, float code_max) {
