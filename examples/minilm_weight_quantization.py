@@ -35,7 +35,7 @@ SENTENCES = [
     "Paris is the capital of France.",
 ]
 
-# (qtype, group size: "default" = shared/FORMAT.md's rule, or a number; integer zero-point?)
+# (qtype, group size: "default" = docs/format.md's rule, or a number; integer zero-point?)
 CONFIGS = [
     ("qint8", None, False),
     ("qfloat8_e4m3fn", None, False),

@@ -24,8 +24,8 @@
 //    (quantization-aware training). Buffers input_scale / output_scale (0-dim) are added.
 //  - frozen (after freeze() or requantize()): the float "weight" parameter is gone; buffers
 //    weight_data, weight_scale (and weight_shift for 2/4 bits) hold the quantized weight.
-//    (C++ buffer names cannot hold dots: quanto::save maps them to optimum-quanto's keys
-//    "weight._data", "weight._scale", "weight._shift", "weight._data._data".)
+//    (C++ buffer names cannot hold dots: quanto::save maps them to the state-dict keys of the
+//    weight's format, quanto::WeightFormat.)
 //
 // Activations (qint8 / qfloat8*): the input and the output of a layer are quantized per tensor
 // with the static scales input_scale / output_scale (1.0 until calibrated, see quanto::Calibration).
@@ -44,6 +44,7 @@
 
 #include <quanto/qtype.h>
 #include <quanto/tensor.h>
+#include <quanto/weights.h>
 
 #include <functional>
 #include <optional>
@@ -58,7 +59,7 @@ struct QuantSpec {
   std::string weights = "none";      // qtype name ("qint8", "qint4", "qfloat8", ...) or "none"
   std::string activations = "none";  // "none", "qint8" or a float8 qtype name
   std::string optimizer;             // "" = default for the qtype ("absmax" 8-bit, "minmax" 2/4-bit)
-  std::optional<int64_t> group_size; // 2/4-bit only; nullopt = FORMAT.md's default rule
+  std::optional<int64_t> group_size; // 2/4-bit only; nullopt = docs/format.md's default rule
   bool zero_point = false;           // 2/4-bit only: uint8 integer zero-point instead of a float shift
 };
 
@@ -74,13 +75,8 @@ std::vector<std::string> weight_optimizer_names();
 
 namespace nn {
 
-// A quantized weight in one of the two families (exactly one is defined).
-struct QWeight {
-  QBytesWeight bytes;  // qint8, qfloat8*
-  QBitsWeight bits;    // qint2, qint4
-  at::Tensor dequantize() const { return bytes.defined() ? bytes.dequantize() : bits.dequantize(); }
-  int64_t nbytes() const { return bytes.defined() ? bytes.nbytes() : bits.nbytes(); }
-};
+// A quantized weight in one of the two formats (quanto/weights.h owns them).
+using QWeight = quanto::QWeight;
 
 // What every quanto layer offers, whatever its type (find them with dynamic_cast on a
 // torch::nn::Module, or quanto::nn::as_qmodule).
@@ -121,7 +117,7 @@ class QModuleInterface {
   // Every own parameter and buffer under its optimum-quanto state_dict key (relative to the
   // layer), weights in the canonical layout; a not-frozen layer exports its quantized weight.
   virtual std::vector<std::pair<std::string, at::Tensor>> export_state() const = 0;
-  // The file key of an own parameter/buffer name ("weight_data" -> "weight._data", ...).
+  // The file key of an own parameter/buffer name (weight_data -> the format's data key, ...).
   virtual std::string state_key(const std::string& name) const = 0;
   // Installs a frozen quantized weight read from a file. `get(key)` returns the tensor stored
   // under the layer-relative key, or nullopt. Errors name the missing key or the bad shape.
@@ -182,9 +178,9 @@ class QModule : public torch::nn::Cloneable<Derived>, public QModuleInterface {
   // weight only when keeps_float_weight() (a frozen layer has none).
   virtual void reset_float() = 0;
   bool keeps_float_weight() const { return !(frozen_ && weight_qtype_); }
-  // True for layers whose frozen qint8 weight (with qint8 activations) feeds the W8A8 kernels,
-  // so freeze/load may hold it in the packed layout (QBytesWeight::Layout::packed_w8a8).
-  virtual bool packs_w8a8() const { return false; }
+  // True for layers whose frozen weight feeds the linear ops (QWeight::linear), so freeze/load
+  // may hold it in a CPU kernel layout (quanto::choose_layout); others keep the canonical one.
+  virtual bool is_linear() const { return false; }
 
   // Activation helpers for forward(): calibrate (inside a quanto::Calibration scope) then
   // fake-quantize with straight-through gradients. Identity when activations are "none".
@@ -198,8 +194,8 @@ class QModule : public torch::nn::Cloneable<Derived>, public QModuleInterface {
  private:
   void resolve_spec(const QuantSpec& spec);
   void install_frozen(const QWeight& w);
-  bool tiled_ = false;
-  bool packed_w8a8_ = false;
+  // The layout of weight_data once frozen.
+  WeightLayout layout_ = WeightLayout::canonical;
 
  protected:
   // Optimizers that need calibration ("gptq"): X^T X of the inputs seen inside Calibration.
@@ -225,10 +221,9 @@ at::Tensor straight_through(const at::Tensor& x, const at::Tensor& quantized);
 }  // namespace detail
 
 // ---- Linear ----
-// Frozen forward uses the fused ops: linear_qbytes (int8/float8 weights), linear_w8a8_packed
-// (int8 weights and int8 activations on CPU: weight_data holds the packed layout from freeze or
-// load on; linear_w8a8 elsewhere), linear_qbits_tiled (2/4-bit, tiled group sizes, on CPU) or
-// linear_qbits (other 2/4-bit cases). Files always hold the canonical layout.
+// Frozen forward runs the fused op the weight's layout calls for (QWeight::linear, or
+// QWeight::linear_w8a8 for int8 weights with int8 activations); the layout is chosen at freeze,
+// load and move by quanto::choose_layout. Files always hold the canonical layout.
 class QLinearImpl : public detail::QModule<QLinearImpl> {
  public:
   QLinearImpl(int64_t in_features, int64_t out_features) : QLinearImpl(torch::nn::LinearOptions(in_features, out_features)) {}
@@ -243,7 +238,7 @@ class QLinearImpl : public detail::QModule<QLinearImpl> {
 
  protected:
   void reset_float() override;
-  bool packs_w8a8() const override { return true; }
+  bool is_linear() const override { return true; }
 };
 TORCH_MODULE(QLinear);
 

@@ -2,7 +2,7 @@
 // the CLI and torch.ops.quanto.* run the same kernels on every device. Arguments are checked;
 // a bad one raises c10::Error with a message naming it.
 //
-// Conventions (shared/FORMAT.md):
+// Conventions (docs/format.md):
 //  - qtype is a name: "qint2", "qint4", "qint8", "qfloat8" (= "qfloat8_e4m3fn"),
 //    "qfloat8_e4m3fnuz", "qfloat8_e5m2".
 //  - axis is 0 (first) or -1 (last); nullopt means per-tensor. Group-wise parameters split
@@ -43,14 +43,14 @@ std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, std::str
                                                    double kappa = 1.01, bool optimize_scale = false);
 
 // GPTQ (Frantar et al.): quantizes an out-first weight [out, in] to a 2/4-bit qtype with
-// FORMAT.md's groups along the input features (group_size None: one group per row), column by
+// docs/format.md's groups along the input features (group_size None: one group per row), column by
 // column, spreading each column's rounding error over the columns not yet quantized through the
 // inverse of `hessian` (X^T X of the layer's calibration inputs, [in, in], float32/float64),
 // dampened by percdamp * mean(diag) on its diagonal; each group's min/max scale/shift is taken
 // when its first column is reached. Returns (codes, scale, shift): codes uint8 in
 // affine_quantize's layout (pack them with pack_codes), scale/shift like minmax_scale_shift's.
 // actorder: columns in order of decreasing Hessian diagonal, with static group parameters (the
-// min/max of the original weight's groups), which keeps FORMAT.md's contiguous groups.
+// min/max of the original weight's groups), which keeps docs/format.md's contiguous groups.
 // Errors: a Hessian of the wrong shape, or not positive definite after dampening.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian,
                                                              std::string_view qtype,
@@ -119,5 +119,23 @@ at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scal
 
 // Name of the CPU kernel set in use: "generic", "avx2" or "avx512".
 std::string cpu_isa();
+
+// Backends without kernels of their own (CUDA, MPS, XPU, …) run device-generic implementations
+// made of ATen tensor ops. This switch sends CPU tensors through them as well, so they can be
+// tested without a GPU; it returns the previous setting. Process-wide; the initial value is on
+// when QUANTO_FORCE_GENERIC is "1", "true", "on" or "yes" as the library loads.
+bool force_generic_path(bool enabled);
+
+// Sets force_generic_path for a scope and restores the previous setting when it ends.
+class ForceGenericPath {
+ public:
+  explicit ForceGenericPath(bool enabled = true) : previous_(force_generic_path(enabled)) {}
+  ~ForceGenericPath() { force_generic_path(previous_); }
+  ForceGenericPath(const ForceGenericPath&) = delete;
+  ForceGenericPath& operator=(const ForceGenericPath&) = delete;
+
+ private:
+  bool previous_;
+};
 
 }  // namespace quanto::ops

@@ -17,7 +17,7 @@ struct Entry {
   std::string activations;  // a qtype name or "none"
   // Optional entries quanto (Python, C++ and the CLI) writes and optimum-quanto ignores:
   // "group_size": N, a positive integer, only for qint2/qint4 weights whose group size is not
-  // FORMAT.md's default (null reads as absent: the default rule); "quantize_output": false for
+  // docs/format.md's default (null reads as absent: the default rule); "quantize_output": false for
   // a layer whose output Calibration stopped quantizing (absent: the output is quantized).
   std::optional<int64_t> group_size;
   std::optional<bool> quantize_output;

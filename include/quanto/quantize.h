@@ -31,7 +31,7 @@ struct Config {
                                      // qfloat8_e5m2, or "none" (activations only)
   std::string activations = "none";  // "none", "qint8" or a float8 qtype name
   std::string optimizer;             // "" (absmax for 8-bit, minmax for 2/4-bit) or a registered name
-  std::optional<int64_t> group_size; // 2/4-bit weights; nullopt = FORMAT.md's rule per layer
+  std::optional<int64_t> group_size; // 2/4-bit weights; nullopt = docs/format.md's rule per layer
   bool zero_point = false;           // 2/4-bit: integer uint8 zero-point instead of a float shift
   // fnmatch-style patterns ('*', '?', '[...]') matched against module names as given by
   // named_modules() ("encoder.layer.0.attention.query"). Empty include = every module. A
@@ -73,7 +73,7 @@ std::shared_ptr<Impl> quantize(const std::shared_ptr<Impl>& module, const Config
 int64_t freeze(torch::nn::Module& module);
 
 // While alive, every forward of a quantized layer with quantized activations records the
-// absmax of its input and output into input_scale / output_scale (FORMAT.md "Activations":
+// absmax of its input and output into input_scale / output_scale (docs/format.md "Activations":
 // the scale becomes the batch's value while it is exactly 1, then a moving average with
 // `momentum`). A layer whose input is the quantized output of another layer adopts that layer's
 // output scale. When the scope closes, layers whose outputs no quantized layer read directly stop

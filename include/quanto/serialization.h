@@ -1,4 +1,4 @@
-// Saving and reloading quantized models in optimum-quanto's format (shared/FORMAT.md):
+// Saving and reloading quantized models in optimum-quanto's format (docs/format.md):
 // `model.safetensors` (optimum-quanto's state_dict keys, weights in the canonical layout) and
 // `quanto_qmap.json` (module name -> {"weights", "activations"}). Files move both ways between
 // quanto and optimum-quanto 0.2.7.
@@ -23,9 +23,9 @@ namespace quanto {
 inline constexpr int kFormatVersion = 1;
 
 // Writes `dir`/model.safetensors and `dir`/quanto_qmap.json (atomically; `dir` is created).
-// Every parameter and buffer is saved: quantized layers under optimum-quanto's keys
-// ("m.weight._data", "m.weight._scale", "m.weight._data._data", "m.weight._shift", "m.bias",
-// "m.input_scale", "m.output_scale"), everything else under its usual name. Quantized layers
+// Every parameter and buffer is saved: quantized weights under their format's keys
+// (quanto::WeightFormat, optimum-quanto's), plus "m.bias", "m.input_scale", "m.output_scale";
+// everything else under its usual name. Quantized layers
 // that are not frozen yet are saved with their weights quantized as freeze() would.
 void save(const torch::nn::Module& module, const std::string& dir);
 

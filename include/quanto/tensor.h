@@ -2,7 +2,7 @@
 // storage tensors of one quantized weight or activation. All arithmetic goes through
 // quanto::ops (the dispatcher), so every device and kernel set computes the same values.
 //
-// Layouts: the "canonical" layout is optimum-quanto's (shared/FORMAT.md), the one written to and
+// Layouts: the "canonical" layout is optimum-quanto's (docs/format.md), the one written to and
 // read from files. QBitsWeight may also hold the tiled 2/4-bit layout of the fast CPU kernels,
 // and QBytesWeight the packed W8A8 (VNNI) layout of a 2-d qint8 weight; to_canonical() and
 // to_tiled()/to_packed() convert between them exactly.
@@ -30,7 +30,7 @@ class QBytesWeight {
   enum class Layout { canonical, packed_w8a8 };
 
   QBytesWeight() = default;
-  // Validates and wraps canonical tensors (as stored under `weight._data` / `weight._scale`).
+  // Validates and wraps canonical tensors (as a state dict stores them, quanto::kQBytesFormat).
   QBytesWeight(const QType& qtype, at::Tensor data, at::Tensor scale);
   // Wraps a 2-d qint8 weight of `shape` already in the packed W8A8 layout.
   static QBytesWeight from_packed(const QType& qtype, std::vector<int64_t> shape, at::Tensor packed,
@@ -65,7 +65,7 @@ class QBytesWeight {
   at::Tensor data_, scale_;
 };
 
-// 2/4-bit weight, affine, grouped along axis 0 (FORMAT.md): codes 0 … 2^b-1, value =
+// 2/4-bit weight, affine, grouped along axis 0 (docs/format.md): codes 0 … 2^b-1, value =
 // code * scale - shift (float shift) or (code - zero_point) * scale (uint8 zero-point).
 // group_size nullopt means one group per output channel (optimum-quanto's per-axis layout).
 class QBitsWeight {
@@ -73,8 +73,8 @@ class QBitsWeight {
   enum class Layout { canonical, tiled };
 
   QBitsWeight() = default;
-  // Validates and wraps canonical tensors: `packed` as stored under `weight._data._data`,
-  // scale and shift under `weight._scale` / `weight._shift`; `shape` is the float weight's.
+  // Validates and wraps canonical tensors as a state dict stores them (quanto::kQBitsFormat):
+  // packed codes, scale and shift; `shape` is the float weight's.
   QBitsWeight(const QType& qtype, std::vector<int64_t> shape, std::optional<int64_t> group_size, at::Tensor packed,
               at::Tensor scale, at::Tensor shift);
 

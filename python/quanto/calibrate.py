@@ -1,4 +1,4 @@
-"""Calibration of static activation scales (FORMAT.md, "Activations").
+"""Calibration of static activation scales (docs/format.md, "Activations").
 
 Inside ``with Calibration(momentum=0.9):`` every forward of a quantized module with quantized
 activations updates its 0-dim ``input_scale`` and ``output_scale`` from the batch:

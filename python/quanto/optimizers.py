@@ -67,7 +67,7 @@ class GptqOptimizer(Optimizer):
     Inside ``quanto.Calibration()`` each quantized linear module accumulates X^T X of its inputs
     (and runs with its float weight, so every Hessian comes from the float model); ``freeze`` then
     quantizes the weight column by column with the native ``gptq_quantize`` op, spreading rounding
-    errors through the dampened inverse Hessian. Groups, scales and shifts are FORMAT.md's, so the
+    errors through the dampened inverse Hessian. Groups, scales and shifts are docs/format.md's, so the
     files load in optimum-quanto. Before calibration (QAT forward) its grid is min/max.
     ``actorder=True`` quantizes columns by decreasing Hessian diagonal with static group parameters.
     Defaults (act-order, 10% dampening; the C++ API's "gptq") measured better than the paper's

@@ -46,7 +46,7 @@ def quantize(
 
     Same arguments as optimum-quanto's ``quantize`` (include/exclude are fnmatch patterns on module
     names), plus:
-      - ``group_size``: group size of 2/4-bit weights instead of FORMAT.md's default rule (it must
+      - ``group_size``: group size of 2/4-bit weights instead of docs/format.md's default rule (it must
         divide every selected layer's input features; optimum-quanto cannot read such files);
       - ``inplace=False``: quantize a deep copy and leave ``model`` untouched;
       - ``optimizer`` may also be a name: "absmax" (8-bit default), "minmax" (2/4-bit default), "hqq";

@@ -17,7 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-// The qtype names of FORMAT.md. src/ops/qtype.cpp holds the same list with the dtypes; this
+// The qtype names of docs/format.md. src/ops/qtype.cpp holds the same list with the dtypes; this
 // layer stays torch-free, and tests/io/aten_test.cpp checks that both lists agree.
 constexpr std::array<std::string_view, 8> kNames{
     "none", "qint2", "qint4", "qint8", "qfloat8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz", "qfloat8_e5m2"};

@@ -13,34 +13,80 @@
 namespace quanto::kernels {
 namespace {
 
-constexpr KernelTable kGeneric{CpuIsa::generic, reference_quantize_kernels<float>(),
-                               reference_quantize_kernels<bf16>(), kReferenceLinearKernels, &hqq_refine_ref};
+constexpr KernelTable generic_table() {
+  KernelTable t{};
+  t.isa = CpuIsa::generic;
+  t.f32 = reference_quantize_kernels<float>();
+  t.b16 = reference_quantize_kernels<bf16>();
+  t.linear = reference_linear_kernels();
+  t.hqq_refine = &hqq_refine_ref;
+  return t;
+}
+constexpr KernelTable kGeneric = generic_table();
 
 #if defined(__x86_64__)
-constexpr KernelTable kAvx2{
-    CpuIsa::avx2,
-    {&avx2::absmax_rows_f32, &avx2::minmax_rows_f32, &avx2::symmetric_quantize_int_f32, &avx2::affine_quantize_f32,
-     &avx2::affine_quantize_zp_f32},
-    {&avx2::absmax_rows_bf16, &avx2::minmax_rows_bf16, &avx2::symmetric_quantize_int_bf16,
-     &avx2::affine_quantize_bf16, &avx2::affine_quantize_zp_bf16},
-    {&avx2::linear_w8a8, &avx2::linear_w8a8_packed, &avx2::linear_w8, &avx2::linear_fp8, &avx2::linear_w4_tiled, &avx2::linear_w2_tiled, nullptr, nullptr, nullptr, nullptr},
-    &avx2::hqq_refine};
-constexpr KernelTable kAvx512{
-    CpuIsa::avx512,
-    {&avx512::absmax_rows_f32, &avx512::minmax_rows_f32, &avx512::symmetric_quantize_int_f32,
-     &avx512::affine_quantize_f32, &avx512::affine_quantize_zp_f32},
-    {&avx512::absmax_rows_bf16, &avx512::minmax_rows_bf16, &avx512::symmetric_quantize_int_bf16,
-     &avx512::affine_quantize_bf16, &avx512::affine_quantize_zp_bf16},
-    {&avx512::linear_w8a8, &avx512::linear_w8a8_packed, &avx512::linear_w8, &avx512::linear_fp8, &avx512::linear_w4_tiled, &avx512::linear_w2_tiled, nullptr, nullptr,
-     nullptr, nullptr},
-    &avx512::hqq_refine};
-// AVX-512 plus bf16 dot products where they pay off.
-constexpr KernelTable kAvx512Bf16{CpuIsa::avx512bf16, kAvx512.f32, kAvx512.b16,
-                                  {&avx512bf16::linear_w8a8_vnni, &avx512bf16::linear_w8a8_packed_vnni, &avx512::linear_w8, &avx512::linear_fp8,
-                                   &avx512::linear_w4_tiled, &avx512::linear_w2_tiled,
-                                   &avx512bf16::linear_w4_tiled_bf16x, &avx512bf16::linear_w8_bf16x,
-                                   &avx512bf16::linear_fp8_bf16x, &avx512bf16::linear_w2_tiled_bf16x},
-                                  &avx512::hqq_refine};
+constexpr KernelTable avx2_table() {
+  KernelTable t = generic_table();
+  t.isa = CpuIsa::avx2;
+  t.f32.absmax_rows = &avx2::absmax_rows_f32;
+  t.f32.minmax_rows = &avx2::minmax_rows_f32;
+  t.f32.symmetric_quantize_int = &avx2::symmetric_quantize_int_f32;
+  t.f32.affine_quantize = &avx2::affine_quantize_f32;
+  t.f32.affine_quantize_zp = &avx2::affine_quantize_zp_f32;
+  t.b16.absmax_rows = &avx2::absmax_rows_bf16;
+  t.b16.minmax_rows = &avx2::minmax_rows_bf16;
+  t.b16.symmetric_quantize_int = &avx2::symmetric_quantize_int_bf16;
+  t.b16.affine_quantize = &avx2::affine_quantize_bf16;
+  t.b16.affine_quantize_zp = &avx2::affine_quantize_zp_bf16;
+  t.linear.linear_w8a8 = &avx2::linear_w8a8;
+  t.linear.linear_w8a8_packed = &avx2::linear_w8a8_packed;
+  t.linear.linear_w8 = &avx2::linear_w8;
+  t.linear.linear_fp8 = &avx2::linear_fp8;
+  t.linear.linear_w4_tiled = &avx2::linear_w4_tiled;
+  t.linear.linear_w2_tiled = &avx2::linear_w2_tiled;
+  t.hqq_refine = &avx2::hqq_refine;
+  return t;
+}
+
+constexpr KernelTable avx512_table() {
+  KernelTable t = generic_table();
+  t.isa = CpuIsa::avx512;
+  t.f32.absmax_rows = &avx512::absmax_rows_f32;
+  t.f32.minmax_rows = &avx512::minmax_rows_f32;
+  t.f32.symmetric_quantize_int = &avx512::symmetric_quantize_int_f32;
+  t.f32.affine_quantize = &avx512::affine_quantize_f32;
+  t.f32.affine_quantize_zp = &avx512::affine_quantize_zp_f32;
+  t.b16.absmax_rows = &avx512::absmax_rows_bf16;
+  t.b16.minmax_rows = &avx512::minmax_rows_bf16;
+  t.b16.symmetric_quantize_int = &avx512::symmetric_quantize_int_bf16;
+  t.b16.affine_quantize = &avx512::affine_quantize_bf16;
+  t.b16.affine_quantize_zp = &avx512::affine_quantize_zp_bf16;
+  t.linear.linear_w8a8 = &avx512::linear_w8a8;
+  t.linear.linear_w8a8_packed = &avx512::linear_w8a8_packed;
+  t.linear.linear_w8 = &avx512::linear_w8;
+  t.linear.linear_fp8 = &avx512::linear_fp8;
+  t.linear.linear_w4_tiled = &avx512::linear_w4_tiled;
+  t.linear.linear_w2_tiled = &avx512::linear_w2_tiled;
+  t.hqq_refine = &avx512::hqq_refine;
+  return t;
+}
+
+// AVX-512 plus the bf16 and VNNI dot products where they pay off.
+constexpr KernelTable avx512bf16_table() {
+  KernelTable t = avx512_table();
+  t.isa = CpuIsa::avx512bf16;
+  t.linear.linear_w8a8 = &avx512bf16::linear_w8a8_vnni;
+  t.linear.linear_w8a8_packed = &avx512bf16::linear_w8a8_packed_vnni;
+  t.linear.linear_w4_tiled_bf16x = &avx512bf16::linear_w4_tiled_bf16x;
+  t.linear.linear_w2_tiled_bf16x = &avx512bf16::linear_w2_tiled_bf16x;
+  t.linear.linear_w8_bf16x = &avx512bf16::linear_w8_bf16x;
+  t.linear.linear_fp8_bf16x = &avx512bf16::linear_fp8_bf16x;
+  return t;
+}
+
+constexpr KernelTable kAvx2 = avx2_table();
+constexpr KernelTable kAvx512 = avx512_table();
+constexpr KernelTable kAvx512Bf16 = avx512bf16_table();
 #endif
 
 std::string accepted_names() {

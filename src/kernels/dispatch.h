@@ -1,7 +1,7 @@
 // Run-time choice of CPU kernels.
 //
 // Each ISA has a table of function pointers; entries without an optimised variant point to the
-// scalar reference. The table is chosen once, from the CPU's features, or from the
+// scalar reference (or are nullptr where the op layer has another path). The table is chosen once, from the CPU's features, or from the
 // QUANTO_CPU_ISA environment variable (generic | avx2 | avx512 | avx512bf16) so one machine can exercise
 // every variant it supports. Build flags never decide this.
 #pragma once
@@ -53,10 +53,17 @@ struct QuantizeKernels {
   AffineQuantizeZpFn<T> affine_quantize_zp;
 };
 
+// Tables are filled field by field, by name (never by position), starting from the references:
+// an ISA overrides only the entries it has a variant for.
 template <typename T>
 constexpr QuantizeKernels<T> reference_quantize_kernels() {
-  return {&absmax_rows_ref<T>, &minmax_rows_ref<T>, &symmetric_quantize_int_ref<T>, &affine_quantize_ref<T>,
-          &affine_quantize_zp_ref<T>};
+  QuantizeKernels<T> k{};
+  k.absmax_rows = &absmax_rows_ref<T>;
+  k.minmax_rows = &minmax_rows_ref<T>;
+  k.symmetric_quantize_int = &symmetric_quantize_int_ref<T>;
+  k.affine_quantize = &affine_quantize_ref<T>;
+  k.affine_quantize_zp = &affine_quantize_zp_ref<T>;
+  return k;
 }
 
 // Weight-only linear kernels on float activations (the op layer converts bf16/fp16).
@@ -90,8 +97,17 @@ struct LinearKernels {
   LinearFp8Bf16Fn linear_fp8_bf16x;
   LinearW4TiledBf16Fn linear_w2_tiled_bf16x;
 };
-inline constexpr LinearKernels kReferenceLinearKernels{
-    &linear_w8a8_ref, &linear_w8a8_packed_ref, &linear_int8_ref<float>, &linear_fp8_ref<float>, &linear_w4_tiled_ref, &linear_w2_tiled_ref, nullptr, nullptr, nullptr, nullptr};
+// The bf16-activation entries stay nullptr: the op layer then converts x to float.
+constexpr LinearKernels reference_linear_kernels() {
+  LinearKernels k{};
+  k.linear_w8a8 = &linear_w8a8_ref;
+  k.linear_w8a8_packed = &linear_w8a8_packed_ref;
+  k.linear_w8 = &linear_int8_ref<float>;
+  k.linear_fp8 = &linear_fp8_ref<float>;
+  k.linear_w4_tiled = &linear_w4_tiled_ref;
+  k.linear_w2_tiled = &linear_w2_tiled_ref;
+  return k;
+}
 
 // HQQ parameter refinement over a range of groups (kernels/ref/hqq_ref.h).
 using HqqRefineFn = void (*)(const float*, int64_t, int64_t, const HqqConfig&, float*, float*, float*);

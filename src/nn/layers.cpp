@@ -77,26 +77,13 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   }
   const QWeight w = qweight();
   at::Tensor y;
-  if (w.bytes.defined()) {
-    if (activation_qtype_ && activation_qtype_->name == "qint8" && weight_qtype_->name == "qint8") {
-      // int8 x int8 with int32 accumulation: the activation codes go to the kernel as they are.
-      calibrate_input(x);
-      const QActivation qx = QActivation::quantize(x, *activation_qtype_, input_scale);
-      if (w.bytes.layout() == QBytesWeight::Layout::packed_w8a8) {
-        y = ops::linear_w8a8_packed(qx.data(), qx.scale(), w.bytes.data(), w.bytes.scale(), options.out_features(),
-                                    opt(bias), x.scalar_type());
-      } else {
-        y = ops::linear_w8a8(qx.data(), qx.scale(), w.bytes.data(), w.bytes.scale(), opt(bias), x.scalar_type());
-      }
-    } else {
-      y = ops::linear_qbytes(quantize_input(x), w.bytes.data(), w.bytes.scale(), opt(bias));
-    }
-  } else if (w.bits.layout() == QBitsWeight::Layout::tiled) {
-    y = ops::linear_qbits_tiled(quantize_input(x), w.bits.data(), w.bits.scale(), w.bits.shift(), w.bits.bits(),
-                                w.bits.kernel_group_size(), opt(bias));
+  if (activation_qtype_ && activation_qtype_->name == "qint8" && weight_qtype_->name == "qint8") {
+    // int8 x int8 with int32 accumulation: the activation codes go to the kernel as they are.
+    calibrate_input(x);
+    const QActivation qx = QActivation::quantize(x, *activation_qtype_, input_scale);
+    y = w.linear_w8a8(qx.data(), qx.scale(), opt(bias), x.scalar_type());
   } else {
-    y = ops::linear_qbits(quantize_input(x), w.bits.data(), w.bits.scale(), w.bits.shift(), w.bits.bits(),
-                          w.bits.kernel_group_size(), opt(bias));
+    y = w.linear(quantize_input(x), opt(bias));
   }
   return quantize_output(y);
 }

@@ -38,7 +38,8 @@ void QModule<D>::reset() {
   }
   if (frozen_ && weight_qtype_) {
     // Placeholders with the right dtypes; clone() then sets the real data.
-    weight_data = this->register_buffer("weight_data", at::empty({0}, weight_qtype_->bits == 8 && !packed_w8a8_ ? weight_qtype_->dtype : at::kByte));
+    const bool byte_codes = weight_qtype_->bits < 8 || layout_ == WeightLayout::packed_w8a8;
+    weight_data = this->register_buffer("weight_data", at::empty({0}, byte_codes ? at::kByte : weight_qtype_->dtype));
     weight_scale = this->register_buffer("weight_scale", at::empty({0}));
     if (weight_qtype_->bits < 8) weight_shift = this->register_buffer("weight_shift", at::empty({0}));
   }
@@ -102,50 +103,30 @@ void QModule<D>::quantize(const QuantSpec& spec) {
 template <typename D>
 QWeight QModule<D>::qweight() const {
   TORCH_CHECK_VALUE(weight_qtype_ != nullptr, kind(), ": weights are not quantized");
-  QWeight w;
-  if (frozen_) {
-    if (weight_qtype_->bits == 8) {
-      w.bytes = packed_w8a8_ ? QBytesWeight::from_packed(*weight_qtype_, weight_shape(), weight_data, weight_scale)
-                             : QBytesWeight(*weight_qtype_, weight_data, weight_scale);
-    } else if (tiled_) {
-      w.bits = QBitsWeight::from_tiled(*weight_qtype_, weight_shape(), group_size_, weight_data, weight_scale, weight_shift);
-    } else {
-      w.bits = QBitsWeight(*weight_qtype_, weight_shape(), group_size_, weight_data, weight_scale, weight_shift);
-    }
-    return w;
-  }
+  if (frozen_) return QWeight::wrap(*weight_qtype_, weight_shape(), group_size_, layout_, weight_data, weight_scale,
+                                    weight_shift);
   at::NoGradGuard no_grad;
   const at::Tensor wf = weight.detach();
   const auto& opt = find_weight_optimizer(spec_.optimizer.empty() ? default_optimizer_name(*weight_qtype_) : spec_.optimizer);
   auto [scale, shift] = opt(wf, *weight_qtype_, group_size_);
-  if (weight_qtype_->bits == 8) {
-    w.bytes = QBytesWeight::quantize(wf, *weight_qtype_, scale);
-  } else {
-    w.bits = QBitsWeight::quantize(wf, *weight_qtype_, group_size_, scale, shift, spec_.zero_point);
-  }
-  return w;
+  return QWeight::quantize(wf, *weight_qtype_, group_size_, scale,
+                           shift.defined() ? std::optional<at::Tensor>(shift) : std::nullopt, spec_.zero_point);
 }
 
 template <typename D>
 void QModule<D>::install_frozen(const QWeight& w_in) {
-  QWeight w = w_in;
+  // The layout the kernels of this device (and CPU kernel set) read; files keep the canonical one.
+  const QWeight w = w_in.with_layout(choose_layout(*weight_qtype_, weight_shape(), group_size_, w_in.device(),
+                                                   activation_qtype_, is_linear()));
   if (this->parameters_.contains("weight")) this->parameters_.erase("weight");
   weight = at::Tensor();
   // Not frozen before, so the weight_* buffers do not exist yet (buffers cannot be removed).
+  layout_ = w.layout();
   if (w.bytes.defined()) {
-    // qint8 x qint8 layers feeding the W8A8 CPU kernels hold the packed layout only (converted
-    // here, once); every other case keeps the canonical int8/float8 data.
-    const bool pack = packs_w8a8() && activation_qtype_ && activation_qtype_->name == "qint8" && w.bytes.can_pack();
-    if (pack) w.bytes = w.bytes.to_packed();
-    packed_w8a8_ = w.bytes.layout() == QBytesWeight::Layout::packed_w8a8;
     weight_data = this->register_buffer("weight_data", w.bytes.data());
     weight_scale = this->register_buffer("weight_scale", w.bytes.scale());
     weight_shift = at::Tensor();
-    tiled_ = false;
   } else {
-    // The fused CPU kernels read the tiled layout; other devices keep the canonical one.
-    if (w.bits.can_tile() && w.bits.data().device().is_cpu()) w.bits = w.bits.to_tiled();
-    tiled_ = w.bits.layout() == QBitsWeight::Layout::tiled;
     weight_data = this->register_buffer("weight_data", w.bits.data());
     weight_scale = this->register_buffer("weight_scale", w.bits.scale());
     weight_shift = this->register_buffer("weight_shift", w.bits.shift());
@@ -188,9 +169,11 @@ void QModule<D>::freeze() {
 
 template <typename D>
 std::string QModule<D>::state_key(const std::string& name) const {
-  if (name == "weight_data") return weight_qtype_ && weight_qtype_->bits < 8 ? "weight._data._data" : "weight._data";
-  if (name == "weight_scale") return "weight._scale";
-  if (name == "weight_shift") return "weight._shift";
+  if (!weight_qtype_) return name;
+  const WeightFormat& f = weight_format(*weight_qtype_);
+  if (name == "weight_data") return std::string(f.data_key);
+  if (name == "weight_scale") return std::string(f.scale_key);
+  if (name == "weight_shift" && !f.shift_key.empty()) return std::string(f.shift_key);
   return name;
 }
 
@@ -203,16 +186,7 @@ std::vector<std::pair<std::string, at::Tensor>> QModule<D>::export_state() const
     out.emplace_back(p.key(), p.value().detach());
   }
   if (quantized_weight) {
-    QWeight w = qweight();
-    if (w.bytes.defined()) {
-      out.emplace_back("weight._data", w.bytes.canonical_data());
-      out.emplace_back("weight._scale", w.bytes.scale());
-    } else {
-      const QBitsWeight c = w.bits.to_canonical();
-      out.emplace_back("weight._data._data", c.data());
-      out.emplace_back("weight._scale", c.scale());
-      out.emplace_back("weight._shift", c.shift());
-    }
+    for (auto& kv : qweight().state()) out.push_back(std::move(kv));
   }
   for (const auto& b : this->named_buffers(/*recurse=*/false)) {
     if (b.key() == "weight_data" || b.key() == "weight_scale" || b.key() == "weight_shift") continue;
@@ -228,31 +202,15 @@ void QModule<D>::load_quantized(const QuantSpec& spec,
   TORCH_CHECK_VALUE(!frozen_, kind(), ": the layer is already frozen; requantize into a freshly built float model");
   quantize(spec);
   if (!weight_qtype_) return;
-  auto need = [&](const std::string& key) {
-    auto t = get(key);
-    TORCH_CHECK_VALUE(t.has_value(), "missing key '", key, "' for ", weight_qtype_->name, " weights");
-    // A private, writable copy on the target device (file tensors view read-only memory).
-    return t->to(device, /*non_blocking=*/false, /*copy=*/true);
-  };
-  const auto shape = weight_shape();
-  QWeight w;
-  if (weight_qtype_->bits == 8) {
-    at::Tensor data = need("weight._data");
-    TORCH_CHECK_VALUE(data.sizes().vec() == shape, "shape mismatch: 'weight._data' is ", data.sizes(),
-                      " but the model's weight is ", at::IntArrayRef(shape));
-    w.bytes = QBytesWeight(*weight_qtype_, data, need("weight._scale"));
-  } else {
-    w.bits = QBitsWeight(*weight_qtype_, shape, group_size_, need("weight._data._data"), need("weight._scale"),
-                         need("weight._shift"));
-  }
+  // Private, writable copies on the target device (file tensors view read-only memory).
+  QWeight w = QWeight::from_state(*weight_qtype_, weight_shape(), group_size_,
+                                  [&](const std::string& key) -> std::optional<at::Tensor> {
+                                    auto t = get(key);
+                                    if (!t) return std::nullopt;
+                                    return t->to(device, /*non_blocking=*/false, /*copy=*/true);
+                                  });
   // Scales follow the model's float dtype (as the other float parameters do on load).
-  const auto float_dtype = weight.defined() ? weight.scalar_type() : at::kFloat;
-  if (w.bytes.defined()) {
-    w.bytes = w.bytes.to(float_dtype);
-  } else {
-    w.bits = w.bits.to(float_dtype);
-  }
-  install_frozen(w);
+  install_frozen(w.to(weight.defined() ? weight.scalar_type() : at::kFloat));
 }
 
 template <typename D>
@@ -273,15 +231,11 @@ void QModule<D>::to(torch::Dtype dtype, bool non_blocking) {
 
 template <typename D>
 void QModule<D>::to(torch::Device device, bool non_blocking) {
-  if (tiled_ && !device.is_cpu()) {
-    // Only the CPU kernels read the tiled layout: go back to the canonical one.
-    weight_data.set_data(qweight().bits.to_canonical().data());
-    tiled_ = false;
-  }
-  if (packed_w8a8_ && !device.is_cpu()) {
-    // Likewise the packed W8A8 layout.
-    weight_data.set_data(qweight().bytes.canonical_data());
-    packed_w8a8_ = false;
+  if (frozen_ && weight_qtype_) {
+    // Through the canonical layout, into the one the destination's kernels read (exact).
+    const QWeight w = qweight().to(device, activation_qtype_, is_linear());
+    layout_ = w.layout();
+    weight_data.set_data(w.bytes.defined() ? w.bytes.data() : w.bits.data());
   }
   for (auto& p : this->named_parameters(false)) p.value().set_data(p.value().to(device, non_blocking));
   for (auto& b : this->named_buffers(false)) b.value().set_data(b.value().to(device, non_blocking));

@@ -156,4 +156,9 @@ std::string cpu_isa() {
   return h.call();
 }
 
+bool force_generic_path(bool enabled) {
+  static const auto h = op<bool(bool)>("quanto::force_generic_path");
+  return h.call(enabled);
+}
+
 }  // namespace quanto::ops

@@ -4,8 +4,10 @@
 #include <torch/library.h>
 
 #include <quanto/qtype.h>
+#include <quanto/weights.h>
 
 #include "kernels/dispatch.h"
+#include "ops/generic/force_generic.h"
 
 namespace {
 
@@ -45,6 +47,26 @@ std::vector<std::string> supported_cpu_isas_op() {
   return names;
 }
 
+// The weights layer's facts, for the Python package (include/quanto/weights.h).
+std::vector<std::string> weight_state_keys_op(c10::string_view qtype) {
+  return quanto::weight_format(quanto::qtype_from_name(qtype)).keys();
+}
+
+std::tuple<std::vector<int64_t>, std::vector<int64_t>> weight_stored_shapes_op(c10::string_view qtype,
+                                                                              std::vector<int64_t> shape,
+                                                                              std::optional<int64_t> group_size) {
+  const quanto::QType& q = quanto::qtype_from_name(qtype);
+  const auto stored = quanto::weight_format(q).stored(q, shape, group_size, c10::ScalarType::Float);
+  return {stored.at(0).shape, stored.at(1).shape};
+}
+
+std::string weight_layout_op(c10::string_view qtype, std::vector<int64_t> shape, std::optional<int64_t> group_size,
+                             c10::Device device, c10::string_view activations, bool linear) {
+  const quanto::QType* a = activations == "none" ? nullptr : &quanto::qtype_from_name(activations);
+  return quanto::layout_name(
+      quanto::choose_layout(quanto::qtype_from_name(qtype), shape, group_size, device, a, linear));
+}
+
 }  // namespace
 
 TORCH_LIBRARY(quanto, m) {
@@ -55,6 +77,31 @@ TORCH_LIBRARY(quanto, m) {
   m.def("cpu_isa() -> str", &cpu_isa_op);
   m.def("supported_cpu_isas() -> str[]", &supported_cpu_isas_op);
   m.def("default_group_size(int in_features) -> int?", &quanto::default_group_size);
+  // Sends CPU tensors through the device-generic implementations (what CUDA, MPS, XPU… run)
+  // instead of the CPU kernels; returns the previous setting. Initially QUANTO_FORCE_GENERIC.
+  m.def("force_generic_path(bool enabled) -> bool", &quanto::ops::generic::set_generic_path_forced);
+  // The weights layer: state-dict keys (module-relative, in write order), canonical shapes of
+  // the codes and of the scale (a shift has the scale's shape), and the in-memory layout a frozen
+  // weight gets on a device ("canonical", "tiled" or "packed_w8a8").
+  m.def("weight_state_keys(str qtype) -> str[]", &weight_state_keys_op);
+  m.def("weight_stored_shapes(str qtype, int[] shape, int? group_size) -> (int[] data, int[] scale)",
+        &weight_stored_shapes_op);
+  m.def("weight_layout(str qtype, int[] shape, int? group_size, Device device, str activations=\"none\", "
+        "bool linear=True) -> str",
+        &weight_layout_op);
+  // The weights layer's quantize / dequantize steps: canonical tensors in weight_state_keys order
+  // from a float weight (scale/shift: an optimizer's parameters; None: absmax or min/max), and back.
+  m.def("weight_quantize(Tensor weight, str qtype, int? group_size=None, Tensor? scale=None, Tensor? shift=None) "
+        "-> Tensor[]");
+  m.def("weight_dequantize(Tensor[] state, str qtype, int[] shape, int? group_size=None) -> Tensor");
+  // A frozen weight held in memory as (data, scale[, shift]) in a named layout: convert its data
+  // to another layout (exact), or run y = x @ W^T + bias through the op that layout calls for
+  // (weight-only, or qint8 activation codes with their scale).
+  m.def("weight_relayout(Tensor[] state, str qtype, int[] shape, int? group_size, str layout, str to_layout) -> Tensor");
+  m.def("weight_linear(Tensor x, Tensor[] state, str qtype, int[] shape, int? group_size, str layout, "
+        "Tensor? bias=None) -> Tensor");
+  m.def("weight_linear_w8a8(Tensor x_data, Tensor x_scale, Tensor[] state, str qtype, int[] shape, str layout, "
+        "Tensor? bias, ScalarType out_dtype) -> Tensor");
 
   // Scales.
   m.def("absmax_scale(Tensor x, str qtype, int? axis=None) -> Tensor");

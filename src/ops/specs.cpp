@@ -5,6 +5,7 @@
 #include <c10/core/SymBool.h>
 #include <c10/util/Exception.h>
 
+#include "kernels/layout_geometry.h"
 #include "kernels/ref/linear_ref.h"
 
 namespace quanto::ops {
@@ -254,9 +255,8 @@ void check_tiled_geometry(const char* op, int64_t bits, int64_t out_features, in
   checked_bits(op, bits);
   TORCH_CHECK_VALUE(out_features > 0 && in_features > 0, op, ": out_features and in_features must be positive, got ",
                     out_features, " and ", in_features);
-  // A tiled block is 16 bytes: 32 4-bit or 64 2-bit codes.
-  const int64_t block = 128 / bits;
-  TORCH_CHECK_VALUE(group_size > 0 && group_size % block == 0, op, ": for ", bits,
+  const int64_t block = kernels::tile_block_codes(bits);
+  TORCH_CHECK_VALUE(kernels::can_tile(bits, group_size), op, ": for ", bits,
                     "-bit weights the tiled layout needs group_size to be a multiple of ", block, ", got ", group_size);
   TORCH_CHECK_VALUE(in_features % group_size == 0, op, ": group_size ", group_size, " does not divide in_features ",
                     in_features);
@@ -276,7 +276,7 @@ TensorSpec tile_qbits_spec(const at::Tensor& packed, int64_t bits, int64_t out_f
   check_dtype(op, "packed", packed, at::kByte);
   check_param_shape(op, "packed", packed, canonical_packed_sizes(bits, out_features, in_features, group_size),
                     "these features and group_size");
-  return {{out_features, in_features * bits / 8}, at::kByte};
+  return {{out_features, kernels::tiled_row_bytes(bits, in_features)}, at::kByte};
 }
 
 TensorSpec untile_qbits_spec(const at::Tensor& tiled, int64_t bits, int64_t out_features, int64_t in_features,
@@ -284,7 +284,8 @@ TensorSpec untile_qbits_spec(const at::Tensor& tiled, int64_t bits, int64_t out_
   const char* op = "untile_qbits";
   check_tiled_geometry(op, bits, out_features, in_features, group_size);
   check_dtype(op, "tiled", tiled, at::kByte);
-  check_param_shape(op, "tiled", tiled, {out_features, in_features * bits / 8}, "these features");
+  check_param_shape(op, "tiled", tiled, {out_features, kernels::tiled_row_bytes(bits, in_features)},
+                    "these features");
   return {canonical_packed_sizes(bits, out_features, in_features, group_size), at::kByte};
 }
 
@@ -324,12 +325,11 @@ TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale,
 
 namespace {
 
-// The packed W8A8 layout's geometry; K < 2^17 keeps 128 · Σ_k w (stored as int32) in range.
 void check_w8a8_packed_geometry(const char* op, int64_t out_features, int64_t in_features) {
   TORCH_CHECK_VALUE(out_features > 0 && in_features > 0, op, ": out_features and in_features must be positive, got ",
                     out_features, " and ", in_features);
-  TORCH_CHECK_VALUE(in_features < (int64_t{1} << 17), op, ": the packed W8A8 layout holds in_features < 131072, got ",
-                    in_features);
+  TORCH_CHECK_VALUE(kernels::can_pack_w8a8(out_features, in_features), op, ": the packed W8A8 layout holds in_features < ",
+                    kernels::kW8A8MaxInFeatures, ", got ", in_features);
 }
 
 SymSizes w8a8_packed_sizes(int64_t out_features, int64_t in_features) {

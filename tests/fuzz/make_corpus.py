@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the hand-made corpora (committed; rerun only to change them):
 
-  corpus_malformed/       safetensors files that each break one rule of FORMAT.md
+  corpus_malformed/       safetensors files that each break one rule of docs/format.md
   corpus_qmap_malformed/  quantization maps that each break one rule
   corpus_seed/            valid safetensors files (written by the `safetensors` package) and
                           valid maps: fuzzing seeds

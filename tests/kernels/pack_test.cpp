@@ -1,4 +1,4 @@
-// Packing of 2/4-bit codes: the exact byte layout of shared/FORMAT.md, round trips on
+// Packing of 2/4-bit codes: the exact byte layout of docs/format.md, round trips on
 // remainder shapes, split ranges, and rejection of codes that do not fit.
 #include <gtest/gtest.h>
 

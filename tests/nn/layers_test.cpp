@@ -84,9 +84,10 @@ TEST(QLinear, Int4UsesTiledLayoutOnCpuAndMatches) {
   EXPECT_LT(rel_err(after, before), 1e-5);
 }
 
-// qint8 x qint8 on CPU: freeze converts the weight once to the packed W8A8 layout and keeps
-// only that; the canonical int8 data comes back exactly for export, dequantize and other devices.
-TEST(QLinear, W8A8HoldsOnlyThePackedLayoutOnCpu) {
+// qint8 x qint8 on CPU: freeze converts the weight once to the layout the weights layer picks for
+// the kernel set in use (packed W8A8 with VNNI, canonical otherwise) and keeps only that; the
+// canonical int8 data comes back exactly for export, dequantize and other devices.
+TEST(QLinear, W8A8HoldsOneLayoutOnCpu) {
   for (int64_t in : {99, 256}) {
     SCOPED_TRACE("in=" + std::to_string(in));
     torch::manual_seed(5);
@@ -98,9 +99,13 @@ TEST(QLinear, W8A8HoldsOnlyThePackedLayoutOnCpu) {
     const quanto::QBytesWeight canonical = q->qweight().bytes;
     q->freeze();
     const quanto::QBytesWeight w = q->qweight().bytes;
-    ASSERT_EQ(w.layout(), quanto::QBytesWeight::Layout::packed_w8a8);
-    EXPECT_EQ(q->weight_data.scalar_type(), at::kByte);
-    EXPECT_EQ(q->weight_data.sizes(), at::IntArrayRef({2, ((in + 3) / 4 + 1) * 64 * 4}));
+    const bool packs = quanto::choose_layout(quanto::qint8, {70, in}, std::nullopt, at::kCPU, &quanto::qint8, true) ==
+                       quanto::WeightLayout::packed_w8a8;
+    ASSERT_EQ(w.layout(), packs ? quanto::QBytesWeight::Layout::packed_w8a8 : quanto::QBytesWeight::Layout::canonical);
+    EXPECT_EQ(q->weight_data.scalar_type(), packs ? at::kByte : at::kChar);
+    if (packs) {
+      EXPECT_EQ(q->weight_data.sizes(), at::IntArrayRef({2, ((in + 3) / 4 + 1) * 64 * 4}));
+    }
     EXPECT_EQ(w.shape(), std::vector<int64_t>({70, in}));
     EXPECT_TRUE(at::equal(w.canonical_data(), canonical.data()));
     EXPECT_TRUE(at::equal(w.dequantize(), canonical.dequantize()));
@@ -118,9 +123,9 @@ TEST(QLinear, W8A8HoldsOnlyThePackedLayoutOnCpu) {
         EXPECT_TRUE(at::equal(t, canonical.data()));
       }
     }
-    // A clone keeps the packed layout and the results.
+    // A clone keeps the layout and the results.
     auto copy = std::dynamic_pointer_cast<QLinearImpl>(q->clone());
-    EXPECT_EQ(copy->weight_data.scalar_type(), at::kByte);
+    EXPECT_EQ(copy->weight_data.scalar_type(), q->weight_data.scalar_type());
     EXPECT_TRUE(at::equal(copy->forward(x), q(x)));
   }
   // Weight-only int8 and int8 x float8 layers keep the canonical layout.

@@ -112,7 +112,7 @@ TEST(Serialization, NotFrozenSavesLikeFrozen) {
 }
 
 TEST(Serialization, FileWithoutQuantoMetadataLoads) {
-  // Group sizes are rebuilt from the shapes (FORMAT.md rule), as for optimum-quanto's files.
+  // Group sizes are rebuilt from the shapes (docs/format.md's default rule), as for optimum-quanto's files.
   torch::manual_seed(3);
   Net net(40, 256, 160, 5);  // fc1: 256 in -> group 128; fc2: 160 in -> group 32
   quanto::Config cfg;

@@ -212,9 +212,10 @@ TEST(Freeze, MemoryDropsToPackedSize) {
   EXPECT_TRUE(at::equal(copy->forward(x), mlp(x)));
 }
 
-// qint8 x qint8: the frozen layers hold only the packed W8A8 layout (int8 codes in blocks of 64
-// channels plus one int32 row sum per channel), not a canonical copy besides.
-TEST(Freeze, W8A8MemoryDropsToPackedSize) {
+// qint8 x qint8: the frozen layers hold one layout only — the packed W8A8 one (int8 codes in
+// blocks of 64 channels plus one int32 row sum per channel) where the kernel set has VNNI, the
+// canonical int8 codes elsewhere — never a second copy.
+TEST(Freeze, W8A8MemoryDropsToOneLayout) {
   torch::manual_seed(3);
   MLP mlp(256, 512, 128);
   const int64_t float_bytes = quanto::state_nbytes(*mlp);
@@ -229,8 +230,12 @@ TEST(Freeze, W8A8MemoryDropsToPackedSize) {
     mlp(x);
   }
   EXPECT_EQ(quanto::freeze(*mlp), 2);
-  auto packed_bytes = [](int64_t out, int64_t in) { return (out + 63) / 64 * ((in + 3) / 4 + 1) * 64 * 4; };
-  // packed codes + row sums, one float scale per channel, float bias, two 0-dim scales
+  const bool packs = quanto::choose_layout(quanto::qint8, {512, 256}, std::nullopt, at::kCPU, &quanto::qint8, true) ==
+                     quanto::WeightLayout::packed_w8a8;
+  auto packed_bytes = [&](int64_t out, int64_t in) {
+    return packs ? (out + 63) / 64 * ((in + 3) / 4 + 1) * 64 * 4 : out * in;
+  };
+  // codes (+ row sums when packed), one float scale per channel, float bias, two 0-dim scales
   const int64_t expected = (packed_bytes(512, 256) + 512 * 4 + 512 * 4 + 8) + (packed_bytes(128, 512) + 128 * 4 + 128 * 4 + 8);
   EXPECT_EQ(quanto::state_nbytes(*mlp), expected);
   EXPECT_LT(quanto::state_nbytes(*mlp) * 3, float_bytes);

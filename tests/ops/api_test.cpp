@@ -60,6 +60,25 @@ TEST(Ops, BadInputNamesTheArgument) {
   EXPECT_THROW(quanto::ops::pack_codes(at::zeros({4}, at::kByte), 3), c10::ValueError);
 }
 
+TEST(Ops, ForceGenericPathGuardScopesTheSwitch) {
+  const bool initial = quanto::ops::force_generic_path(false);
+  at::manual_seed(2);
+  const at::Tensor w = at::randn({7, 64});
+  const at::Tensor scale = quanto::ops::absmax_scale(w, "qint8", 0);
+  const at::Tensor cpu = quanto::ops::symmetric_quantize(w, scale, "qint8", 0);
+  {
+    quanto::ops::ForceGenericPath generic;
+    // Same codes from the device-generic implementation, bit for bit.
+    EXPECT_TRUE(at::equal(quanto::ops::symmetric_quantize(w, scale, "qint8", 0), cpu));
+    {
+      quanto::ops::ForceGenericPath cpu_kernels(false);
+      EXPECT_FALSE(quanto::ops::force_generic_path(false));
+    }
+    EXPECT_TRUE(quanto::ops::force_generic_path(true));
+  }
+  EXPECT_FALSE(quanto::ops::force_generic_path(initial));
+}
+
 TEST(Ops, CpuIsaIsReported) {
   const std::string isa = quanto::ops::cpu_isa();
   EXPECT_TRUE(isa == "generic" || isa == "avx2" || isa == "avx512" || isa == "avx512bf16") << isa;

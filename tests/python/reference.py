@@ -1,4 +1,4 @@
-"""Pure-PyTorch statement of the math in shared/FORMAT.md, the oracle for bit-exact tests.
+"""Pure-PyTorch statement of the math in docs/format.md, the oracle for bit-exact tests.
 
 Written from the specification, evaluated with ordinary torch ops in the input dtype; where
 quanto defines a policy the specification leaves open (zero scales), it is spelled out here.
@@ -94,7 +94,7 @@ def unpack(packed, bits, rows):
 
 
 def default_group_size(in_features):
-    """FORMAT.md's rule for 2/4-bit weights."""
+    """docs/format.md's default group-size rule for 2/4-bit weights."""
     if in_features <= 128:
         return None
     gs = 128

@@ -1,4 +1,4 @@
-"""symmetric/affine quantize and dequantize: bit-exact against the FORMAT.md reference and
+"""symmetric/affine quantize and dequantize: bit-exact against the docs/format.md reference and
 against optimum-quanto 0.2.7's own ops, on several shapes and dtypes."""
 
 import optimum.quanto as oq

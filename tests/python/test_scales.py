@@ -1,4 +1,4 @@
-"""absmax_scale, minmax_scale_shift, shift_to_zeropoint: bit-exact against the FORMAT.md
+"""absmax_scale, minmax_scale_shift, shift_to_zeropoint: bit-exact against the docs/format.md
 reference and against optimum-quanto's optimizers."""
 
 import pytest

@@ -1,6 +1,7 @@
 // `quanto inspect`: validate a checkpoint (every shard's safetensors rules, the index, the
 // quantization map) and list its tensors, with the qtype and group size of quantized modules.
 #include <quanto/qtype.h>
+#include <quanto/weights.h>
 
 #include <filesystem>
 #include <fstream>
@@ -30,11 +31,10 @@ struct ModuleInfo {
   uint64_t numel = 0;          // weight elements (from the data tensor)
 };
 
-// "a.b.weight._data._data" -> "a.b"; "a.b.input_scale" -> "a.b"; else "".
+// "a.b.<a weight format key>" or "a.b.input_scale" -> "a.b"; else "".
 std::string quantized_owner(const std::string& name) {
-  for (const char* s : {".weight._data._data", ".weight._data", ".weight._scale", ".weight._shift", ".input_scale",
-                        ".output_scale"}) {
-    const std::string suf(s);
+  for (const std::string& key : quantized_module_keys()) {
+    const std::string suf = "." + key;
     if (name.size() > suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0)
       return name.substr(0, name.size() - suf.size());
   }
@@ -133,7 +133,8 @@ int run_inspect(const InspectOptions& opts) {
         auto& info = modules[owner];
         info.bytes += e.nbytes();
         const QType* q = find_qtype(info.weights);
-        if (e.name == owner + ".weight._data._data" || e.name == owner + ".weight._data") {
+        const std::string key = e.name.substr(owner.size() + 1);
+        if (key == kQBitsFormat.data_key || key == kQBytesFormat.data_key) {
           uint64_t n = e.numel();
           if (q && q->bits < 8) n *= static_cast<uint64_t>(8 / q->bits);
           info.numel = n;
@@ -149,7 +150,7 @@ int run_inspect(const InspectOptions& opts) {
   for (const auto& [m, info] : modules)
     if (has_qmap && info.weights != "none" && info.numel == 0)
       throw CliError(std::string(kQmapName) + " names module '" + m + "' (" + info.weights +
-                     ") but no file holds its quantized weight ('" + m + ".weight._data...')");
+                     ") but no file holds its quantized weight");
 
   json mods = json::array();
   for (const auto& [m, info] : modules) {

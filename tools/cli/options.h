@@ -13,7 +13,7 @@ struct QuantizeOptions {
   std::string input;
   std::string output;
   std::string weights = "int8";          // CLI name: int8, int4, int2, float8, float8_e4m3fn, float8_e5m2
-  std::optional<int64_t> group_size;     // 2/4-bit only; default: FORMAT.md's rule per layer
+  std::optional<int64_t> group_size;     // 2/4-bit only; default: docs/format.md's rule per layer
   std::string optimizer;                 // absmax | minmax | hqq; empty: absmax (8-bit), minmax (2/4-bit)
   std::vector<std::string> include;      // module globs; empty: every candidate
   std::vector<std::string> exclude;      // module globs

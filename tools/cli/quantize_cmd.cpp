@@ -7,6 +7,7 @@
 
 #include <quanto/safetensors_aten.h>
 #include <quanto/serialization.h>
+#include <quanto/weights.h>
 
 #include <malloc.h>
 #include <unistd.h>
@@ -94,8 +95,8 @@ std::string untied_config(const fs::path& path) {
 }
 
 bool already_quantized(const std::string& name) {
-  for (const char* s : {".weight._data", ".weight._scale", ".weight._shift", ".input_scale", ".output_scale"})
-    if (name.find(s) != std::string::npos) return true;
+  for (const std::string& key : quantized_module_keys())
+    if (name.find("." + key) != std::string::npos) return true;
   return false;
 }
 

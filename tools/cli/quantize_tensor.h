@@ -20,10 +20,8 @@ struct OutSpec {
 };
 
 // The output tensors of one input tensor: a copied tensor keeps its name, dtype and shape; a
-// quantized weight of module m becomes (FORMAT.md)
-//   8-bit:   m.weight._data [shape], m.weight._scale [out, 1, …]
-//   2/4-bit: m.weight._data._data (packed uint8), m.weight._scale, m.weight._shift
-//   both:    m.input_scale, m.output_scale (0-dim, 1.0, the weight's dtype)
+// quantized weight of module m becomes its format's tensors (quanto::WeightFormat::stored) plus
+// m.input_scale and m.output_scale (0-dim, 1.0, the weight's dtype).
 std::vector<OutSpec> output_specs(const TensorPlan& plan, const Settings& settings);
 
 struct QuantizedWeight {

@@ -4,7 +4,7 @@
 transformers model in place and wraps it; the wrapper forwards everything else (``generate``,
 ``config``, ``to`` …) to the model. ``save_pretrained(folder)`` writes
 
-- ``model.safetensors`` — the quantized state dict with optimum-quanto's keys (FORMAT.md) — or,
+- ``model.safetensors`` — the quantized state dict with optimum-quanto's keys (docs/format.md) — or,
   past ``max_shard_size``, ``model-0000i-of-0000n.safetensors`` shards and
   ``model.safetensors.index.json`` (``{"metadata": {"total_size": …}, "weight_map": {key: file}}``);
 - ``quanto_qmap.json`` — the quantization map;

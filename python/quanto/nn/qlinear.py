@@ -18,20 +18,12 @@ def qlinear_forward(m: QModuleMixin, x: torch.Tensor, xq: Optional[Tuple[torch.T
     if m.weight_qtype is None or not m.frozen:
         w = m._fake_quantized_weight() if m.weight_qtype is not None else m._parameters["weight"]
         return F.linear(x, m._canonical_weight(w), bias)
-    bits = m.weight_qtype.bits
-    if bits == 8:
-        if getattr(m, "_quanto_w8a8_packed", False):
-            if xq is not None:
-                return ops.linear_w8a8_packed(xq[0], xq[1], m.weight_data, m.weight_scale, m._quanto_qshape[0], bias,
-                                              x.dtype)
-            return ops.linear_qbytes(x, m.canonical_weight_tensors()["data"], m.weight_scale, bias)
-        if xq is not None and is_w8a8(m):
-            return ops.linear_w8a8(xq[0], xq[1], m.weight_data, m.weight_scale, bias, x.dtype)
-        return ops.linear_qbytes(x, m.weight_data, m.weight_scale, bias)
-    gs = m._effective_group_size()
-    if m._quanto_tiled:
-        return ops.linear_qbits_tiled(x, m.weight_data, m.weight_scale, m.weight_shift, bits, gs, bias)
-    return ops.linear_qbits(x, m.weight_data, m.weight_scale, m.weight_shift, bits, gs, bias)
+    shape = list(m._quanto_qshape)
+    if xq is not None and is_w8a8(m):
+        return ops.weight_linear_w8a8(xq[0], xq[1], m._held_weight(), m.weight_qtype.name, shape, m._quanto_layout,
+                                      bias, x.dtype)
+    return ops.weight_linear(x, m._held_weight(), m.weight_qtype.name, shape, m.weight_group_size, m._quanto_layout,
+                             bias)
 
 
 class QLinear(QModuleMixin, torch.nn.Linear):
@@ -48,8 +40,8 @@ class QLinear(QModuleMixin, torch.nn.Linear):
 class QConv1DMixin(QModuleMixin):
     """transformers' Conv1D (GPT-2): y = x @ W + b with W stored [in, out].
 
-    The quantized weight is kept out-first ([out, in], the Linear layout the kernels read), so
-    ``weight._data`` has the transposed shape of the float ``weight``. optimum-quanto does not
+    The quantized weight is kept out-first ([out, in], the Linear layout the kernels read), so the
+    stored codes have the transposed shape of the float ``weight``. optimum-quanto does not
     quantize Conv1D, so this key layout is quanto's own.
     """
 

@@ -6,14 +6,15 @@ A float module becomes quantized in place: its class is swapped for a subclass t
 with straight-through gradients (QAT). ``freeze`` replaces it by plain buffers holding the
 quantized weight: ``weight_data`` (int8/float8 values, or packed 2/4-bit codes — tiled for the
 fast 4-bit kernels when the group size allows), ``weight_scale`` and ``weight_shift``.
-``state_dict`` always holds optimum-quanto's keys and canonical layout (FORMAT.md):
-``weight._data`` / ``weight._scale`` for 8-bit qtypes, ``weight._data._data`` / ``weight._scale``
-/ ``weight._shift`` for 2/4-bit ones, plus ``input_scale`` and ``output_scale``.
+``state_dict`` always holds optimum-quanto's keys and canonical layout (docs/format.md), plus
+``input_scale`` and ``output_scale``.
 
-All arithmetic goes through ``torch.ops.quanto``: Python only decides which op to call.
+All arithmetic goes through ``torch.ops.quanto``, and the facts of each weight format (its
+state-dict keys, canonical shapes, and the in-memory layout a device gets) come from the native
+weights layer through ``torch.ops.quanto.weight_*``: Python only decides which op to call.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -47,7 +48,7 @@ def as_qtype(value, what: str) -> Optional[qtype]:
 
 
 def resolve_group_size(wtype: qtype, in_features: int, group_size: Optional[int], where: str) -> Optional[int]:
-    """The group size used for a weight: FORMAT.md's default rule, or the user's choice, checked."""
+    """The group size used for a weight: docs/format.md's default rule, or the user's choice, checked."""
     if wtype.bits == 8:
         return None
     if group_size is None:
@@ -80,23 +81,22 @@ def _straight_through(x: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_weight(w: torch.Tensor, wtype: qtype, group_size: Optional[int], optimizer) -> Dict[str, torch.Tensor]:
-    """Canonical quantized tensors of an out-first weight: data, scale (and shift for 2/4 bits)."""
+    """Canonical quantized tensors of an out-first weight: data, scale (and shift for 2/4 bits).
+
+    The optimizer gives the parameters; the native weights layer does the rest."""
     w = w.detach()
     if wtype.bits == 8:
-        scale = optimizer(w, qtype=wtype, axis=0)
-        return {"data": ops.symmetric_quantize(w, scale, wtype.name, 0), "scale": scale}
-    scale, shift = optimizer(w, qtype=wtype, axis=0, group_size=group_size)
-    codes = ops.affine_quantize(w, scale, shift, wtype.name, 0, group_size)
-    return {"data": ops.pack_codes(codes, wtype.bits), "scale": scale, "shift": shift}
+        scale, shift = optimizer(w, qtype=wtype, axis=0), None
+    else:
+        scale, shift = optimizer(w, qtype=wtype, axis=0, group_size=group_size)
+    parts = ops.weight_quantize(w, wtype.name, group_size, scale, shift)
+    return dict(zip(("data", "scale", "shift"), parts))
 
 
 def dequantize_weight(t: Dict[str, torch.Tensor], wtype: qtype, group_size: Optional[int], shape) -> torch.Tensor:
     """The float weight (scale's dtype) that canonical quantized tensors stand for."""
-    if wtype.bits == 8:
-        return ops.symmetric_dequantize(t["data"], t["scale"])
-    rows = (torch.Size(shape).numel() // group_size) if group_size else shape[0]
-    codes = ops.unpack_codes(t["data"], wtype.bits, rows)
-    return ops.affine_dequantize(codes, t["scale"], t["shift"], list(shape), 0, group_size)
+    parts = [t["data"], t["scale"]] + ([t["shift"]] if wtype.bits < 8 else [])
+    return ops.weight_dequantize(parts, wtype.name, list(shape), group_size)
 
 
 class QModuleMixin:
@@ -115,7 +115,7 @@ class QModuleMixin:
         self.weight_qtype = weights
         self.activation_qtype = activations
         self._quanto_frozen = False
-        self._quanto_tiled = False
+        self._quanto_layout = "canonical"
         # Whether forward quantizes the output (with activations). Calibration(streamline=True)
         # turns it off when no quantized module reads the output; quantization_map persists it.
         self._quanto_quantize_output = True
@@ -176,25 +176,38 @@ class QModuleMixin:
             return self._quanto_qshape[1]
         return gs
 
-    def _can_tile(self, device: torch.device) -> bool:
-        gs = self._effective_group_size()
-        bits = self.weight_qtype.bits  # a tiled block: 32 4-bit or 64 2-bit codes
-        return (self._linear_weight and bits in (2, 4) and len(self._quanto_qshape) == 2
-                and gs is not None and gs % (128 // bits) == 0 and device.type in ("cpu", "meta"))
+    def _layout_for(self, device: torch.device) -> str:
+        """The in-memory layout the native weights layer picks for this weight on `device`."""
+        a = self.activation_qtype.name if self.activation_qtype is not None else "none"
+        return ops.weight_layout(self.weight_qtype.name, list(self._quanto_qshape), self.weight_group_size, device,
+                                 a, self._linear_weight)
+
+    @property
+    def _quanto_tiled(self) -> bool:
+        return self.__dict__.get("_quanto_layout") == "tiled"
+
+    @property
+    def _quanto_w8a8_packed(self) -> bool:
+        return self.__dict__.get("_quanto_layout") == "packed_w8a8"
+
+    def _held_weight(self) -> List[torch.Tensor]:
+        """The frozen weight's tensors as held in memory: data (in _quanto_layout), scale[, shift]."""
+        return [self.weight_data, self.weight_scale] + ([self.weight_shift] if self.weight_qtype.bits < 8 else [])
+
+    def _weight_in_layout(self, layout: str) -> torch.Tensor:
+        """The frozen weight's data converted (exactly) to another layout by the weights layer."""
+        if layout == self._quanto_layout:
+            return self.weight_data
+        return ops.weight_relayout(self._held_weight(), self.weight_qtype.name, list(self._quanto_qshape),
+                                   self.weight_group_size, self._quanto_layout, layout)
 
     def canonical_weight_tensors(self) -> Dict[str, torch.Tensor]:
-        """The frozen weight as FORMAT.md lays it out (the tiled 4-bit layout converted back)."""
+        """The frozen weight in the canonical layout (docs/format.md), whatever its in-memory one."""
         if not self.frozen:
             raise ValueError(f"{type(self).__name__} {self.name!r} is not frozen: its weight is not quantized yet")
-        t = {"data": self.weight_data, "scale": self.weight_scale}
+        t = {"data": self._weight_in_layout("canonical"), "scale": self.weight_scale}
         if self.weight_qtype.bits < 8:
             t["shift"] = self.weight_shift
-            if self._quanto_tiled:
-                out, inf = self._quanto_qshape
-                t["data"] = ops.untile_qbits(self.weight_data, self.weight_qtype.bits, out, inf,
-                                             self._effective_group_size())
-        elif getattr(self, "_quanto_w8a8_packed", False):
-            t["data"] = ops.unpack_w8a8(self.weight_data, *self._quanto_qshape)
         return t
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -203,37 +216,23 @@ class QModuleMixin:
                                  self._quanto_qshape)
 
     def _set_frozen(self, t: Dict[str, torch.Tensor]):
+        """Installs canonical tensors, converted to the layout the weights layer picks for their device."""
         self._parameters.pop("weight", None)
-        data = t["data"]
-        tiled = self.weight_qtype.bits < 8 and self._can_tile(data.device)
-        if tiled:
-            out, inf = self._quanto_qshape
-            data = ops.tile_qbits(data, self.weight_qtype.bits, out, inf, self._effective_group_size())
-        # int8 x int8 linear layers on CPU: the W8A8 kernels' packed layout (exact round trip).
-        packed = (self._linear_weight and is_w8a8(self) and len(self._quanto_qshape) == 2
-                  and data.device.type in ("cpu", "meta") and self._quanto_qshape[1] < 131072
-                  and hasattr(ops, "pack_w8a8"))  # an older native library keeps the canonical layout
-        if packed:
-            data = ops.pack_w8a8(data)
-        self._quanto_w8a8_packed = packed
-        self.register_buffer("weight_data", data, persistent=False)
+        self.register_buffer("weight_data", t["data"], persistent=False)
         self.register_buffer("weight_scale", t["scale"], persistent=False)
         if "shift" in t:
             self.register_buffer("weight_shift", t["shift"], persistent=False)
-        self._quanto_tiled = tiled
+        self._quanto_layout = "canonical"
         self._quanto_frozen = True
+        self._relayout()
 
     def _expected_shapes(self) -> Dict[str, Tuple[int, ...]]:
-        shape, gs, bits = self._quanto_qshape, self.weight_group_size, self.weight_qtype.bits
-        if bits == 8:
-            return {"data": shape, "scale": (shape[0],) + (1,) * (len(shape) - 1)}
-        if gs is None:
-            rows, rest, param = shape[0], shape[1:], (shape[0],) + (1,) * (len(shape) - 1)
-        else:
-            rows, rest = torch.Size(shape).numel() // gs, (gs,)
-            param = (rows, 1)
-        k = 8 // bits
-        return {"data": ((rows + k - 1) // k,) + tuple(rest), "scale": param, "shift": param}
+        data, scale = ops.weight_stored_shapes(self.weight_qtype.name, list(self._quanto_qshape),
+                                               self.weight_group_size)
+        shapes = {"data": tuple(data), "scale": tuple(scale)}
+        if self.weight_qtype.bits < 8:
+            shapes["shift"] = tuple(scale)
+        return shapes
 
     def _empty_frozen(self):
         """Frozen buffers of the right shapes, without data (requantize fills them)."""
@@ -372,6 +371,15 @@ class QModuleMixin:
     # --- device / dtype -----------------------------------------------------------------------
 
     def _apply(self, fn, *args, **kwargs):
+        # A CPU kernel layout goes back to the canonical one before a move and is chosen afresh
+        # on the destination (exact both ways), so every device reads the layout it can run.
+        moving = self.frozen and self.weight_qtype is not None and self._quanto_layout != "canonical"
+        if moving:
+            old = self._buffers["weight_data"].device
+            moving = fn(torch.empty(0, dtype=torch.float32, device=old)).device != old
+        if moving:
+            self._buffers["weight_data"] = self.canonical_weight_tensors()["data"]
+            self._quanto_layout = "canonical"
         # Module.to(dtype) would cast float8 weight codes like any floating tensor: move them only.
         held = {k: b for k, b in self._buffers.items() if b is not None and b.dtype in _FLOAT8}
         for k in held:
@@ -385,14 +393,22 @@ class QModuleMixin:
             device = fn(torch.empty(0, dtype=torch.float32, device=b.device)).device
             if device != b.device:
                 self._buffers[k] = torch.empty_like(b, device=device) if b.is_meta else b.to(device)
+        if self.frozen and self.weight_qtype is not None and self._quanto_layout == "canonical":
+            self._relayout()
         return result
+
+    def _relayout(self):
+        """Converts canonical frozen data to the layout its device gets."""
+        layout = self._layout_for(self._buffers["weight_data"].device)
+        if layout != self._quanto_layout:
+            self._buffers["weight_data"] = self._weight_in_layout(layout)
+            self._quanto_layout = layout
 
     # --- state dict ---------------------------------------------------------------------------
 
     def _weight_keys(self) -> Dict[str, str]:
-        if self.weight_qtype.bits == 8:
-            return {"data": "weight._data", "scale": "weight._scale"}
-        return {"data": "weight._data._data", "scale": "weight._scale", "shift": "weight._shift"}
+        """Module-relative state-dict keys of the weight's format, by part (data, scale, shift)."""
+        return dict(zip(("data", "scale", "shift"), ops.weight_state_keys(self.weight_qtype.name)))
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         if self.frozen:
@@ -407,7 +423,8 @@ class QModuleMixin:
             present = {part: k for part, k in keys.items() if k in state_dict}
             float_key = prefix + "weight"
             if keys["data"] not in state_dict:
-                other = "weight._data" if self.weight_qtype.bits < 8 else "weight._data._data"
+                other_qtype = "qint8" if self.weight_qtype.bits < 8 else "qint4"
+                other = ops.weight_state_keys(other_qtype)[0]
                 if prefix + other in state_dict:
                     kind = "an 8-bit" if self.weight_qtype.bits < 8 else "a 2/4-bit"
                     raise ValueError(f"{prefix + other}: the state dict holds {kind} quantized weight for "
@@ -466,8 +483,7 @@ class QModuleMixin:
         for k in _FROZEN_BUFFERS:
             self._buffers.pop(k, None)
         self._quanto_frozen = False
-        self._quanto_tiled = False
-        self._quanto_w8a8_packed = False
+        self._quanto_layout = "canonical"
         device = self.input_scale.device
         self._parameters["weight"] = torch.nn.Parameter(torch.empty(w.shape, dtype=w.dtype, device=device))
 

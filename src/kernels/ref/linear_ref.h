@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "kernels/layout_geometry.h"
 #include "kernels/numeric.h"
 
 namespace quanto::kernels {
@@ -49,11 +50,8 @@ void linear_w8a8_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stri
 // to a multiple of 4), kW8A8BlockN · 4 bytes: byte (q · kW8A8BlockN + j) · 4 + i = w[b · kW8A8BlockN
 // + j, 4q + i] (0 for channels past N); then kW8A8BlockN little-endian int32 that are 128 · Σ_k w[n, k]
 // (0 past N), the correction for the u8 offset of x that vpdpbusd needs (derived data: unpacking
-// ignores it, packing recomputes it). The packed tensor is uint8 [blocks, w8a8_block_bytes(K)].
-inline constexpr int64_t kW8A8BlockN = 64;
-inline int64_t w8a8_quads(int64_t K) { return (K + 3) / 4; }
-inline int64_t w8a8_block_bytes(int64_t K) { return (w8a8_quads(K) + 1) * kW8A8BlockN * 4; }
-inline int64_t w8a8_block_count(int64_t N) { return (N + kW8A8BlockN - 1) / kW8A8BlockN; }
+// ignores it, packing recomputes it). The packed tensor is uint8 [blocks, w8a8_block_bytes(K)];
+// the sizes live in kernels/layout_geometry.h.
 // The weight w[n, k] inside a packed block (n relative to the block).
 inline int8_t w8a8_packed_at(const uint8_t* block, int64_t j, int64_t k) {
   return static_cast<int8_t>(block[((k / 4) * kW8A8BlockN + j) * 4 + k % 4]);

@@ -1,4 +1,4 @@
-// Packing of 2- and 4-bit codes into bytes, in optimum-quanto's layout (shared/FORMAT.md).
+// Packing of 2- and 4-bit codes into bytes, in optimum-quanto's layout (docs/format.md).
 //
 // codes is a row-major [rows, cols] block of uint8 codes < 2^bits. With k = 8 / bits and
 // R = ceil(rows / k), packed is [R, cols]: code row i * R + p lives in packed row p, bits

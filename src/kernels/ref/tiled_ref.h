@@ -1,6 +1,6 @@
 // The tiled 4-bit weight layout the fast CPU kernels read, and its scalar reference matmul.
 //
-// Canonical (shared/FORMAT.md) 4-bit weights pack a code's neighbours along dim 0 of the
+// Canonical (docs/format.md) 4-bit weights pack a code's neighbours along dim 0 of the
 // grouped matrix, so one output row's codes are spread over two nibble planes far apart: a
 // GEMV would read every byte twice. The tiled layout keeps each output row contiguous:
 // row n holds K / 2 bytes, in blocks of 32 codes (16 bytes) where byte i holds code i in its
@@ -11,11 +11,10 @@
 
 #include <cstdint>
 
+#include "kernels/layout_geometry.h"
 #include "kernels/ref/linear_ref.h"
 
 namespace quanto::kernels {
-
-inline constexpr int64_t kTileCodes = 32;  // codes per tiled block (16 bytes)
 
 // codes: row-major [N, K] uint8 (< 16) -> tiled [N, K / 2]; rows [n_begin, n_end).
 void tile_w4_ref(const uint8_t* codes, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* tiled);
@@ -30,7 +29,6 @@ void linear_w4_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_siz
 // The tiled 2-bit layout: row n holds K / 4 bytes, in blocks of 64 codes (16 bytes) where byte i
 // holds codes i, i + 16, i + 32, i + 48 at bits 0, 2, 4, 6, so a 16-byte load decodes to 64
 // weights in order. It needs K % 64 == 0 (group_size a multiple of 64).
-inline constexpr int64_t kTile2Codes = 64;
 void tile_w2_ref(const uint8_t* codes, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* tiled);
 void untile_w2_ref(const uint8_t* tiled, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* codes);
 void linear_w2_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,

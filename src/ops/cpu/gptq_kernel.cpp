@@ -1,7 +1,7 @@
 // CPU: gptq_quantize (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative
 // Pre-trained Transformers"). Quantizes an out-first weight column by column in order; the
 // rounding error of each column, weighted by the inverse Hessian of the layer's inputs, is
-// pushed onto the columns not yet quantized. Groups are FORMAT.md's (contiguous along the input
+// pushed onto the columns not yet quantized. Groups are docs/format.md's (contiguous along the input
 // features, axis 0), and each group's min/max scale and shift is computed when its first column
 // is reached, from the error-updated weights, so the result is a plain affine 2/4-bit weight.
 #include <ATen/ops/argsort.h>
@@ -23,6 +23,8 @@
 #include "kernels/numeric.h"
 #include "kernels/ref/quantize_ref.h"
 #include "ops/cpu/cpu_utils.h"
+#include "ops/generic/force_generic.h"
+#include "ops/generic/generic_ops.h"
 #include "ops/specs.h"
 
 namespace quanto::ops::cpu {
@@ -155,6 +157,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& w
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(quanto, CPU, m) { m.impl("gptq_quantize", &gptq_quantize); }
+TORCH_LIBRARY_IMPL(quanto, CPU, m) {
+  // Each entry runs the device-generic implementation instead while the generic path is forced.
+  using generic::CpuOrGeneric;
+  m.impl("gptq_quantize", &CpuOrGeneric<&gptq_quantize, &generic::gptq_quantize>::call);
+}
 
 }  // namespace quanto::ops::cpu

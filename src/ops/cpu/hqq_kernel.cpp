@@ -8,6 +8,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/ref/hqq_ref.h"
 #include "ops/cpu/cpu_utils.h"
+#include "ops/generic/force_generic.h"
+#include "ops/generic/generic_ops.h"
 #include "ops/specs.h"
 
 namespace quanto::ops::cpu {
@@ -66,6 +68,10 @@ std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, c10::str
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(quanto, CPU, m) { m.impl("hqq_scale_shift", &hqq_scale_shift); }
+TORCH_LIBRARY_IMPL(quanto, CPU, m) {
+  // Each entry runs the device-generic implementation instead while the generic path is forced.
+  using generic::CpuOrGeneric;
+  m.impl("hqq_scale_shift", &CpuOrGeneric<&hqq_scale_shift, &generic::hqq_scale_shift>::call);
+}
 
 }  // namespace quanto::ops::cpu

@@ -6,6 +6,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/ref/linear_ref.h"
 #include "ops/cpu/cpu_utils.h"
+#include "ops/generic/force_generic.h"
+#include "ops/generic/generic_ops.h"
 #include "ops/specs.h"
 
 namespace quanto::ops::cpu {
@@ -178,13 +180,16 @@ at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scal
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, CPU, m) {
-  m.impl("linear_qbytes", &linear_qbytes);
-  m.impl("linear_qbits", &linear_qbits);
-  m.impl("linear_qbits_tiled", &linear_qbits_tiled);
-  m.impl("linear_w8a8", &linear_w8a8);
-  m.impl("pack_w8a8", &pack_w8a8);
-  m.impl("unpack_w8a8", &unpack_w8a8);
-  m.impl("linear_w8a8_packed", &linear_w8a8_packed);
+  // Each entry runs the device-generic implementation instead while the generic path is forced.
+  using generic::CpuOrGeneric;
+  m.impl("linear_qbytes", &CpuOrGeneric<&linear_qbytes, &generic::linear_qbytes>::call);
+  m.impl("linear_qbits", &CpuOrGeneric<&linear_qbits, &generic::linear_qbits>::call);
+  m.impl("linear_qbits_tiled", &CpuOrGeneric<&linear_qbits_tiled, &generic::linear_qbits_tiled>::call);
+  m.impl("linear_w8a8", &CpuOrGeneric<&linear_w8a8, &generic::linear_w8a8>::call);
+  m.impl("pack_w8a8", &CpuOrGeneric<&pack_w8a8, &generic::pack_w8a8>::call);
+  m.impl("unpack_w8a8", &CpuOrGeneric<&unpack_w8a8, &generic::unpack_w8a8>::call);
+  m.impl("linear_w8a8_packed", &CpuOrGeneric<&linear_w8a8_packed, &generic::linear_w8a8_packed>::call);
 }
+
 
 }  // namespace quanto::ops::cpu

@@ -7,6 +7,8 @@
 #include "kernels/ref/pack_ref.h"
 #include "kernels/ref/tiled_ref.h"
 #include "ops/cpu/cpu_utils.h"
+#include "ops/generic/force_generic.h"
+#include "ops/generic/generic_ops.h"
 #include "ops/specs.h"
 
 namespace quanto::ops::cpu {
@@ -67,10 +69,13 @@ at::Tensor untile_qbits(const at::Tensor& tiled, int64_t bits, int64_t out_featu
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, CPU, m) {
-  m.impl("pack_codes", &pack_codes);
-  m.impl("unpack_codes", &unpack_codes);
-  m.impl("tile_qbits", &tile_qbits);
-  m.impl("untile_qbits", &untile_qbits);
+  // Each entry runs the device-generic implementation instead while the generic path is forced.
+  using generic::CpuOrGeneric;
+  m.impl("pack_codes", &CpuOrGeneric<&pack_codes, &generic::pack_codes>::call);
+  m.impl("unpack_codes", &CpuOrGeneric<&unpack_codes, &generic::unpack_codes>::call);
+  m.impl("tile_qbits", &CpuOrGeneric<&tile_qbits, &generic::tile_qbits>::call);
+  m.impl("untile_qbits", &CpuOrGeneric<&untile_qbits, &generic::untile_qbits>::call);
 }
+
 
 }  // namespace quanto::ops::cpu

@@ -6,6 +6,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/ref/quantize_ref.h"
 #include "ops/cpu/cpu_utils.h"
+#include "ops/generic/force_generic.h"
+#include "ops/generic/generic_ops.h"
 #include "ops/specs.h"
 
 namespace quanto::ops::cpu {
@@ -180,10 +182,13 @@ at::Tensor affine_dequantize(const at::Tensor& codes, const at::Tensor& scale, c
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, CPU, m) {
-  m.impl("symmetric_quantize", &symmetric_quantize);
-  m.impl("symmetric_dequantize", &symmetric_dequantize);
-  m.impl("affine_quantize", &affine_quantize);
-  m.impl("affine_dequantize", &affine_dequantize);
+  // Each entry runs the device-generic implementation instead while the generic path is forced.
+  using generic::CpuOrGeneric;
+  m.impl("symmetric_quantize", &CpuOrGeneric<&symmetric_quantize, &generic::symmetric_quantize>::call);
+  m.impl("symmetric_dequantize", &CpuOrGeneric<&symmetric_dequantize, &generic::symmetric_dequantize>::call);
+  m.impl("affine_quantize", &CpuOrGeneric<&affine_quantize, &generic::affine_quantize>::call);
+  m.impl("affine_dequantize", &CpuOrGeneric<&affine_dequantize, &generic::affine_dequantize>::call);
 }
+
 
 }  // namespace quanto::ops::cpu

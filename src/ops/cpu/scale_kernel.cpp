@@ -8,6 +8,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/ref/quantize_ref.h"
 #include "ops/cpu/cpu_utils.h"
+#include "ops/generic/force_generic.h"
+#include "ops/generic/generic_ops.h"
 #include "ops/specs.h"
 
 namespace quanto::ops::cpu {
@@ -122,9 +124,12 @@ at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, CPU, m) {
-  m.impl("absmax_scale", &absmax_scale);
-  m.impl("minmax_scale_shift", &minmax_scale_shift);
-  m.impl("shift_to_zeropoint", &shift_to_zeropoint);
+  // Each entry runs the device-generic implementation instead while the generic path is forced.
+  using generic::CpuOrGeneric;
+  m.impl("absmax_scale", &CpuOrGeneric<&absmax_scale, &generic::absmax_scale>::call);
+  m.impl("minmax_scale_shift", &CpuOrGeneric<&minmax_scale_shift, &generic::minmax_scale_shift>::call);
+  m.impl("shift_to_zeropoint", &CpuOrGeneric<&shift_to_zeropoint, &generic::shift_to_zeropoint>::call);
 }
+
 
 }  // namespace quanto::ops::cpu
