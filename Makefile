@@ -41,23 +41,31 @@ test-kernels: build
 test-ops: build
 	$(BUILD)/quanto_ops_tests --gtest_brief=1
 
-# The C++ API: quantized tensors and layers, quantize/Calibration/QAT/freeze, save/requantize.
+# The C++ API: quantized tensors and layers, quantize/Calibration/QAT/freeze, save/requantize;
+# again through the device-generic ATen path, and on every other ISA this CPU supports (layouts
+# follow the CPU kernel set).
 test-nn: build
 	$(BUILD)/quanto_nn_tests --gtest_brief=1
+	QUANTO_FORCE_GENERIC=1 $(BUILD)/quanto_nn_tests --gtest_brief=1
+	for isa in $$($(PY) -c 'import quanto, torch; print(*torch.ops.quanto.supported_cpu_isas()[:-1])'); do \
+	  QUANTO_CPU_ISA=$$isa $(BUILD)/quanto_nn_tests --gtest_brief=1 || exit 1; \
+	done
 	QUANTO_NN_SAVE_FIXTURE=$(BUILD)/quanto_nn_save_fixture $(PY) -m pytest -q tests/nn
 
 # The C++ example on the real all-MiniLM-L6-v2 (fast mode), checked against Python transformers.
 test-examples: build
 	$(PY) -m pytest -q tests/examples
 
-# Everything once with the best ISA, then the dispatch-sensitive tests on every other ISA
-# this CPU supports.
+# Everything once with the best ISA; the API tests again through the device-generic ATen path
+# (QUANTO_FORCE_GENERIC=1: what CUDA, MPS, XPU... run); then the dispatch-sensitive tests on
+# every other ISA this CPU supports.
 test-python: build
 	$(PY) -m pytest -q tests/python --ignore=tests/python/models
+	QUANTO_FORCE_GENERIC=1 $(PY) -m pytest -q tests/python/api tests/python/test_weight_format.py
 	for isa in $$($(PY) -c 'import quanto, torch; print(*torch.ops.quanto.supported_cpu_isas()[:-1])'); do \
 	  echo "== QUANTO_CPU_ISA=$$isa"; \
 	  QUANTO_CPU_ISA=$$isa $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py \
-	    tests/python/test_linear.py || exit 1; \
+	    tests/python/test_linear.py tests/python/test_weight_format.py || exit 1; \
 	done
 
 # Real models from packages (all-MiniLM-L6-v2, SmolLM2-135M GGUF) and random transformers configs

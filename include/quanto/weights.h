@@ -129,6 +129,11 @@ struct QWeight {
   // holds one value (static, per tensor) or one per row of x (dynamic, per token).
   at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const std::optional<at::Tensor>& bias,
                          c10::ScalarType out_dtype) const;
+  // The same for codes x_data quantized from the float activations `x`: when autograd records, the
+  // gradient reaches x straight through the activation quantization (dL/dx = dL/dy @ W, W the
+  // dequantized weight), and bias; forward values are those of the int8 product.
+  at::Tensor linear_w8a8(const at::Tensor& x, const at::Tensor& x_data, const at::Tensor& x_scale,
+                         const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) const;
 };
 
 }  // namespace quanto

@@ -81,7 +81,7 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
     // int8 x int8 with int32 accumulation: the activation codes go to the kernel as they are.
     calibrate_input(x);
     const QActivation qx = QActivation::quantize(x, *activation_qtype_, input_scale);
-    y = w.linear_w8a8(qx.data(), qx.scale(), opt(bias), x.scalar_type());
+    y = w.linear_w8a8(x, qx.data(), qx.scale(), opt(bias), x.scalar_type());
   } else {
     y = w.linear(quantize_input(x), opt(bias));
   }

@@ -100,8 +100,9 @@ TORCH_LIBRARY(quanto, m) {
   m.def("weight_relayout(Tensor[] state, str qtype, int[] shape, int? group_size, str layout, str to_layout) -> Tensor");
   m.def("weight_linear(Tensor x, Tensor[] state, str qtype, int[] shape, int? group_size, str layout, "
         "Tensor? bias=None) -> Tensor");
-  m.def("weight_linear_w8a8(Tensor x_data, Tensor x_scale, Tensor[] state, str qtype, int[] shape, str layout, "
-        "Tensor? bias, ScalarType out_dtype) -> Tensor");
+  // x: the float activations x_data was quantized from (gradients reach it straight through).
+  m.def("weight_linear_w8a8(Tensor x, Tensor x_data, Tensor x_scale, Tensor[] state, str qtype, int[] shape, "
+        "str layout, Tensor? bias, ScalarType out_dtype) -> Tensor");
 
   // Scales.
   m.def("absmax_scale(Tensor x, str qtype, int? axis=None) -> Tensor");

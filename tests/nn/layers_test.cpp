@@ -18,16 +18,10 @@ using quanto::QuantSpec;
 using quanto_test::fake_quant;
 using quanto_test::randn;
 using quanto_test::rel_err;
+using quanto_test::spec;
 
 const std::vector<std::string> kWeightQTypes = {"qint2", "qint4", "qint8", "qfloat8_e4m3fn", "qfloat8_e4m3fnuz",
                                                 "qfloat8_e5m2"};
-
-QuantSpec spec(const std::string& w, const std::string& a = "none") {
-  QuantSpec s;
-  s.weights = w;
-  s.activations = a;
-  return s;
-}
 
 TEST(QLinear, FloatMatchesTorchLinear) {
   torch::manual_seed(0);

@@ -4,9 +4,11 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <quanto/nn.h>
 #include <quanto/ops.h>
 #include <quanto/tensor.h>
 
+#include <string>
 #include <vector>
 
 namespace quanto_test {
@@ -24,6 +26,14 @@ inline at::Tensor fake_quant(const at::Tensor& x, const quanto::QType& q, const 
 // max |a - b| / max |b|
 inline double rel_err(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-12);
+}
+
+// A layer spec with weights (and activations) set, the other fields at their defaults.
+inline quanto::QuantSpec spec(const std::string& w, const std::string& a = "none") {
+  quanto::QuantSpec s;
+  s.weights = w;
+  s.activations = a;
+  return s;
 }
 
 }  // namespace quanto_test

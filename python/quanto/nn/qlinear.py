@@ -20,8 +20,8 @@ def qlinear_forward(m: QModuleMixin, x: torch.Tensor, xq: Optional[Tuple[torch.T
         return F.linear(x, m._canonical_weight(w), bias)
     shape = list(m._quanto_qshape)
     if xq is not None and is_w8a8(m):
-        return ops.weight_linear_w8a8(xq[0], xq[1], m._held_weight(), m.weight_qtype.name, shape, m._quanto_layout,
-                                      bias, x.dtype)
+        return ops.weight_linear_w8a8(x, xq[0], xq[1], m._held_weight(), m.weight_qtype.name, shape,
+                                      m._quanto_layout, bias, x.dtype)
     return ops.weight_linear(x, m._held_weight(), m.weight_qtype.name, shape, m.weight_group_size, m._quanto_layout,
                              bias)
 

@@ -99,6 +99,33 @@ def dequantize_weight(t: Dict[str, torch.Tensor], wtype: qtype, group_size: Opti
     return ops.weight_dequantize(parts, wtype.name, list(shape), group_size)
 
 
+class _FrozenWeight(torch.Tensor):
+    """The dequantized weight a frozen module reads back.
+
+    It is a copy: arithmetic on it changes nothing in the module. Assigning its ``.data`` — what
+    PEFT's LoRA ``merge`` / ``unmerge`` (``weight.data += delta``) and similar tools do to update a
+    base weight in place — re-quantizes the module's weight from the new values instead of being
+    silently lost on the copy.
+    """
+
+    # Ops on it return plain tensors.
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @staticmethod
+    def wrap(t: torch.Tensor, owner) -> "_FrozenWeight":
+        w = torch.Tensor._make_subclass(_FrozenWeight, t)
+        w._quanto_owner = owner
+        return w
+
+    @property
+    def data(self):
+        return torch.Tensor(torch._C.TensorBase.data.__get__(self))
+
+    @data.setter
+    def data(self, value):
+        self._quanto_owner._requantize_from(value)
+
+
 class QModuleMixin:
     """Quantization state and behaviour shared by quantized modules (mixed in first)."""
 
@@ -161,7 +188,7 @@ class QModuleMixin:
         if not self.__dict__.get("_quanto_frozen", False):
             return self._parameters.get("weight")
         # A frozen weight is read back dequantized (a new tensor each time; not a Parameter).
-        return self._float_weight(self.dequantized_weight())
+        return _FrozenWeight.wrap(self._float_weight(self.dequantized_weight()), self)
 
     @weight.setter
     def weight(self, value):
@@ -189,6 +216,24 @@ class QModuleMixin:
     @property
     def _quanto_w8a8_packed(self) -> bool:
         return self.__dict__.get("_quanto_layout") == "packed_w8a8"
+
+    def _requantize_from(self, value: torch.Tensor):
+        """Replaces the frozen weight by `value` (float, the module's weight layout) quantized again
+        with the module's qtype, group size and optimizer: what merging a LoRA adapter needs."""
+        if getattr(self.optimizer, "needs_calibration", False):
+            raise ValueError(
+                f"{self.name!r}: its weight was quantized with the {type(self.optimizer).__name__} optimizer, which "
+                "needs calibration data, so it cannot be re-quantized from new float values (e.g. a LoRA merge); "
+                "keep the adapter unmerged, or quantize this module with minmax/hqq before merging")
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise TypeError(f"{self.name!r}: a new weight must be a float tensor, got {value!r:.80}")
+        shape = tuple(self._float_weight(torch.empty(self._quanto_qshape, device="meta")).shape)
+        if tuple(value.shape) != shape:
+            raise ValueError(f"{self.name!r}: a new weight must have shape {list(shape)}, got {list(value.shape)}")
+        w = self._canonical_weight(value.detach()).to(self.weight_scale.dtype).to(self.weight_scale.device)
+        with torch.no_grad():
+            t = quantize_weight(w.contiguous(), self.weight_qtype, self.weight_group_size, self.optimizer)
+        self._set_frozen(t)
 
     def _held_weight(self) -> List[torch.Tensor]:
         """The frozen weight's tensors as held in memory: data (in _quanto_layout), scale[, shift]."""
