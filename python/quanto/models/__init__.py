@@ -1,4 +1,4 @@
-"""Helpers for transformers models: quantized wrappers with save/load, packaged real models, and
+"""Helpers for transformers and diffusers models: quantized wrappers with save/load, packaged real models, and
 the quality measures (perplexity, sentence embeddings) used to compare quantizations."""
 
 from .evaluate import decode_tokens_per_second, perplexity, sentence_embeddings
@@ -6,6 +6,9 @@ from .packaged import load_minilm, load_smollm2, minilm_path, smollm2_gguf
 
 # The wrappers import transformers (seconds): only when first used.
 _LAZY = {"QuantizedTransformersModel", "QuantizedModelForCausalLM", "QMAP_NAME"}
+# The diffusers wrappers import diffusers (seconds): only when first used.
+_LAZY_DIFFUSERS = {"QuantizedDiffusersModel", "QuantizedUNet2DConditionModel", "QuantizedPixArtTransformer2DModel",
+                   "QuantizedFluxTransformer2DModel"}
 
 
 def __getattr__(name):
@@ -13,6 +16,10 @@ def __getattr__(name):
         from . import transformers_models
 
         return getattr(transformers_models, name)
+    if name in _LAZY_DIFFUSERS:
+        from . import diffusers_models
+
+        return getattr(diffusers_models, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -20,6 +27,10 @@ __all__ = [
     "QuantizedTransformersModel",
     "QuantizedModelForCausalLM",
     "QMAP_NAME",
+    "QuantizedDiffusersModel",
+    "QuantizedUNet2DConditionModel",
+    "QuantizedPixArtTransformer2DModel",
+    "QuantizedFluxTransformer2DModel",
     "perplexity",
     "sentence_embeddings",
     "decode_tokens_per_second",
