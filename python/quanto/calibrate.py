@@ -60,6 +60,10 @@ def calibration_begin_read(module) -> None:
 
 def calibration_end_read(module) -> None:
     """The module is done with its input (it is about to produce its output)."""
+    # Outside calibration no module is reading: return before touching the module's __dict__,
+    # which torch.compile (dynamo, torch 2.11) cannot trace with fullgraph=True.
+    if not _reading[0]:
+        return
     if module.__dict__.pop("_quanto_reading", False):
         _reading[0] = max(0, _reading[0] - 1)
 

@@ -619,17 +619,20 @@ def test_opcheck_on_the_generic_path(op, args):
 @pytest.mark.parametrize("generic", [False, True])
 def test_outputs_record_no_history_below_the_autograd_fallback(generic):
     # With the fallback silent, an output that requires grad could only come from ATen ops
-    # recorded inside the kernel: the generic implementations must not leak that history.
+    # recorded inside the kernel: the generic implementations must not leak that history. (The
+    # linears have autograd kernels of their own, tests/python/test_autograd.py; these ops do not.)
     x = torch.randn(3, 64, requires_grad=True)
     w = torch.randint(-128, 128, (8, 64), dtype=torch.int8)
     previous = torch._C._get_autograd_fallback_mode()
     torch._C._set_autograd_fallback_mode("nothing")
     try:
         with generic_path(generic):
-            y = ops.linear_qbytes(x, w, torch.ones(8, 1))
+            outs = [ops.absmax_scale(x, "qint8", 0), *ops.minmax_scale_shift(x, "qint4", 0, 32),
+                    ops.symmetric_dequantize(w, torch.ones(8, 1, requires_grad=True))]
     finally:
         torch._C._set_autograd_fallback_mode(previous)
-    assert not y.requires_grad and y.grad_fn is None
+    for y in outs:
+        assert not y.requires_grad and y.grad_fn is None
 
 
 # ---------------------------------------------------------------- a tiny Llama, end to end
