@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..quantize import quantization_map
+from ..quantize import freeze, quantization_map, quantize
 
 QMAP_NAME = "quanto_qmap.json"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -253,6 +253,16 @@ class QuantizedModelWrapper:
     def _check_model_type(cls, model, where: str):
         if not isinstance(model, cls._model_type):
             raise TypeError(f"{where}: expected a {cls._model_kind}, got {type(model).__name__}")
+
+    @classmethod
+    def _quantize_and_wrap(cls, model, include, exclude, **settings):
+        """quantize (in place or a copy) + freeze + wrap; refuses a selection that matched nothing."""
+        model = quantize(model, include=include, exclude=exclude, **settings)
+        if not quantization_map(model):
+            raise ValueError(f"{cls.__name__}.quantize: no module of {type(model).__name__} matched "
+                             f"include={include!r} / exclude={exclude!r}")
+        freeze(model)
+        return cls(model)
 
     def __init__(self, model):
         self._check_model_type(model, type(self).__name__)

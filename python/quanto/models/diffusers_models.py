@@ -30,7 +30,7 @@ import diffusers
 import torch
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..quantize import freeze, quantization_map, quantize, requantize
+from ..quantize import requantize
 from ._common import (QMAP_NAME, QuantizedModelWrapper, WeightFiles, atomic_write_text, check_load_args,
                       file_float_dtype, parse_size, prepare_folder, read_qmap, read_weights, remove_stale_weights,
                       savable_tensors, write_qmap, write_weights)
@@ -86,13 +86,8 @@ class QuantizedDiffusersModel(QuantizedModelWrapper):
         leaves ``model`` untouched.
         """
         cls._check_model_type(model, f"{cls.__name__}.quantize")
-        model = quantize(model, weights=weights, activations=activations, optimizer=optimizer, include=include,
-                         exclude=exclude, group_size=group_size, inplace=inplace)
-        if not quantization_map(model):
-            raise ValueError(f"{cls.__name__}.quantize: no module of {type(model).__name__} matched "
-                             f"include={include!r} / exclude={exclude!r}")
-        freeze(model)
-        return cls(model)
+        return cls._quantize_and_wrap(model, include, exclude, weights=weights, activations=activations,
+                                      optimizer=optimizer, group_size=group_size, inplace=inplace)
 
     # --- save -----------------------------------------------------------------------------------
 

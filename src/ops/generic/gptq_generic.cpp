@@ -4,12 +4,10 @@
 // rounding agree this gives the CPU's codes; elsewhere a few ties may round the other way.
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/argsort.h>
-#include <ATen/ops/cholesky_inverse.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/index_select.h>
 #include <ATen/ops/isfinite.h>
-#include <ATen/ops/linalg_cholesky_ex.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -18,33 +16,10 @@
 
 #include "ops/generic/generic_ops.h"
 #include "ops/generic/generic_utils.h"
+#include "ops/gptq_hessian.h"
 #include "ops/specs.h"
 
 namespace quanto::ops::generic {
-namespace {
-
-// Upper Cholesky factor of the inverse of the dampened Hessian, float32 [n, n]: factorised in
-// float64 where the device has it, like the CPU kernel.
-at::Tensor inverse_hessian_factor(const char* op, const at::Tensor& hessian, double percdamp) {
-  at::Tensor h = hessian.to(wide_float(hessian.device())).clone(at::MemoryFormat::Contiguous);
-  TORCH_CHECK_VALUE(at::isfinite(h).all().item<bool>(), op, ": hessian holds NaN or inf");
-  at::Tensor diag = h.diagonal();
-  // An input never seen in calibration (zero diagonal) has no error to spread: unit diagonal.
-  diag.masked_fill_(diag == 0, 1.0);
-  const double mean = diag.mean().item<double>();
-  TORCH_CHECK_VALUE(mean > 0.0, op, ": hessian has a negative mean diagonal (", mean,
-                    "); it must be X^T X of the layer's inputs");
-  diag.add_(percdamp * mean);
-  auto [l, info] = at::linalg_cholesky_ex(h);
-  TORCH_CHECK_VALUE(info.item<int64_t>() == 0, op, ": hessian is not positive definite after dampening with percdamp=",
-                    percdamp, "; increase percdamp (or check that it is X^T X of the layer's inputs)");
-  auto [u, info2] = at::linalg_cholesky_ex(at::cholesky_inverse(l), /*upper=*/true);
-  TORCH_CHECK_VALUE(info2.item<int64_t>() == 0, op, ": the inverse hessian is not positive definite (percdamp=",
-                    percdamp, "); increase percdamp");
-  return u.to(at::kFloat).contiguous();
-}
-
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian,
                                                              c10::string_view qtype, std::optional<int64_t> group_size,
@@ -82,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& w
     col_shift = shift.to(at::kFloat).index_select(1, group_of_col);
     w = w.index_select(1, perm);
   }
-  const at::Tensor hinv = inverse_hessian_factor(op, h_used, percdamp);
+  const at::Tensor hinv = gptq_inverse_hessian_factor(op, h_used, percdamp, wide_float(hessian.device()));
   at::Tensor codes = at::empty({rows, n}, weight.options().dtype(at::kByte));
   at::Tensor err = at::zeros({rows, bs}, w.options());
 
