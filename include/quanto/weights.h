@@ -79,7 +79,8 @@ const std::vector<std::string>& quantized_module_keys();
 //  - packed_w8a8: qint8 weights of linear layers with qint8 activations on a CPU whose kernel set
 //    has integer dot products (VNNI): measured faster there; on AVX2 and the generic kernels the
 //    canonical layout is faster at every batch size;
-//  - canonical otherwise (every other device: the generic ATen path reads it).
+//  - canonical otherwise (every other device: the generic ATen path reads it), and on the CPU too
+//    while the generic path is forced (quanto::ops::ForceGenericPath), which stands for such a device.
 // `cpu_isa` is the kernel set in use ("" = ask the dispatcher); `activations` nullptr = none.
 WeightLayout choose_layout(const QType& weights, const std::vector<int64_t>& shape, std::optional<int64_t> group_size,
                            c10::Device device, const QType* activations, bool linear,

@@ -232,7 +232,8 @@ void QModule<D>::to(torch::Dtype dtype, bool non_blocking) {
 template <typename D>
 void QModule<D>::to(torch::Device device, bool non_blocking) {
   if (frozen_ && weight_qtype_) {
-    // Through the canonical layout, into the one the destination's kernels read (exact).
+    // Through the canonical layout, into the one the destination's kernels read (exact); also on
+    // the same device, whose kernel set may have changed (a forced generic path).
     const QWeight w = qweight().to(device, activation_qtype_, is_linear());
     layout_ = w.layout();
     weight_data.set_data(w.bytes.defined() ? w.bytes.data() : w.bits.data());

@@ -6,6 +6,7 @@
 #include <quanto/ops.h>
 
 #include "kernels/layout_geometry.h"
+#include "ops/generic/force_generic.h"
 
 namespace quanto {
 
@@ -30,8 +31,10 @@ WeightLayout layout_from_name(std::string_view name) {
 WeightLayout choose_layout(const QType& weights, const std::vector<int64_t>& shape, std::optional<int64_t> group_size,
                            c10::Device device, const QType* activations, bool linear, std::string_view cpu_isa) {
   // Only the CPU kernels read the special layouts (the meta device mirrors the CPU so that
-  // shapes traced there match).
-  if (!linear || shape.size() != 2 || !(device.is_cpu() || device.is_meta())) return WeightLayout::canonical;
+  // shapes traced there match). With the generic path forced, the CPU stands for a device without
+  // kernels of its own, layouts included, so tests see what a GPU gets.
+  const bool cpu_kernels = (device.is_cpu() || device.is_meta()) && !ops::generic::generic_path_forced();
+  if (!linear || shape.size() != 2 || !cpu_kernels) return WeightLayout::canonical;
   const int64_t out = shape[0], in = shape[1];
   if (weights.bits < 8) {
     return kernels::can_tile(weights.bits, group_size.value_or(in)) ? WeightLayout::tiled : WeightLayout::canonical;

@@ -64,6 +64,7 @@ TEST(QLinear, EveryQTypeMatchesDequantizedReference) {
 }
 
 TEST(QLinear, Int4UsesTiledLayoutOnCpuAndMatches) {
+  quanto::ops::ForceGenericPath cpu_kernels(false);  // the CPU kernels' layouts, even under QUANTO_FORCE_GENERIC
   torch::manual_seed(2);
   QLinear q(256, 32);
   q->quantize(spec("qint4"));

@@ -72,6 +72,7 @@ TEST(Serialization, SaveRequantizeGivesIdenticalOutputsForEveryQType) {
 }
 
 TEST(Serialization, KeysAndMapAreOptimumQuantos) {
+  quanto::ops::ForceGenericPath cpu_kernels(false);  // the CPU kernels' layouts, even under QUANTO_FORCE_GENERIC
   Net q = quantized_net("qint4", "qint8", true);
   TempDir dir;
   quanto::save(*q, dir.str());

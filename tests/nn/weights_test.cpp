@@ -59,6 +59,7 @@ TEST(WeightFormat, KeysAndCanonicalShapes) {
 }
 
 TEST(WeightLayoutPolicy, PicksTheKernelLayoutPerDeviceAndIsa) {
+  quanto::ops::ForceGenericPath cpu_kernels(false);  // the CPU kernels' layouts, even under QUANTO_FORCE_GENERIC
   const c10::Device cpu(at::kCPU), cuda(at::kCUDA, 0), mps(at::kMPS), meta(at::kMeta);
   const auto& q4 = quanto::qint4;
   const auto& q2 = quanto::qint2;
@@ -83,6 +84,10 @@ TEST(WeightLayoutPolicy, PicksTheKernelLayoutPerDeviceAndIsa) {
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cuda, &q8, true, "avx512bf16"), WeightLayout::canonical);
   EXPECT_EQ(quanto::choose_layout(quanto::qfloat8, {70, 99}, std::nullopt, cpu, &q8, true, "avx512bf16"),
             WeightLayout::canonical);
+  // The forced generic path stands for a device without kernels of its own.
+  quanto::ops::ForceGenericPath generic;
+  EXPECT_EQ(quanto::choose_layout(q4, {64, 256}, 128, cpu, nullptr, true), WeightLayout::canonical);
+  EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx512bf16"), WeightLayout::canonical);
 }
 
 TEST(QWeight, StateRoundTripsThroughTheFormatKeys) {
@@ -150,6 +155,7 @@ TEST(QWeight, LayoutsRoundTripAndRunTheSameLinear) {
 
 // Moving a weight picks the destination's layout (the meta device mirrors the CPU's).
 TEST(QWeight, ToDeviceChoosesTheLayoutThere) {
+  quanto::ops::ForceGenericPath cpu_kernels(false);  // the CPU kernels' layouts, even under QUANTO_FORCE_GENERIC
   const QWeight w = QWeight::quantize(randn({32, 128}, 16), quanto::qint4, 64);
   EXPECT_EQ(w.to(at::kCPU, nullptr, true).layout(), WeightLayout::tiled);
   EXPECT_EQ(w.to(at::kCPU, nullptr, false).layout(), WeightLayout::canonical);
@@ -157,4 +163,30 @@ TEST(QWeight, ToDeviceChoosesTheLayoutThere) {
   const QWeight back = tiled.to(at::kCPU, nullptr, false);
   EXPECT_EQ(back.layout(), WeightLayout::canonical);
   EXPECT_TRUE(at::equal(back.bits.data(), w.bits.data()));
+}
+
+// A layer's to(device) converts its layout both ways; with the generic path forced the CPU stands
+// for a device without kernels of its own (canonical layout).
+TEST(QWeight, LayerToDeviceConvertsLayoutsBothWays) {
+  quanto::ops::ForceGenericPath cpu_kernels(false);  // the CPU kernels' layouts, even under QUANTO_FORCE_GENERIC
+  torch::manual_seed(17);
+  quanto::nn::QLinear q(128, 48);
+  q->quantize(quanto_test::spec("qint4"));
+  q->freeze();
+  ASSERT_EQ(q->qweight().layout(), WeightLayout::tiled);
+  const at::Tensor tiled = q->weight_data.clone(), canonical = q->qweight().bits.canonical_data();
+  const at::Tensor x = randn({3, 128}, 18);
+  at::NoGradGuard no_grad;
+  const at::Tensor want = q(x);
+  {
+    quanto::ops::ForceGenericPath generic;
+    q->to(at::kCPU);
+    EXPECT_EQ(q->qweight().layout(), WeightLayout::canonical);
+    EXPECT_TRUE(at::equal(q->weight_data, canonical));
+    EXPECT_LT(quanto_test::rel_err(q(x), want), 1e-5);
+  }
+  q->to(at::kCPU);
+  EXPECT_EQ(q->qweight().layout(), WeightLayout::tiled);
+  EXPECT_TRUE(at::equal(q->weight_data, tiled));
+  EXPECT_TRUE(at::equal(q(x), want));
 }

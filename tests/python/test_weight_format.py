@@ -11,6 +11,14 @@ ops = torch.ops.quanto
 QTYPES = ["qint2", "qint4", "qint8", "qfloat8", "qfloat8_e4m3fnuz", "qfloat8_e5m2"]
 
 
+@pytest.fixture
+def cpu_kernels():
+    """The CPU kernels' layouts, even when the run forces the generic path (QUANTO_FORCE_GENERIC)."""
+    previous = ops.force_generic_path(False)
+    yield
+    ops.force_generic_path(previous)
+
+
 def test_state_keys_per_format():
     for name in ("qint8", "qfloat8", "qfloat8_e5m2"):
         assert ops.weight_state_keys(name) == ["weight._data", "weight._scale"]
@@ -41,7 +49,7 @@ def test_module_state_dict_matches_the_stored_shapes(qtype, shape, group_size):
     assert model[0]._quanto_layout == ops.weight_layout(qtype, list(shape), gs, torch.device("cpu"), "none", True)
 
 
-def test_layout_policy_by_device():
+def test_layout_policy_by_device(cpu_kernels):
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     assert ops.weight_layout("qint4", [64, 256], 128, cpu, "none", True) == "tiled"
     assert ops.weight_layout("qint4", [64, 256], 128, cuda, "none", True) == "canonical"
@@ -50,6 +58,9 @@ def test_layout_policy_by_device():
     assert ops.weight_layout("qint8", [64, 256], None, cuda, "qint8", True) == "canonical"
     vnni = ops.cpu_isa() == "avx512bf16"
     assert ops.weight_layout("qint8", [64, 256], None, cpu, "qint8", True) == ("packed_w8a8" if vnni else "canonical")
+    # The forced generic path stands for a device without kernels of its own.
+    ops.force_generic_path(True)
+    assert ops.weight_layout("qint4", [64, 256], 128, cpu, "none", True) == "canonical"
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
@@ -113,3 +124,30 @@ def test_weight_ops_on_meta_and_opcheck():
     checks = ("test_schema", "test_faketensor")
     torch.library.opcheck(ops.weight_dequantize.default, (real, "qint4", [8, 64], 32), test_utils=checks)
     torch.library.opcheck(ops.weight_quantize.default, (w, "qint8", None, None, None), test_utils=checks)
+
+
+def test_module_to_converts_layouts_both_ways(cpu_kernels):
+    # With the generic path forced the CPU stands for a device without kernels of its own: moving
+    # there gives the canonical layout, moving back the CPU kernels' layout, exactly.
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
+    quanto.quantize(model, weights="qint4")
+    quanto.freeze(model)
+    layer = model[0]
+    assert layer._quanto_layout == "tiled"
+    tiled, canonical = layer.weight_data.clone(), layer.canonical_weight_tensors()["data"].clone()
+    x = torch.randn(5, 128)
+    want = model(x)
+    previous = ops.force_generic_path(True)
+    try:
+        model.to("cpu")
+        assert layer._quanto_layout == "canonical" and torch.equal(layer.weight_data, canonical)
+        torch.testing.assert_close(model(x), want)
+    finally:
+        ops.force_generic_path(previous)
+    model.to("cpu")
+    assert layer._quanto_layout == "tiled" and torch.equal(layer.weight_data, tiled)
+    assert torch.equal(model(x), want)
+    # A dtype change keeps the layout (no conversion when the device's layout is the same).
+    model.to(torch.bfloat16)
+    assert layer._quanto_layout == "tiled" and torch.equal(layer.weight_data, tiled)

@@ -416,14 +416,16 @@ class QModuleMixin:
     # --- device / dtype -----------------------------------------------------------------------
 
     def _apply(self, fn, *args, **kwargs):
-        # A CPU kernel layout goes back to the canonical one before a move and is chosen afresh
-        # on the destination (exact both ways), so every device reads the layout it can run.
-        moving = self.frozen and self.weight_qtype is not None and self._quanto_layout != "canonical"
-        if moving:
-            old = self._buffers["weight_data"].device
-            moving = fn(torch.empty(0, dtype=torch.float32, device=old)).device != old
-        if moving:
-            self._buffers["weight_data"] = self.canonical_weight_tensors()["data"]
+        # The in-memory layout follows the device (and its kernels): when the destination gets
+        # another one, the weight goes back to the canonical layout before the move and into the
+        # destination's after it (exact both ways).
+        relayout = self.frozen and self.weight_qtype is not None
+        if relayout:
+            data = self._buffers["weight_data"]
+            target = self._layout_for(fn(torch.empty(0, dtype=torch.float32, device=data.device)).device)
+            relayout = target != self._quanto_layout
+        if relayout and self._quanto_layout != "canonical":
+            self._buffers["weight_data"] = self._weight_in_layout("canonical")
             self._quanto_layout = "canonical"
         # Module.to(dtype) would cast float8 weight codes like any floating tensor: move them only.
         held = {k: b for k, b in self._buffers.items() if b is not None and b.dtype in _FLOAT8}
@@ -438,7 +440,7 @@ class QModuleMixin:
             device = fn(torch.empty(0, dtype=torch.float32, device=b.device)).device
             if device != b.device:
                 self._buffers[k] = torch.empty_like(b, device=device) if b.is_meta else b.to(device)
-        if self.frozen and self.weight_qtype is not None and self._quanto_layout == "canonical":
+        if relayout:
             self._relayout()
         return result
 

@@ -200,7 +200,10 @@ def test_requantize_on_meta_model_never_materialises_float_weights():
     with torch.device("meta"):
         skeleton = make_mlp()
     model = quanto.requantize(skeleton, src.state_dict(), quanto.quantization_map(src))
-    assert model.up.weight_data.device.type == "cpu" and model.up._quanto_tiled
+    # The CPU kernels' tiled layout (canonical when the generic path is forced: QUANTO_FORCE_GENERIC).
+    tiled = not torch.ops.quanto.force_generic_path(False)
+    torch.ops.quanto.force_generic_path(not tiled)
+    assert model.up.weight_data.device.type == "cpu" and model.up._quanto_tiled == tiled
     x = torch.randn(2, 256)
     assert torch.equal(model(x), src(x))
 
@@ -210,7 +213,9 @@ def test_torch_compile_weight_only():
     quanto.quantize(model, weights="qint4", include=["fc1", "fc3"])  # tiled and canonical 4-bit
     quanto.quantize(model, weights="qint8", include=["fc2", "conv*"])
     quanto.freeze(model)
-    assert model.fc1._quanto_tiled and not model.fc3._quanto_tiled
+    generic = torch.ops.quanto.force_generic_path(False)
+    torch.ops.quanto.force_generic_path(generic)
+    assert model.fc1._quanto_tiled == (not generic) and not model.fc3._quanto_tiled
     x = torch.randn(2, 4, 8, 8)
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():  # the native ops have no backward: inference only once frozen
