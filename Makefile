@@ -16,7 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-sanitize test-fuzz demo bench clean
+.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-packaging test-sanitize test-fuzz demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
@@ -32,7 +32,7 @@ build install: $(STAMP)
 	  --no-build-isolation --no-deps -e . -C build-dir=$(BUILD) \
 	  -C cmake.define.QUANTO_BUILD_TESTS=ON -C cmake.define.QUANTO_BUILD_BENCH=ON
 
-test: build test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-sanitize test-fuzz
+test: build test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-packaging test-sanitize test-fuzz
 	@echo "make test: all suites passed"
 
 test-kernels: build
@@ -72,6 +72,12 @@ test-python: build
 # through quanto.models: ~3-4 minutes on 2 cores, most of it SmolLM2 (loaded once).
 test-models: build
 	$(PY) -m pytest -q tests/python/models
+
+# Packaging: one version (python/quanto/__init__.py) in pip's metadata, CMake and `quanto --version`;
+# `cmake --install build --component sdk` (build/packaging-test/prefix), an application outside the
+# tree built against it with find_package(quanto) (tests/cmake_consumer), and the installed CLI.
+test-packaging: build
+	$(PY) -m pytest -q tests/packaging
 
 # The torch-free kernels under AddressSanitizer + UndefinedBehaviorSanitizer (no LibTorch).
 test-sanitize: $(STAMP)

@@ -10,6 +10,10 @@
 #include "args.h"
 #include "commands.h"
 
+#ifndef QUANTO_VERSION
+#error "QUANTO_VERSION (the project's version) is defined by tools/cli/CMakeLists.txt"
+#endif
+
 namespace {
 // One line: messages from ATen may span several.
 void fail(std::string msg) {
@@ -23,11 +27,15 @@ int main(int argc, char** argv) {
   CLI::App app;
   quanto::cli::Parsed parsed;
   quanto::cli::declare(app, parsed);
+  // `quanto --version`: the same version as the Python package (quanto.__version__).
+  app.set_version_flag("--version", std::string("quanto ") + QUANTO_VERSION, "Print the version and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "quanto: error: %s (see quanto --help)\n", e.what());
