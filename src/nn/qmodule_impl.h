@@ -11,6 +11,8 @@
 
 #include <string>
 
+#include "weights/shape_util.h"
+
 namespace quanto::nn {
 namespace detail {
 
@@ -22,11 +24,7 @@ inline bool is_float_storage(c10::ScalarType t) {
   return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
 }
 
-inline int64_t numel_of(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (auto s : shape) n *= s;
-  return n;
-}
+using weights_detail::numel_of;
 
 template <typename D>
 void QModule<D>::reset() {

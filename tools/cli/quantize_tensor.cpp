@@ -13,8 +13,6 @@
 namespace quanto::cli {
 namespace {
 
-using safetensors::Dtype;
-
 std::vector<uint64_t> u64(const std::vector<int64_t>& v) { return {v.begin(), v.end()}; }
 
 // In chunks of ~1M elements, so the double-precision temporaries stay small next to the weight.

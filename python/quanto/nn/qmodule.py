@@ -196,13 +196,6 @@ class QModuleMixin:
             f"{type(self).__name__}.weight is quantized and frozen; load a state dict or re-quantize instead"
         )
 
-    def _effective_group_size(self) -> Optional[int]:
-        """Group size as the linear ops take it: per-channel grouping is one group per row."""
-        gs = self.weight_group_size
-        if gs is None and len(self._quanto_qshape) == 2:
-            return self._quanto_qshape[1]
-        return gs
-
     def _layout_for(self, device: torch.device) -> str:
         """The in-memory layout the native weights layer picks for this weight on `device`."""
         a = self.activation_qtype.name if self.activation_qtype is not None else "none"
@@ -459,8 +452,9 @@ class QModuleMixin:
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         if self.frozen:
+            keys = self._weight_keys()
             for part, t in self.canonical_weight_tensors().items():
-                destination[prefix + self._weight_keys()[part]] = t if keep_vars else t.detach()
+                destination[prefix + keys[part]] = t if keep_vars else t.detach()
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
