@@ -21,7 +21,14 @@ _library.load()
 
 from .calibrate import Calibration  # noqa: E402
 from .nn import QConv1d, QConv2d, QEmbedding, QLayerNorm, QLinear, QModuleMixin, quantize_module  # noqa: E402
-from .optimizers import AbsmaxOptimizer, GptqOptimizer, HqqOptimizer, MaxOptimizer, Optimizer  # noqa: E402
+from .optimizers import (  # noqa: E402
+    AbsmaxOptimizer,
+    GptqOptimizer,
+    HqqOptimizer,
+    MaxOptimizer,
+    Optimizer,
+    SymmetricOptimizer,
+)
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
 
@@ -55,4 +62,5 @@ __all__ = [
     "MaxOptimizer",
     "HqqOptimizer",
     "GptqOptimizer",
+    "SymmetricOptimizer",
 ]

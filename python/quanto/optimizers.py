@@ -38,6 +38,18 @@ class MaxOptimizer(Optimizer):
         return ops.minmax_scale_shift(base, qtype.name, axis, group_size)
 
 
+class SymmetricOptimizer(Optimizer):
+    """Symmetric 2/4-bit grid: scale = amax(|w|) / (2^(bits-1) - 1) per group and a shift of exactly
+    2^(bits-1) scales (an integer zero-point), the grid compressed-tensors' symmetric int4 and GGUF's
+    Q4_0 store, so the weights export to them exactly. Less accurate than min/max on skewed groups."""
+
+    def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if qtype.bits == 8:
+            raise ValueError(f"SymmetricOptimizer: for 2/4-bit qtypes (qint2, qint4), got {qtype.name} "
+                             f"(8-bit weights are symmetric already: AbsmaxOptimizer)")
+        return ops.symmetric_scale_shift(base, qtype.name, axis, group_size)
+
+
 class HqqOptimizer(Optimizer):
     """Half-Quadratic Quantization (Badri & Shaji) of the affine shift, optionally the scale too:
     starts from min/max and minimises the lp (p < 1) reconstruction error per group, in the native
@@ -94,7 +106,7 @@ class GptqOptimizer(Optimizer):
 
 # Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names.
 OPTIMIZERS = {"absmax": AbsmaxOptimizer, "minmax": MaxOptimizer, "max": MaxOptimizer, "hqq": HqqOptimizer,
-              "gptq": GptqOptimizer}
+              "gptq": GptqOptimizer, "symmetric": SymmetricOptimizer}
 
 
 def default_optimizer(wtype: qtype) -> Optimizer:
@@ -115,7 +127,7 @@ def as_optimizer(value, wtype: Optional[qtype], where: str = "quantize"):
         raise TypeError(f"{where}: optimizer must be a name, an Optimizer or a callable, got {type(value).__name__}")
     if wtype is None:
         raise ValueError(f"{where}: an optimizer applies to weights; give weights= too")
-    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer)):
+    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer, SymmetricOptimizer)):
         raise ValueError(f"{where}: optimizer {type(value).__name__} is for 2/4-bit weights, got {wtype.name}")
     if wtype.bits < 8 and isinstance(value, AbsmaxOptimizer):
         raise ValueError(f"{where}: AbsmaxOptimizer is for 8-bit weights, got {wtype.name}")

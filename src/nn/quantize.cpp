@@ -36,6 +36,15 @@ std::map<std::string, WeightOptimizer>& optimizers() {
          auto [scale, shift] = ops::minmax_scale_shift(w, q.name, 0, gs);
          return {scale, shift};
        }},
+      // Symmetric grid (zero-point 2^(bits-1)): what compressed-tensors' symmetric int4 and GGUF's
+      // Q4_0 store, so such layers export exactly.
+      {"symmetric",
+       [](const at::Tensor& w, const QType& q, std::optional<int64_t> gs) -> std::pair<at::Tensor, at::Tensor> {
+         TORCH_CHECK_VALUE(q.bits < 8, "optimizer symmetric: for 2/4-bit qtypes (qint2, qint4), got ", q.name,
+                           " (8-bit weights are symmetric already: absmax)");
+         auto [scale, shift] = ops::symmetric_scale_shift(w, q.name, 0, gs);
+         return {scale, shift};
+       }},
       // Half-quadratic optimization of the shift (HQQ paper defaults), never worse than minmax.
       {"hqq",
        [](const at::Tensor& w, const QType& q, std::optional<int64_t> gs) -> std::pair<at::Tensor, at::Tensor> {

@@ -27,6 +27,13 @@ std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, std::
   return h.call(x, qtype, axis, group_size);
 }
 
+std::tuple<at::Tensor, at::Tensor> symmetric_scale_shift(const at::Tensor& x, std::string_view qtype, int64_t axis,
+                                                         std::optional<int64_t> group_size) {
+  static const auto h = op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, c10::string_view, int64_t,
+                                                             std::optional<int64_t>)>("quanto::symmetric_scale_shift");
+  return h.call(x, qtype, axis, group_size);
+}
+
 std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, std::string_view qtype, int64_t axis,
                                                    std::optional<int64_t> group_size, int64_t iters, double p,
                                                    double beta, double kappa, bool optimize_scale) {

@@ -209,3 +209,41 @@ def test_odd_shapes_and_conv_match_ops(cli, tmp_path):
         assert torch.equal(got[f"{name}.weight._data._data"], packed), name
         assert torch.equal(got[f"{name}.weight._scale"], scale) and torch.equal(got[f"{name}.weight._shift"], shift)
     assert torch.equal(got["a.bias"], ts["a.bias"]) and torch.equal(got["counts"], ts["counts"])
+
+
+@pytest.mark.parametrize("optimizer", ["minmax", "symmetric"])
+def test_zero_point_int4_bit_identical_to_python(cli, tmp_path, optimizer):
+    """--zero-point stores uint8 zero-points (what compressed-tensors and GGUF can take exactly);
+    --optimizer symmetric makes every zero-point 8. Same bytes as Python quanto with an optimizer
+    that returns the same parameters as a zero-point."""
+    import quanto
+
+    ops = torch.ops.quanto
+    tiny_llama(dtype=torch.bfloat16).save_pretrained(tmp_path / "in")
+    run_cli("quantize", tmp_path / "in", "-o", tmp_path / "out", "--weights", "int4", "--optimizer", optimizer,
+            "--zero-point", check=0)
+    params = ops.symmetric_scale_shift if optimizer == "symmetric" else ops.minmax_scale_shift
+
+    def zero_point_optimizer(base, qtype, axis=0, group_size=None):
+        scale, shift = params(base, qtype.name, axis, group_size)
+        return scale, ops.shift_to_zeropoint(scale, shift, qtype.name)
+
+    ref = QuantizedModelForCausalLM.quantize(tiny_llama(dtype=torch.bfloat16), weights=quanto.qint4,
+                                             optimizer=zero_point_optimizer)
+    ref.save_pretrained(tmp_path / "ref")
+    out = read_all(tmp_path / "out")
+    assert_same_tensors(out, read_all(tmp_path / "ref"))
+    shift = out["model.layers.0.mlp.up_proj.weight._shift"]
+    assert shift.dtype == torch.uint8
+    if optimizer == "symmetric":
+        assert (shift == 8).all()
+    meta = json.loads((tmp_path / "out/quanto_qmap.json").read_text())
+    assert meta["model.layers.0.mlp.up_proj"]["weights"] == "qint4"
+    got = logits(QuantizedModelForCausalLM.from_pretrained(tmp_path / "out"))
+    assert torch.equal(got, logits(QuantizedModelForCausalLM.from_pretrained(tmp_path / "ref")))
+
+
+def test_zero_point_refused_for_8bit(cli, tmp_path):
+    tiny_llama().save_pretrained(tmp_path / "in")
+    p = run_cli("quantize", tmp_path / "in", "-o", tmp_path / "out", "--weights", "int8", "--zero-point", check=1)
+    assert "--zero-point applies to 2/4-bit weights" in p.stderr

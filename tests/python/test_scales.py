@@ -91,3 +91,32 @@ def test_minmax_range_overflow_in_float16_is_an_error():
     x = torch.tensor([[-60000.0, 60000.0]], dtype=torch.float16).repeat(2, 1)
     with pytest.raises(ValueError, match="overflows"):
         ops.minmax_scale_shift(x, "qint4", 0)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape,axis,group_size", [((16, 64), 0, None), ((32, 256), 0, 128), ((64, 96), 0, 32),
+                                                   ((32, 64), -1, 16), ((4, 6, 32), 0, 64)])
+@pytest.mark.parametrize("qtype", [quanto.qint2, quanto.qint4])
+def test_symmetric_scale_shift_is_an_exact_integer_zero_point(dtype, shape, axis, group_size, qtype):
+    x = random_tensor(shape, dtype)
+    scale, shift = ops.symmetric_scale_shift(x, qtype.name, axis, group_size)
+    want_shape = ops.minmax_scale_shift(x, qtype.name, axis, group_size)[0].shape
+    assert scale.shape == shift.shape == want_shape and scale.dtype == shift.dtype == dtype
+    zero_point = 2 ** (qtype.bits - 1)
+    grouped = ref.group(x, axis, group_size) if group_size is not None else x
+    amax = grouped.abs().amax(dim=ref.reduce_dims(grouped.ndim, axis), keepdim=True).float()
+    assert_bitwise_equal(scale, (amax / (zero_point - 1)).to(dtype).reshape(want_shape))
+    assert torch.equal(shift, scale * zero_point)
+    assert (ops.shift_to_zeropoint(scale, shift, qtype.name) == zero_point).all()
+    # Symmetric: -amax and +amax are both on the grid (codes 1 and 2^bits - 1), and zero is exact.
+    codes = ops.affine_quantize(x, scale, shift, qtype.name, axis, group_size)
+    assert codes.min() >= 1 and codes.max() <= 2**qtype.bits - 1
+    y = ops.affine_dequantize(codes, scale, shift, list(x.shape), axis, group_size)
+    assert (y[x == 0] == 0).all()
+
+
+def test_symmetric_scale_shift_refuses_8bit_and_non_finite():
+    with pytest.raises(ValueError, match="qint8"):
+        ops.symmetric_scale_shift(torch.randn(4, 32), "qint8", 0, None)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ops.symmetric_scale_shift(torch.tensor([[float("nan"), 1.0]]), "qint4", 0, None)

@@ -33,10 +33,17 @@ Input and output:
   replaces it) and must not be inside the input. Tensors stream one at a time from mmap: peak
   memory stays near the largest tensor.)";
 
+const char* kExportFooter = R"(Only exact equivalents are written: a quanto weight with no exact counterpart in the format
+(for compressed-tensors: int4/int2 with a float shift, float8_e5m2, static activation scales) is
+refused with a message naming the alternative (e.g. `quanto quantize --zero-point`), unless
+--allow-reencode. Tensors stream one at a time; OUTPUT is written into a temporary folder and
+renamed at the end. The work is done by the quanto Python package (`python -m quanto.export`),
+found with $QUANTO_PYTHON, else the python3 beside this executable, else python3 on PATH.)";
+
 }  // namespace
 
 void declare(CLI::App& app, Parsed& p) {
-  app.description("quanto: quantize Hugging Face safetensors checkpoints offline, and inspect them");
+  app.description("quanto: quantize Hugging Face safetensors checkpoints offline, export them, and inspect them");
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every sub-command");
 
@@ -52,8 +59,11 @@ void declare(CLI::App& app, Parsed& p) {
                 "Group size of int4/int2 weights (must divide every quantized layer's input features)")
       ->check(CLI::PositiveNumber);
   q->add_option("--optimizer", o.optimizer,
-                "Scale optimizer: absmax (8-bit, the default there), minmax (2/4-bit default) or hqq (2/4-bit)")
-      ->check(CLI::IsMember({"absmax", "minmax", "hqq"}));
+                "Scale optimizer: absmax (8-bit, the default there), minmax (2/4-bit default), symmetric "
+                "(2/4-bit, zero-point 2^(bits-1): exports as compressed-tensors symmetric / GGUF Q4_0) or hqq (2/4-bit)")
+      ->check(CLI::IsMember({"absmax", "minmax", "symmetric", "hqq"}));
+  q->add_flag("--zero-point", o.zero_point,
+              "2/4-bit: store an integer uint8 zero-point instead of a float shift (exports exactly to compressed-tensors)");
   q->add_option("--include", o.include, "Quantize only modules matching GLOB (repeatable)")->type_name("GLOB");
   q->add_option("--exclude", o.exclude, "Leave modules matching GLOB in float (repeatable)")->type_name("GLOB");
   q->add_option("--threads", o.threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -63,7 +73,26 @@ void declare(CLI::App& app, Parsed& p) {
   q->add_flag("--json", o.json, "Print a machine-readable JSON summary on stdout (progress goes to stderr)");
   q->add_flag("--include-lm-head", o.include_lm_head, "Quantize lm_head too (a tied head is untied; the embedding stays float)");
   q->add_flag("--force", o.force, "Replace an existing OUTPUT (never the input)");
+  q->add_option("--format", o.format,
+                "Output format: quanto (default), or compressed-tensors / gguf (quantize, then `quanto export`)")
+      ->check(CLI::IsMember({"quanto", "compressed-tensors", "gguf"}))
+      ->capture_default_str();
+  q->add_flag("--allow-reencode", o.allow_reencode,
+              "With --format: re-encode what has no exact equivalent there, reporting the added error per layer");
   q->footer(kQuantizeFooter);
+
+  auto* e = app.add_subcommand("export", "Re-encode a quanto folder for another engine (vLLM, llama.cpp)");
+  p.export_cmd = e;
+  auto& x = p.export_;
+  e->add_option("INPUT", x.input, "A quanto folder (quanto quantize's output, or save_pretrained's)")->required();
+  e->add_option("-o,--output", x.output, "Output folder (must not exist unless --force)")->required();
+  e->add_option("--format", x.format, "compressed-tensors (vLLM, transformers) or gguf (llama.cpp)")
+      ->check(CLI::IsMember({"compressed-tensors", "gguf"}))
+      ->required();
+  e->add_flag("--allow-reencode", x.allow_reencode,
+              "Re-encode what has no exact equivalent in the format, reporting the added error per layer");
+  e->add_flag("--force", x.force, "Replace an existing OUTPUT (never the input)");
+  e->footer(kExportFooter);
 
   auto* i = app.add_subcommand("inspect", "List and validate the tensors of a (quantized or float) checkpoint");
   p.inspect_cmd = i;

@@ -1,4 +1,4 @@
-// Command-line parsing (CLI11): the `quantize` and `inspect` sub-commands, their options,
+// Command-line parsing (CLI11): the `quantize`, `export` and `inspect` sub-commands, their options,
 // validators and help texts.
 #pragma once
 
@@ -11,8 +11,10 @@ namespace quanto::cli {
 struct Parsed {
   QuantizeOptions quantize;
   InspectOptions inspect;
+  ExportOptions export_;
   CLI::App* quantize_cmd = nullptr;
   CLI::App* inspect_cmd = nullptr;
+  CLI::App* export_cmd = nullptr;
 };
 
 // Declares everything on `app`; the values land in `parsed` when app.parse() runs.

@@ -42,7 +42,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    if (parsed.quantize_cmd->parsed()) return quanto::cli::run_quantize(parsed.quantize);
+    if (parsed.quantize_cmd->parsed() && parsed.quantize.allow_reencode && parsed.quantize.format == "quanto")
+      throw quanto::cli::CliError("--allow-reencode applies to --format compressed-tensors or gguf");
+    if (parsed.quantize_cmd->parsed())
+      return parsed.quantize.format == "quanto" ? quanto::cli::run_quantize(parsed.quantize)
+                                                : quanto::cli::run_quantize_and_export(parsed.quantize);
+    if (parsed.export_cmd->parsed()) return quanto::cli::run_export(parsed.export_);
     return quanto::cli::run_inspect(parsed.inspect);
   } catch (const c10::Error& e) {
     fail(e.what_without_backtrace());

@@ -14,7 +14,8 @@ struct QuantizeOptions {
   std::string output;
   std::string weights = "int8";          // CLI name: int8, int4, int2, float8, float8_e4m3fn, float8_e5m2
   std::optional<int64_t> group_size;     // 2/4-bit only; default: docs/format.md's rule per layer
-  std::string optimizer;                 // absmax | minmax | hqq; empty: absmax (8-bit), minmax (2/4-bit)
+  std::string optimizer;                 // absmax | minmax | symmetric | hqq; empty: absmax (8-bit), minmax (2/4-bit)
+  bool zero_point = false;               // 2/4-bit: integer uint8 zero-point instead of a float shift
   std::vector<std::string> include;      // module globs; empty: every candidate
   std::vector<std::string> exclude;      // module globs
   int threads = 0;                       // 0: ATen's default (all cores)
@@ -22,6 +23,17 @@ struct QuantizeOptions {
   bool dry_run = false;
   bool json = false;
   bool include_lm_head = false;
+  bool force = false;
+  std::string format = "quanto";         // quanto | compressed-tensors | gguf (exported after quantizing)
+  bool allow_reencode = false;           // export: re-encode what has no exact equivalent, reporting the error
+};
+
+// `quanto export`: re-encode a quanto folder for another engine (the Python package does it).
+struct ExportOptions {
+  std::string input;
+  std::string output;
+  std::string format;                    // compressed-tensors | gguf
+  bool allow_reencode = false;
   bool force = false;
 };
 

@@ -58,7 +58,7 @@ json module_metadata(const TensorPlan& p, const Settings& s) {
           {"activations", "none"},
           {"group_size", bits && p.group_size ? json(*p.group_size) : json(nullptr)},
           {"axis", 0},
-          {"shift", bits ? json("float") : json(nullptr)},
+          {"shift", bits ? json(s.zero_point ? "zeropoint" : "float") : json(nullptr)},
           {"quantize_output", true},
           {"shape", p.qshape}};
 }

@@ -38,7 +38,8 @@ std::vector<OutSpec> output_specs(const TensorPlan& plan, const Settings& settin
   const QType& q = *settings.qtype;
   const auto param_dtype = safetensors::to_scalar_type(settings.scale_dtype.value_or(plan.dtype));
   std::vector<OutSpec> out;
-  for (const StoredTensor& t : weight_format(q).stored(q, plan.qshape, plan.group_size, param_dtype))
+  for (const StoredTensor& t :
+       weight_format(q).stored(q, plan.qshape, plan.group_size, param_dtype, settings.zero_point))
     out.push_back({plan.module + "." + t.key, safetensors::from_scalar_type(t.dtype), u64(t.shape)});
   for (std::string_view key : {kInputScaleKey, kOutputScaleKey})
     out.push_back({plan.module + "." + std::string(key), plan.dtype, {}});
@@ -51,13 +52,14 @@ QuantizedWeight quantize_weight(const at::Tensor& weight, const TensorPlan& plan
   const auto sdt = safetensors::to_scalar_type(settings.scale_dtype.value_or(plan.dtype));
   std::optional<at::Tensor> scale, shift;
   if (q.bits < 8) {
-    auto [s, sh] = settings.optimizer == "hqq" ? ops::hqq_scale_shift(w, q.name, 0, plan.group_size)
-                                               : ops::minmax_scale_shift(w, q.name, 0, plan.group_size);
+    auto [s, sh] = settings.optimizer == "hqq"         ? ops::hqq_scale_shift(w, q.name, 0, plan.group_size)
+                   : settings.optimizer == "symmetric" ? ops::symmetric_scale_shift(w, q.name, 0, plan.group_size)
+                                                       : ops::minmax_scale_shift(w, q.name, 0, plan.group_size);
     scale = s;
     shift = sh;
   }
   // Codes from the float32 parameters; the stored parameters (and the error) in the output dtype.
-  const QWeight qw = QWeight::quantize(w, q, plan.group_size, scale, shift).to(sdt);
+  const QWeight qw = QWeight::quantize(w, q, plan.group_size, scale, shift, settings.zero_point).to(sdt);
   QuantizedWeight out;
   for (auto& [key, t] : qw.state()) out.tensors.emplace_back(plan.module + "." + key, t.contiguous());
   out.sqnr_db = sqnr_db(w, qw.dequantize());

@@ -70,7 +70,11 @@ Settings resolve_settings(const QuantizeOptions& opts) {
                    " weights use absmax");
   if (!bits8 && s.optimizer == "absmax")
     throw CliError("--optimizer absmax is for 8-bit weights (int8, float8*); " + opts.weights +
-                   " weights use minmax or hqq");
+                   " weights use minmax, symmetric or hqq");
+  if (bits8 && opts.zero_point)
+    throw CliError("--zero-point applies to 2/4-bit weights (int4, int2) only; " + opts.weights +
+                   " weights are symmetric");
+  s.zero_point = opts.zero_point;
   if (opts.group_size) {
     if (bits8)
       throw CliError("--group-size applies to 2/4-bit weights (int4, int2) only; " + opts.weights +

@@ -47,7 +47,8 @@ struct TensorPlan {
 
 struct Settings {
   const QType* qtype = nullptr;
-  std::string optimizer;               // resolved: absmax | minmax | hqq
+  std::string optimizer;               // resolved: absmax | minmax | symmetric | hqq
+  bool zero_point = false;             // 2/4-bit: store the shift as a uint8 zero-point
   std::optional<safetensors::Dtype> scale_dtype;  // nullopt: the weight's dtype
 };
 

@@ -21,6 +21,8 @@ at::Tensor absmax_scale(const at::Tensor& x, c10::string_view qtype, std::option
 std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, c10::string_view qtype, int64_t axis,
                                                       std::optional<int64_t> group_size);
 at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, c10::string_view qtype);
+std::tuple<at::Tensor, at::Tensor> symmetric_scale_shift(const at::Tensor& x, c10::string_view qtype, int64_t axis,
+                                                         std::optional<int64_t> group_size);
 std::tuple<at::Tensor, at::Tensor> hqq_scale_shift(const at::Tensor& x, c10::string_view qtype, int64_t axis,
                                                    std::optional<int64_t> group_size, int64_t iters, double p,
                                                    double beta, double kappa, bool optimize_scale);

@@ -61,6 +61,27 @@ std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, c10::
   return {scale.reshape(concrete(scale_spec.sizes)), shift.reshape(concrete(shift_spec.sizes))};
 }
 
+std::tuple<at::Tensor, at::Tensor> symmetric_scale_shift(const at::Tensor& x, c10::string_view qtype, int64_t axis,
+                                                         std::optional<int64_t> group_size) {
+  NonDifferentiable guard;
+  const char* op = "symmetric_scale_shift";
+  Grouping g;
+  // Same checks and shapes as min/max (checked_affine_qtype: 2/4-bit only).
+  const auto [scale_spec, shift_spec] = minmax_scale_shift_spec(x, qtype, axis, group_size, &g);
+  const QType& q = checked_qtype(op, qtype);
+  const at::Tensor x2 = cpu::grouped_2d(x, g);
+  const at::Tensor amax = x2.abs().amax(g.axis == 0 ? 1 : 0).to(at::kFloat);
+  check_finite_range(op, amax);
+  const int64_t zero_point = int64_t{1} << (q.bits - 1);
+  at::Tensor scale = round_to(div_exact(amax, static_cast<double>(zero_point - 1)), x.scalar_type());
+  scale = at::where(scale == 0, 1.0, scale).to(x.scalar_type());
+  // A power-of-two multiple: exact in every float dtype, so shift / scale is exactly the zero-point.
+  const at::Tensor shift = scale * static_cast<double>(zero_point);
+  TORCH_CHECK_VALUE(at::isfinite(shift).all().item<bool>(), op, ": the range of x overflows ", x.scalar_type(),
+                    "; quantize it in float32");
+  return {scale.reshape(concrete(scale_spec.sizes)), shift.reshape(concrete(shift_spec.sizes))};
+}
+
 at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, c10::string_view qtype) {
   NonDifferentiable guard;
   const char* op = "shift_to_zeropoint";
@@ -75,6 +96,8 @@ TORCH_LIBRARY_IMPL(quanto, CompositeExplicitAutograd, m) {
   m.impl("absmax_scale", &absmax_scale);
   m.impl("minmax_scale_shift", &minmax_scale_shift);
   m.impl("shift_to_zeropoint", &shift_to_zeropoint);
+  // One implementation for every device (CPU included): an amax per group is all it computes.
+  m.impl("symmetric_scale_shift", &symmetric_scale_shift);
 }
 
 }  // namespace quanto::ops::generic
