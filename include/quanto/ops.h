@@ -32,7 +32,7 @@ std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, std::
                                                       std::optional<int64_t> group_size = std::nullopt);
 
 // Symmetric parameters for 2/4-bit codes in the same convention and shapes: scale = absmax /
-// (2^(bits-1) - 1), shift = 2^(bits-1) * scale (an exact integer zero-point of 2^(bits-1)).
+// (2^(bits-1) - 1/2), shift = 2^(bits-1) * scale (an exact integer zero-point of 2^(bits-1)).
 std::tuple<at::Tensor, at::Tensor> symmetric_scale_shift(const at::Tensor& x, std::string_view qtype,
                                                          int64_t axis,
                                                          std::optional<int64_t> group_size = std::nullopt);

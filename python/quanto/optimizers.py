@@ -39,15 +39,18 @@ class MaxOptimizer(Optimizer):
 
 
 class SymmetricOptimizer(Optimizer):
-    """Symmetric 2/4-bit grid: scale = amax(|w|) / (2^(bits-1) - 1) per group and a shift of exactly
-    2^(bits-1) scales (an integer zero-point), the grid compressed-tensors' symmetric int4 and GGUF's
-    Q4_0 store, so the weights export to them exactly. Less accurate than min/max on skewed groups."""
+    """Symmetric 2/4-bit grid: scale = amax(|w|) / (2^(bits-1) - 1/2) per group and the uint8
+    zero-point 2^(bits-1), i.e. signed codes -2^(bits-1) .. 2^(bits-1) - 1 times a scale: the grid
+    compressed-tensors' symmetric int4 and GGUF's Q4_0 store, so the weights export to them exactly.
+    Less accurate than min/max on skewed groups."""
 
     def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
         if qtype.bits == 8:
             raise ValueError(f"SymmetricOptimizer: for 2/4-bit qtypes (qint2, qint4), got {qtype.name} "
                              f"(8-bit weights are symmetric already: AbsmaxOptimizer)")
-        return ops.symmetric_scale_shift(base, qtype.name, axis, group_size)
+        scale, shift = ops.symmetric_scale_shift(base, qtype.name, axis, group_size)
+        # Stored as the integer zero-point it is (docs/format.md's uint8 variant), so it exports exactly.
+        return scale, ops.shift_to_zeropoint(scale, shift, qtype.name)
 
 
 class HqqOptimizer(Optimizer):

@@ -223,7 +223,8 @@ QuantSpec Config::layer_spec() const {
   s.activations = activations;
   s.optimizer = optimizer;
   s.group_size = group_size;
-  s.zero_point = zero_point;
+  // The symmetric grid is an integer zero-point: stored as one, it exports exactly.
+  s.zero_point = zero_point || optimizer == "symmetric";
   return s;
 }
 

@@ -108,7 +108,7 @@ TORCH_LIBRARY(quanto, m) {
   m.def("absmax_scale(Tensor x, str qtype, int? axis=None) -> Tensor");
   m.def("minmax_scale_shift(Tensor x, str qtype, int axis, int? group_size=None) -> (Tensor, Tensor)");
   m.def("shift_to_zeropoint(Tensor scale, Tensor shift, str qtype) -> Tensor");
-  // Symmetric 2/4-bit parameters in the affine convention: scale = absmax / (2^(bits-1) - 1),
+  // Symmetric 2/4-bit parameters in the affine convention: scale = absmax / (2^(bits-1) - 1/2),
   // shift = 2^(bits-1) * scale, i.e. an exact integer zero-point of 2^(bits-1) (the grid that
   // compressed-tensors' symmetric int4 and GGUF's Q4_0 use). Same shapes as minmax_scale_shift.
   m.def("symmetric_scale_shift(Tensor x, str qtype, int axis, int? group_size=None) -> (Tensor, Tensor)");

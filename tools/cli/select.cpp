@@ -74,7 +74,8 @@ Settings resolve_settings(const QuantizeOptions& opts) {
   if (bits8 && opts.zero_point)
     throw CliError("--zero-point applies to 2/4-bit weights (int4, int2) only; " + opts.weights +
                    " weights are symmetric");
-  s.zero_point = opts.zero_point;
+  // The symmetric grid is an integer zero-point: stored as one, it exports exactly.
+  s.zero_point = opts.zero_point || s.optimizer == "symmetric";
   if (opts.group_size) {
     if (bits8)
       throw CliError("--group-size applies to 2/4-bit weights (int4, int2) only; " + opts.weights +

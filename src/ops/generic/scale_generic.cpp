@@ -73,7 +73,9 @@ std::tuple<at::Tensor, at::Tensor> symmetric_scale_shift(const at::Tensor& x, c1
   const at::Tensor amax = x2.abs().amax(g.axis == 0 ? 1 : 0).to(at::kFloat);
   check_finite_range(op, amax);
   const int64_t zero_point = int64_t{1} << (q.bits - 1);
-  at::Tensor scale = round_to(div_exact(amax, static_cast<double>(zero_point - 1)), x.scalar_type());
+  // amax / (2^(bits-1) - 1/2): the largest magnitude lands half a step past the positive end and is
+  // clamped there, so no value is off by more than half a step and the whole code range is used.
+  at::Tensor scale = round_to(div_exact(amax, static_cast<double>(zero_point) - 0.5), x.scalar_type());
   scale = at::where(scale == 0, 1.0, scale).to(x.scalar_type());
   // A power-of-two multiple: exact in every float dtype, so shift / scale is exactly the zero-point.
   const at::Tensor shift = scale * static_cast<double>(zero_point);
