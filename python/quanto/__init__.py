@@ -24,6 +24,16 @@ from .nn import QConv1d, QConv2d, QEmbedding, QLayerNorm, QLinear, QModuleMixin,
 from .optimizers import AbsmaxOptimizer, GptqOptimizer, HqqOptimizer, MaxOptimizer, Optimizer  # noqa: E402
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
+from . import hf_quantizer  # noqa: E402  (transformers quantization method; imports transformers on first use)
+
+# quanto's method joins transformers' registry when transformers loads it (or now, if it has).
+hf_quantizer.install()
+
+
+def __getattr__(name):
+    if name == "QuantoConfig":  # imports transformers' config classes (about a second): on first use
+        return hf_quantizer.QuantoConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -55,4 +65,5 @@ __all__ = [
     "MaxOptimizer",
     "HqqOptimizer",
     "GptqOptimizer",
+    "QuantoConfig",
 ]
