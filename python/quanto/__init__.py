@@ -31,6 +31,16 @@ from .optimizers import (  # noqa: E402
 )
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
+from . import hf_quantizer  # noqa: E402  (transformers quantization method; imports transformers on first use)
+
+# quanto's method joins transformers' registry when transformers loads it (or now, if it has).
+hf_quantizer.install()
+
+
+def __getattr__(name):
+    if name == "QuantoConfig":  # imports transformers' config classes (about a second): on first use
+        return hf_quantizer.QuantoConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -63,4 +73,5 @@ __all__ = [
     "HqqOptimizer",
     "GptqOptimizer",
     "SymmetricOptimizer",
+    "QuantoConfig",
 ]

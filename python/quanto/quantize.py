@@ -12,7 +12,7 @@ from .nn import QModuleMixin, quantize_module, quantized_class
 from .nn.qmodule import as_qtype, resolve_group_size
 from .optimizers import as_optimizer
 
-__all__ = ["quantize", "freeze", "quantization_map", "requantize"]
+__all__ = ["quantize", "freeze", "quantization_map", "requantize", "apply_quantization_map"]
 
 
 def _patterns(value, what: str) -> Optional[List[str]]:
@@ -142,6 +142,49 @@ def _ignorable_unexpected(model: torch.nn.Module, keys: List[str]) -> List[str]:
     return [k for k in keys if k in names or any(p.search(k) for p in patterns)]
 
 
+def apply_quantization_map(model: torch.nn.Module, quantization_map: Dict[str, Dict[str, Any]],
+                           where: str = "requantize") -> List[QModuleMixin]:
+    """Quantize the modules ``quantization_map`` names (qtypes, group size, ``quantize_output``) without
+    touching their float weights, which may live on the meta device; returns them, not frozen.
+
+    Every entry is checked before any module changes, so a bad map leaves the model intact. This is
+    the first half of :func:`requantize`; transformers' loader (``quanto.hf_quantizer``) fills the
+    weights itself."""
+    if not isinstance(quantization_map, dict):
+        raise TypeError(f"{where}: quantization_map must be a dict, got {type(quantization_map).__name__}")
+    modules = dict(model.named_modules())
+    plan = []
+    for name, qconfig in quantization_map.items():
+        if name not in modules:
+            raise ValueError(f"{where}: the quantization map names module {name!r}, which the model does not have")
+        if not isinstance(qconfig, dict) or "weights" not in qconfig or "activations" not in qconfig:
+            raise ValueError(f"{where}: the quantization map entry for {name!r} must be a dict with 'weights' "
+                             f"and 'activations', got {qconfig!r}")
+        m = modules[name]
+        if isinstance(m, QModuleMixin):
+            raise ValueError(f"{where}: module {name!r} is already quantized; pass a float model")
+        w = as_qtype(qconfig["weights"], f"{where}: {name!r} weights")
+        a = as_qtype(qconfig["activations"], f"{where}: {name!r} activations")
+        _check_activations(a, f"{where}: {name!r}")
+        found = quantized_class(m)
+        if found is None:
+            raise ValueError(f"{where}: module {name!r} ({type(m).__name__}) has no quantized counterpart")
+        quantize_output = qconfig.get("quantize_output", True)  # absent: every output is quantized
+        if not isinstance(quantize_output, bool):
+            raise ValueError(f"{where}: 'quantize_output' of {name!r} must be true or false, "
+                             f"got {quantize_output!r}")
+        plan.append((name, m, w, a, qconfig.get("group_size"), quantize_output))
+    prepared = []
+    for name, m, w, a, gs, quantize_output in plan:
+        q = quantize_module(m, w, a, None, gs, name=name, embeddings=True)
+        if q is None:
+            raise ValueError(f"{where}: the quantization map entry {quantization_map[name]!r} does not quantize "
+                             f"module {name!r} ({type(m).__name__})")
+        q._quanto_quantize_output = quantize_output
+        prepared.append(q)
+    return prepared
+
+
 def requantize(
     model: torch.nn.Module,
     state_dict: Dict[str, Any],
@@ -159,37 +202,8 @@ def requantize(
     non-persistent buffer of the model (a legacy ``position_ids``) or matching its
     ``_keys_to_ignore_on_load_unexpected`` patterns are ignored.
     """
-    if not isinstance(quantization_map, dict):
-        raise TypeError(f"requantize: quantization_map must be a dict, got {type(quantization_map).__name__}")
     device = _first_device(model) if device is None else torch.device(device)
-    modules = dict(model.named_modules())
-    plan = []
-    for name, qconfig in quantization_map.items():
-        if name not in modules:
-            raise ValueError(f"requantize: the quantization map names module {name!r}, which the model does not have")
-        if not isinstance(qconfig, dict) or "weights" not in qconfig or "activations" not in qconfig:
-            raise ValueError(f"requantize: the quantization map entry for {name!r} must be a dict with 'weights' "
-                             f"and 'activations', got {qconfig!r}")
-        m = modules[name]
-        if isinstance(m, QModuleMixin):
-            raise ValueError(f"requantize: module {name!r} is already quantized; pass a float model")
-        w = as_qtype(qconfig["weights"], f"requantize: {name!r} weights")
-        a = as_qtype(qconfig["activations"], f"requantize: {name!r} activations")
-        _check_activations(a, f"requantize: {name!r}")
-        found = quantized_class(m)
-        if found is None:
-            raise ValueError(f"requantize: module {name!r} ({type(m).__name__}) has no quantized counterpart")
-        quantize_output = qconfig.get("quantize_output", True)  # absent: every output is quantized
-        if not isinstance(quantize_output, bool):
-            raise ValueError(f"requantize: 'quantize_output' of {name!r} must be true or false, "
-                             f"got {quantize_output!r}")
-        plan.append((name, m, w, a, qconfig.get("group_size"), quantize_output))
-    for name, m, w, a, gs, quantize_output in plan:
-        q = quantize_module(m, w, a, None, gs, name=name, embeddings=True)
-        if q is None:
-            raise ValueError(f"requantize: the quantization map entry {quantization_map[name]!r} does not quantize "
-                             f"module {name!r} ({type(m).__name__})")
-        q._quanto_quantize_output = quantize_output
+    for q in apply_quantization_map(model, quantization_map):
         if q.weight_qtype is not None:
             q._empty_frozen()
 

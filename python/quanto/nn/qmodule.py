@@ -253,16 +253,28 @@ class QModuleMixin:
         return dequantize_weight(self.canonical_weight_tensors(), self.weight_qtype, self.weight_group_size,
                                  self._quanto_qshape)
 
-    def _set_frozen(self, t: Dict[str, torch.Tensor]):
-        """Installs canonical tensors, converted to the layout the weights layer picks for their device."""
+    def _set_frozen(self, t: Dict[str, torch.Tensor], layout: str = "canonical"):
+        """Installs frozen tensors whose data is in ``layout`` (canonical by default), converted to the
+        layout the weights layer picks for their device."""
         self._parameters.pop("weight", None)
         self.register_buffer("weight_data", t["data"], persistent=False)
         self.register_buffer("weight_scale", t["scale"], persistent=False)
         if "shift" in t:
             self.register_buffer("weight_shift", t["shift"], persistent=False)
-        self._quanto_layout = "canonical"
+        self._quanto_layout = layout
         self._quanto_frozen = True
         self._relayout()
+
+    def _in_device_layout(self, t: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], str]:
+        """Canonical frozen tensors with their data converted to the layout the weights layer picks
+        for their device, and that layout: what ``_set_frozen(t)`` would hold, without installing it."""
+        layout = self._layout_for(t["data"].device)
+        if layout == "canonical":
+            return t, layout
+        parts = [t["data"], t["scale"]] + ([t["shift"]] if "shift" in t else [])
+        data = ops.weight_relayout(parts, self.weight_qtype.name, list(self._quanto_qshape), self.weight_group_size,
+                                   "canonical", layout)
+        return dict(t, data=data), layout
 
     def _expected_shapes(self) -> Dict[str, Tuple[int, ...]]:
         data, scale = ops.weight_stored_shapes(self.weight_qtype.name, list(self._quanto_qshape),
@@ -489,6 +501,12 @@ class QModuleMixin:
                                       error_msgs)
 
     def _load_frozen(self, t: Dict[str, torch.Tensor], prefix: str):
+        self._set_frozen(self._checked_frozen(t, prefix))
+
+    def _checked_frozen(self, t: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+        """Canonical quantized tensors read from a file (``{part: tensor}``), checked against this
+        module's qtype, shapes and dtypes, contiguous on the module's device (the data's while the
+        module is on meta); raises ValueError naming the key otherwise."""
         wtype, exp = self.weight_qtype, self._expected_shapes()
         keys = self._weight_keys()
         data_dtype = wtype.dtype if wtype.bits == 8 else torch.uint8
@@ -517,7 +535,7 @@ class QModuleMixin:
         device = self.input_scale.device
         if device.type == "meta":
             device = t["data"].device
-        self._set_frozen({part: v.detach().to(device).contiguous() for part, v in t.items()})
+        return {part: v.detach().to(device).contiguous() for part, v in t.items()}
 
     def _unfreeze_for(self, w: torch.Tensor):
         """A float weight is loaded into a frozen module: it becomes a trainable (unfrozen) weight again."""
