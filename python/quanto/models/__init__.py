@@ -1,7 +1,7 @@
 """Helpers for transformers and diffusers models: quantized wrappers with save/load, packaged real models, and
 the quality measures (perplexity, sentence embeddings) used to compare quantizations."""
 
-from .evaluate import decode_tokens_per_second, perplexity, sentence_embeddings
+from .evaluate import cached_perplexity, decode_tokens_per_second, perplexity, sentence_embeddings
 from .packaged import load_minilm, load_smollm2, minilm_path, smollm2_gguf
 
 # The wrappers import transformers (seconds): only when first used.
@@ -32,6 +32,7 @@ __all__ = [
     "QuantizedPixArtTransformer2DModel",
     "QuantizedFluxTransformer2DModel",
     "perplexity",
+    "cached_perplexity",
     "sentence_embeddings",
     "decode_tokens_per_second",
     "load_minilm",

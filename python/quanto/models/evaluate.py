@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["perplexity", "sentence_embeddings", "decode_tokens_per_second"]
+__all__ = ["perplexity", "cached_perplexity", "sentence_embeddings", "decode_tokens_per_second"]
 
 @torch.no_grad()
 def perplexity(model, input_ids: torch.Tensor, context_length: int = 512, stride: Optional[int] = None) -> float:
@@ -47,6 +47,33 @@ def perplexity(model, input_ids: torch.Tensor, context_length: int = 512, stride
         scored_until = end
         begin += stride
     return math.exp(nll / count)
+
+
+@torch.no_grad()
+def cached_perplexity(model, input_ids: torch.Tensor, cache, chunk_size: int = 32):
+    """(perplexity, top-1 predictions) of ``input_ids`` ([n] or [1, n]) read through a KV ``cache``.
+
+    The sequence is fed ``chunk_size`` tokens at a time, so each chunk attends to the earlier tokens
+    as the cache holds them (quantized, for a quantized cache) — what decoding sees — rather than
+    to exact float states as a single forward pass would. ``cache`` is a fresh ``transformers.Cache``.
+    Returns exp(mean NLL) of tokens 1..n-1 and the argmax prediction for each of them ([n-1]), so
+    two caches can be compared token by token.
+    """
+    ids = input_ids if input_ids.dim() == 2 else input_ids.unsqueeze(0)
+    if ids.shape[0] != 1 or ids.shape[1] < 2:
+        raise ValueError(f"cached_perplexity: input_ids must be one sequence of 2+ tokens, got {tuple(input_ids.shape)}")
+    if chunk_size < 1:
+        raise ValueError(f"cached_perplexity: chunk_size must be >= 1, got {chunk_size}")
+    ids = ids.to(next(model.parameters()).device)
+    nll, predictions = 0.0, []
+    n = ids.shape[1]
+    for begin in range(0, n - 1, chunk_size):
+        chunk = ids[:, begin:min(begin + chunk_size, n - 1)]
+        logits = model(chunk, cache=cache, use_cache=True).logits[0].float()
+        targets = ids[0, begin + 1:begin + 1 + chunk.shape[1]]
+        nll += F.cross_entropy(logits, targets, reduction="sum").item()
+        predictions.append(logits.argmax(-1))
+    return math.exp(nll / (n - 1)), torch.cat(predictions)
 
 
 @torch.no_grad()
