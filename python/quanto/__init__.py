@@ -21,9 +21,11 @@ _library.load()
 
 from .calibrate import Calibration  # noqa: E402
 from .nn import QConv1d, QConv2d, QEmbedding, QLayerNorm, QLinear, QModuleMixin, quantize_module  # noqa: E402
-from .optimizers import AbsmaxOptimizer, GptqOptimizer, HqqOptimizer, MaxOptimizer, Optimizer  # noqa: E402
+from .optimizers import (AbsmaxOptimizer, GptqOptimizer, HqqOptimizer, MaxOptimizer, Optimizer,  # noqa: E402
+                         SymmetricOptimizer, ZeroPointOptimizer)
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
+from . import export  # noqa: E402  (quanto.export(src, out, format=...): compressed-tensors and GGUF exports)
 
 __version__ = "0.1.0"
 
@@ -55,4 +57,7 @@ __all__ = [
     "MaxOptimizer",
     "HqqOptimizer",
     "GptqOptimizer",
+    "ZeroPointOptimizer",
+    "SymmetricOptimizer",
+    "export",
 ]

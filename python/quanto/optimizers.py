@@ -92,9 +92,64 @@ class GptqOptimizer(Optimizer):
         return ops.gptq_quantize(base, hessian, qtype.name, group_size, self.percdamp, self.blocksize, self.actorder)
 
 
-# Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names.
+class ZeroPointOptimizer(Optimizer):
+    """A 2/4-bit optimizer's parameters with the shift stored as an integer zero-point.
+
+    Runs ``base`` (default min/max; HQQ works too) and rounds its float shift to the uint8 zero-point
+    ``clamp(round(shift / scale), 0, 2^bits - 1)`` (docs/format.md section 4.3's variant, what the C++
+    API's ``Config::zero_point`` writes); the weights layer then computes the codes against it. An
+    integer zero-point is what other formats store (compressed-tensors' asymmetric ``pack-quantized``,
+    GGUF), so such weights export exactly where a float shift cannot.
+    """
+
+    def __init__(self, base: Optional[Optimizer] = None):
+        base = MaxOptimizer() if base is None else base
+        if getattr(base, "needs_calibration", False) or isinstance(base, (AbsmaxOptimizer, ZeroPointOptimizer)):
+            raise ValueError(f"ZeroPointOptimizer: base must be a 2/4-bit optimizer without calibration (minmax, hqq), "
+                             f"got {type(base).__name__}")
+        self.base = base
+
+    def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if qtype.bits == 8:
+            raise ValueError(f"ZeroPointOptimizer: for 2/4-bit qtypes (qint2, qint4), got {qtype.name}")
+        scale, shift = self.base(base, qtype=qtype, axis=axis, group_size=group_size)
+        return scale, ops.shift_to_zeropoint(scale, shift, qtype.name)
+
+
+class SymmetricOptimizer(Optimizer):
+    """Symmetric 2/4-bit weights: every zero-point is the middle code 2^(bits-1), so a weight is
+    ``(code - 2^(bits-1)) * scale``, i.e. signed values -2^(bits-1) … 2^(bits-1) - 1 times a scale.
+
+    ``scale = amax / (2^(bits-1) - 0.5)`` per group (7.5 for int4): the largest magnitude lands half
+    a step past the positive end and is clamped, so no value is off by more than half a step, as
+    GPTQ's and compressed-tensors' symmetric min/max do. This is the layout vLLM's fastest int4
+    kernels and GGUF's Q4_0 want; files are the ordinary zero-point variant (docs/format.md 4.3).
+    """
+
+    def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if qtype.bits == 8:
+            raise ValueError(f"SymmetricOptimizer: for 2/4-bit qtypes (qint2, qint4), got {qtype.name}")
+        if axis != 0:
+            raise ValueError(f"SymmetricOptimizer: weights are quantized along axis 0, got axis={axis}")
+        w = base.detach()
+        # Groups are consecutive elements of the row-major weight (docs/format.md 4.2); per output
+        # channel, one group per row with the scale shaped [out, 1, ..., 1].
+        grouped = w.reshape(-1, group_size) if group_size is not None else w.reshape(w.shape[0], -1)
+        amax = grouped.abs().amax(dim=1, keepdim=True)
+        if not torch.isfinite(amax).all():
+            raise ValueError("SymmetricOptimizer: the weight holds NaN or inf; scales need finite values")
+        half = 2 ** (qtype.bits - 1)
+        scale = (amax / (half - 0.5)).to(w.dtype)
+        scale = torch.where(scale == 0, torch.ones_like(scale), scale)  # an all-zero group: codes of zero
+        if group_size is None:
+            scale = scale.reshape([w.shape[0]] + [1] * (w.dim() - 1))
+        return scale, torch.full_like(scale, half, dtype=torch.uint8)
+
+
+# Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names, and
+# Python's integer zero-point ("zeropoint": min/max, then the shift rounded) and symmetric variants.
 OPTIMIZERS = {"absmax": AbsmaxOptimizer, "minmax": MaxOptimizer, "max": MaxOptimizer, "hqq": HqqOptimizer,
-              "gptq": GptqOptimizer}
+              "gptq": GptqOptimizer, "zeropoint": ZeroPointOptimizer, "symmetric": SymmetricOptimizer}
 
 
 def default_optimizer(wtype: qtype) -> Optimizer:
@@ -115,7 +170,8 @@ def as_optimizer(value, wtype: Optional[qtype], where: str = "quantize"):
         raise TypeError(f"{where}: optimizer must be a name, an Optimizer or a callable, got {type(value).__name__}")
     if wtype is None:
         raise ValueError(f"{where}: an optimizer applies to weights; give weights= too")
-    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer)):
+    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer, ZeroPointOptimizer,
+                                              SymmetricOptimizer)):
         raise ValueError(f"{where}: optimizer {type(value).__name__} is for 2/4-bit weights, got {wtype.name}")
     if wtype.bits < 8 and isinstance(value, AbsmaxOptimizer):
         raise ValueError(f"{where}: AbsmaxOptimizer is for 8-bit weights, got {wtype.name}")
