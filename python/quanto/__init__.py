@@ -28,9 +28,11 @@ from .optimizers import (  # noqa: E402
     MaxOptimizer,
     Optimizer,
     SymmetricOptimizer,
+    ZeroPointOptimizer,
 )
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
+from . import export  # noqa: E402  (quanto.export(src, out, format=...): compressed-tensors and GGUF exports)
 from . import hf_quantizer  # noqa: E402  (transformers quantization method; imports transformers on first use)
 
 # quanto's method joins transformers' registry when transformers loads it (or now, if it has).
@@ -73,5 +75,7 @@ __all__ = [
     "HqqOptimizer",
     "GptqOptimizer",
     "SymmetricOptimizer",
+    "ZeroPointOptimizer",
     "QuantoConfig",
+    "export",
 ]

@@ -107,9 +107,34 @@ class GptqOptimizer(Optimizer):
         return ops.gptq_quantize(base, hessian, qtype.name, group_size, self.percdamp, self.blocksize, self.actorder)
 
 
-# Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names.
+class ZeroPointOptimizer(Optimizer):
+    """A 2/4-bit optimizer's parameters with the shift stored as an integer zero-point.
+
+    Runs ``base`` (default min/max; HQQ works too) and rounds its float shift to the uint8 zero-point
+    ``clamp(round(shift / scale), 0, 2^bits - 1)`` (docs/format.md section 4.3's variant, what the C++
+    API's ``Config::zero_point`` writes); the weights layer then computes the codes against it. An
+    integer zero-point is what other formats store (compressed-tensors' asymmetric ``pack-quantized``,
+    GGUF), so such weights export exactly where a float shift cannot.
+    """
+
+    def __init__(self, base: Optional[Optimizer] = None):
+        base = MaxOptimizer() if base is None else base
+        if getattr(base, "needs_calibration", False) or isinstance(base, (AbsmaxOptimizer, ZeroPointOptimizer)):
+            raise ValueError(f"ZeroPointOptimizer: base must be a 2/4-bit optimizer without calibration (minmax, hqq), "
+                             f"got {type(base).__name__}")
+        self.base = base
+
+    def __call__(self, base, qtype, axis=0, group_size=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if qtype.bits == 8:
+            raise ValueError(f"ZeroPointOptimizer: for 2/4-bit qtypes (qint2, qint4), got {qtype.name}")
+        scale, shift = self.base(base, qtype=qtype, axis=axis, group_size=group_size)
+        return scale, ops.shift_to_zeropoint(scale, shift, qtype.name)
+
+
+# Optimizers selectable by name in quantize(optimizer="..."): the CLI's and the C++ API's names, and
+# Python's integer zero-point ("zeropoint": min/max, then the shift rounded) and symmetric variants.
 OPTIMIZERS = {"absmax": AbsmaxOptimizer, "minmax": MaxOptimizer, "max": MaxOptimizer, "hqq": HqqOptimizer,
-              "gptq": GptqOptimizer, "symmetric": SymmetricOptimizer}
+              "gptq": GptqOptimizer, "zeropoint": ZeroPointOptimizer, "symmetric": SymmetricOptimizer}
 
 
 def default_optimizer(wtype: qtype) -> Optimizer:
@@ -130,7 +155,8 @@ def as_optimizer(value, wtype: Optional[qtype], where: str = "quantize"):
         raise TypeError(f"{where}: optimizer must be a name, an Optimizer or a callable, got {type(value).__name__}")
     if wtype is None:
         raise ValueError(f"{where}: an optimizer applies to weights; give weights= too")
-    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer, SymmetricOptimizer)):
+    if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer, ZeroPointOptimizer,
+                                              SymmetricOptimizer)):
         raise ValueError(f"{where}: optimizer {type(value).__name__} is for 2/4-bit weights, got {wtype.name}")
     if wtype.bits < 8 and isinstance(value, AbsmaxOptimizer):
         raise ValueError(f"{where}: AbsmaxOptimizer is for 8-bit weights, got {wtype.name}")

@@ -4,6 +4,7 @@ and in optimum-quanto 0.2.7 with the same outputs. Sharded inputs, tied embeddin
 
 import json
 import os
+import sys
 
 import pytest
 import torch
@@ -249,3 +250,27 @@ def test_zero_point_refused_for_8bit(cli, tmp_path):
     tiny_llama().save_pretrained(tmp_path / "in")
     p = run_cli("quantize", tmp_path / "in", "-o", tmp_path / "out", "--weights", "int8", "--zero-point", check=1)
     assert "--zero-point applies to 2/4-bit weights" in p.stderr
+
+
+def test_quantize_format_compressed_tensors_and_export(cli, tmp_path):
+    """`quanto quantize --format compressed-tensors` and `quanto export` (the CLI forwards to the
+    Python package's exporter): the same folder either way, loadable by compressed-tensors."""
+    tiny_llama(dtype=torch.bfloat16).save_pretrained(tmp_path / "in")
+    env = dict(os.environ, QUANTO_PYTHON=sys.executable)
+    run_cli("quantize", tmp_path / "in", "-o", tmp_path / "ct", "--weights", "int4", "--optimizer", "symmetric",
+            "--group-size", "32", "--format", "compressed-tensors", env=env, check=0)
+    assert not [p for p in os.listdir(tmp_path) if ".quanto-tmp-" in p]  # the intermediate folder is gone
+    run_cli("quantize", tmp_path / "in", "-o", tmp_path / "q", "--weights", "int4", "--optimizer", "symmetric",
+            "--group-size", "32", check=0)
+    run_cli("export", tmp_path / "q", "-o", tmp_path / "ct2", "--format", "compressed-tensors", env=env, check=0)
+    assert read_all(tmp_path / "ct").keys() == read_all(tmp_path / "ct2").keys()
+    for k, v in read_all(tmp_path / "ct").items():
+        assert torch.equal(v, read_all(tmp_path / "ct2")[k]), k
+    config = json.loads((tmp_path / "ct/config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "compressed-tensors"
+    # A float shift has no compressed-tensors equivalent: refused, naming the way out.
+    run_cli("quantize", tmp_path / "in", "-o", tmp_path / "qf", "--weights", "int4", check=0)
+    p = run_cli("export", tmp_path / "qf", "-o", tmp_path / "ct3", "--format", "compressed-tensors", env=env)
+    assert p.returncode != 0 and "shift" in p.stderr and not (tmp_path / "ct3").exists()
+    p = run_cli("quantize", tmp_path / "in", "-o", tmp_path / "x", "--allow-reencode", check=1)
+    assert "--allow-reencode applies to --format" in p.stderr
