@@ -16,8 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 export PYTHONPATH := $(CURDIR)/python$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: test-gguf
-.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-packaging test-sanitize test-fuzz demo bench clean
+.PHONY: setup install build test test-kernels test-ops test-nn test-io test-python test-models test-examples test-cli test-packaging test-sanitize test-fuzz test-gguf demo bench clean
 
 setup: $(STAMP)
 $(STAMP): scripts/setup.sh requirements.txt constraints.txt
@@ -117,10 +116,12 @@ demo: build
 	QUANTO_CLI=$(CURDIR)/$(BUILD)/quanto $(PY) examples/cli_demo.py
 
 # Opt-in (not in `make test`): llama.cpp itself loads quanto's GGUF export of SmolLM2-135M and decodes
-# the same greedy tokens. llama-cpp-python compiles llama.cpp from source: ~15+ minutes on 2 cores.
+# the same greedy tokens. llama-cpp-python compiles llama.cpp from source (its library only): long, up to an
+# hour on a busy 2-core machine.
 test-gguf: build
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt llama-cpp-python==0.3.36
-	QUANTO_TEST_LLAMA_CPP=1 $(PY) -m pytest -q tests/python/export/test_export_llama_cpp.py
+	CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DMTMD_BUILD=OFF" \
+	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt llama-cpp-python==0.3.36
+	QUANTO_TEST_LLAMA_CPP=1 $(PY) -m pytest -q -s tests/python/export/test_export_llama_cpp.py
 
 bench: build
 	$(BUILD)/quanto_kernel_bench --benchmark_min_time=0.2

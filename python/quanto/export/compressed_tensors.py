@@ -75,8 +75,9 @@ PACK, NAIVE = "pack-quantized", "naive-quantized"
 # How a user gets weights that export exactly (named in every float-shift refusal).
 FLOAT_SHIFT_ALTERNATIVES = (
     "re-quantize with an integer zero-point: in Python quantize(..., optimizer=\"zeropoint\") (min/max) or "
-    "optimizer=\"symmetric\" (symmetric int4/int2: the layout vLLM's fastest kernels want), in C++ "
-    "quanto::Config::zero_point = true; or pass allow_reencode=True (--allow-reencode) to round each shift to an "
+    "optimizer=\"symmetric\" (symmetric int4/int2: the layout vLLM's fastest kernels want), in the CLI "
+    "quanto quantize --zero-point or --optimizer symmetric, in C++ quanto::Config::zero_point = true (or "
+    "optimizer \"symmetric\"); or pass allow_reencode=True (--allow-reencode) to round each shift to an "
     "integer zero-point and re-quantize, with the added error reported per layer")
 STATIC_ACTIVATIONS_ALTERNATIVE = (
     "quanto's calibrated static per-tensor activation scales (input and output) have no compressed-tensors "
