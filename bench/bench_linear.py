@@ -14,12 +14,23 @@ A second table puts 2-bit weights (int2, group 128) side by side: quanto's froze
 W8A8 table compares quanto's linear_w8a8 (canonical int8 weight) and linear_w8a8_packed (the
 VNNI layout frozen layers hold) with torch fp32 linear and torch._int_mm.
 
+The "isa" table (first by default) runs quanto's weight-only kernels once per CPU ISA tier this
+machine supports (avx2, avx512, avx512bf16), each in a child process with QUANTO_CPU_ISA set and
+torch's own kernels held to the same instruction set (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS,
+ONEDNN_MAX_CPU_ISA), so an AVX-512 machine also shows what an AVX2-only one gets. Each tier's table
+starts with its measured read bandwidth, and gives W8, W4 (groups of 128 and 32), W2 and FP8
+(e4m3fn) times against torch fp32 / bf16 linear, as speed-ups over the fastest of the two and, for
+batches up to 8, as GB/s of codes + scales (+ shifts) read and their fraction of that bandwidth.
+
 Run: make bench            (QUANTO_BENCH_QUICK=1 for one shape and fewer batches)
-     python bench/bench_linear.py --shapes 14336x4096 --batches 1,128 [--tables main,w2,w8a8]
+     python bench/bench_linear.py --shapes 14336x4096 --batches 1,128 [--tables isa,main,w2,w8a8]
+                          [--isas avx2,avx512bf16] [--threads 1 [--cpu-time]]
 """
 
 import argparse
 import os
+import subprocess
+import sys
 import time
 
 import torch
@@ -30,9 +41,22 @@ import quanto  # noqa: F401
 ops = torch.ops.quanto
 GROUP = 128
 QUICK = os.environ.get("QUANTO_BENCH_QUICK") == "1"
-SHAPES = [(4096, 4096)] if QUICK else [(4096, 4096), (14336, 4096), (4096, 14336), (8192, 8192)]
-BATCHES = [1, 8, 128] if QUICK else [1, 8, 32, 128, 512]
-TABLES = ("main", "w2", "w8a8")
+MAIN_SHAPES = [(4096, 4096)] if QUICK else [(4096, 4096), (14336, 4096), (4096, 14336), (8192, 8192)]
+MAIN_BATCHES = [1, 8, 128] if QUICK else [1, 8, 32, 128, 512]
+SHAPES, BATCHES = MAIN_SHAPES, MAIN_BATCHES  # what the tables run (set from the command line)
+TABLES = ("isa", "main", "w2", "w8a8")
+# The isa table: weights larger than the LLC (batch 1 is then a bandwidth measurement).
+ISA_SHAPES = [(14336, 4096)] if QUICK else [(14336, 4096), (4096, 14336)]
+ISA_BATCHES = [1, 8, 128] if QUICK else [1, 2, 8, 32, 128]
+# Environment that holds torch's own CPU kernels to a quanto tier: ATen's vectorized ops, MKL's
+# sgemm and oneDNN's bf16 matmul (which without AVX-512 BF16 emulates bf16, slowly).
+TORCH_ISA_ENV = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "avx512bf16": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                   "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+}
 
 
 def parse_shapes(text):
@@ -58,6 +82,14 @@ def parse_batches(text):
     return batches
 
 
+def parse_isas(text):
+    isas = text.split(",")
+    unknown = [i for i in isas if i not in TORCH_ISA_ENV]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown ISA tier(s) {unknown}; choose from {list(TORCH_ISA_ENV)}")
+    return isas
+
+
 def parse_tables(text):
     tables = text.split(",")
     unknown = [t for t in tables if t not in TABLES]
@@ -66,21 +98,25 @@ def parse_tables(text):
     return tables
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time
+
+
 def timeit(fn, min_time=0.3, min_reps=3):
     fn()
     best, total, reps = float("inf"), 0.0, 0
     while reps < min_reps or total < min_time:
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        dt = time.perf_counter() - t
+        dt = CLOCK() - t
         best, total, reps = min(best, dt), total + dt, reps + 1
     return best
 
 
-def read_bandwidth_gbs():
-    """Read bandwidth of this machine with every intra-op thread: a sum over 1 GiB (best of ~2 s)."""
-    t = torch.ones(256 * 1024 * 1024, dtype=torch.float32)
-    return t.numel() * 4 / timeit(lambda: t.sum(), min_time=2.0) / 1e9
+def read_bandwidth_gbs(mib=1024, min_time=2.0):
+    """Read bandwidth of this machine with every intra-op thread: a sum over a buffer far larger
+    than any cache (best of ~min_time seconds)."""
+    t = torch.ones(mib * 1024 * 1024 // 4, dtype=torch.float32)
+    return t.numel() * 4 / timeit(lambda: t.sum(), min_time=min_time) / 1e9
 
 
 def last_level_cache_bytes():
@@ -172,6 +208,77 @@ def main_table(bw):
         print(f"{'':>12} batch 1: " + "; ".join(notes))
 
 
+ISA_COLUMNS = ["W8", "W4g128", "W4g32", "W2", "FP8"]
+
+
+def isa_layers(N, K):
+    """quanto's weight-only kernels on one N x K weight, each with the bytes it reads per call."""
+    torch.manual_seed(0)
+    w = torch.randn(N, K) * 0.02
+    layers = {}
+    s8 = ops.absmax_scale(w, "qint8", 0)
+    q8 = ops.symmetric_quantize(w, s8, "qint8", 0)
+    layers["W8"] = (lambda x: ops.linear_qbytes(x, q8, s8), nbytes(q8, s8))
+    for name, qtype, bits, group in (("W4g128", "qint4", 4, 128), ("W4g32", "qint4", 4, 32), ("W2", "qint2", 2, 128)):
+        sc, sh = ops.minmax_scale_shift(w, qtype, 0, group)
+        codes = ops.pack_codes(ops.affine_quantize(w, sc, sh, qtype, 0, group), bits)
+        tiled = ops.tile_qbits(codes, bits, N, K, group)
+        layers[name] = (lambda x, t=tiled, a=sc, b=sh, n=bits, g=group: ops.linear_qbits_tiled(x, t, a, b, n, g),
+                        nbytes(tiled, sc, sh))
+    sf = ops.absmax_scale(w, "qfloat8", 0)
+    qf = ops.symmetric_quantize(w, sf, "qfloat8", 0)
+    layers["FP8"] = (lambda x: ops.linear_qbytes(x, qf, sf), nbytes(qf, sf))
+    dense32, dense16 = w, w.to(torch.bfloat16)
+    layers["torch fp32"] = (lambda x: F.linear(x.float(), dense32), nbytes(dense32))
+    layers["torch bf16"] = (lambda x: F.linear(x, dense16), nbytes(dense16))
+    return layers
+
+
+@torch.no_grad()
+def isa_table(bw):
+    """One tier (this process's QUANTO_CPU_ISA): quanto's weight-only kernels against torch's
+    fastest float linear on the same instruction set."""
+    llc = last_level_cache_bytes()
+    clock = "CPU time" if CLOCK is time.process_time else "wall time"
+    print(f"\n== ISA tier {ops.cpu_isa()}: torch {torch.__version__}, {torch.get_num_threads()} threads, {clock}, "
+          f"measured read bandwidth {bw:.1f} GB/s (sum over 512 MiB)")
+    print("times in ms (bf16 activations); xfloat = fastest of torch fp32 / bf16 time / quanto time; "
+          "GB/s = codes + scales read per call / time, % of the read bandwidth (weights larger than the LLC)")
+    print(f"{'N x K':>12} {'M':>4} {'fp32':>9} {'bf16':>9} " + " ".join(f"{c:>8}" for c in ISA_COLUMNS) + "  "
+          + " ".join(f"{'x' + c:>8}" for c in ISA_COLUMNS) + "  "
+          + " ".join(f"{c + ' GB/s':>15}" for c in ISA_COLUMNS))
+    for N, K in SHAPES:
+        layers = isa_layers(N, K)
+        for M in BATCHES:
+            x = torch.randn(M, K).to(torch.bfloat16)
+            # Best of at least 5 calls: on a shared machine the minimum is the least disturbed.
+            t = {name: timeit(lambda f=fn: f(x), min_reps=5) for name, (fn, _) in layers.items()}
+            best = min(t["torch fp32"], t["torch bf16"])
+            row = (f"{f'{N}x{K}':>12} {M:>4} {t['torch fp32'] * 1e3:9.3f} {t['torch bf16'] * 1e3:9.3f} "
+                   + " ".join(f"{t[c] * 1e3:8.3f}" for c in ISA_COLUMNS) + "  "
+                   + " ".join(f"{best / t[c]:8.2f}" for c in ISA_COLUMNS) + "  ")
+            if M <= 8:
+                cells = []
+                for c in ISA_COLUMNS:
+                    size = layers[c][1]
+                    gbs = size / t[c] / 1e9
+                    cells.append(f"{gbs:6.1f} ({100 * gbs / bw:3.0f}%)" if size > llc else f"{gbs:6.1f} (LLC)")
+                row += " ".join(f"{cell:>15}" for cell in cells)
+            print(row, flush=True)
+
+
+def run_isa_tiers(isas):
+    """The isa table once per tier, each in a child process with that tier's environment."""
+    for isa in isas:
+        env = dict(os.environ, QUANTO_CPU_ISA=isa, **TORCH_ISA_ENV[isa])
+        cmd = [sys.executable, os.path.abspath(__file__), "--tables", "isa", "--child",
+               "--shapes", ",".join(f"{n}x{k}" for n, k in SHAPES), "--batches", ",".join(map(str, BATCHES)),
+               "--threads", str(torch.get_num_threads())] + (["--cpu-time"] if CLOCK is time.process_time else [])
+        sys.stdout.flush()
+        if subprocess.run(cmd, env=env).returncode != 0:
+            raise SystemExit(f"the {isa} tier's table failed")
+
+
 def frozen_linear(w, make_quantize, qtype, dtype=torch.bfloat16):
     """A one-layer model holding w, quantized to qtype (weights only) and frozen by that library."""
     quantize, freeze = make_quantize
@@ -249,14 +356,43 @@ def w8a8_table():
 
 
 def main():
-    global SHAPES, BATCHES
+    global SHAPES, BATCHES, CLOCK
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", type=parse_shapes, help="comma-separated OUTxIN weight shapes")
     parser.add_argument("--batches", type=parse_batches, help="comma-separated batch sizes M")
-    parser.add_argument("--tables", type=parse_tables, default=list(TABLES), help="main,w2,w8a8 (default all)")
+    parser.add_argument("--tables", type=parse_tables, default=list(TABLES), help="isa,main,w2,w8a8 (default all)")
+    parser.add_argument("--isas", type=parse_isas, help="ISA tiers of the isa table (default: every SIMD tier "
+                        "this CPU supports)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time (needs --threads 1): on a busy machine, time spent "
+                        "descheduled is not counted")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one tier, in this process
     args = parser.parse_args()
-    SHAPES = args.shapes or SHAPES
-    BATCHES = args.batches or BATCHES
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise SystemExit(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        if torch.get_num_threads() != 1:
+            raise SystemExit("--cpu-time sums every thread's time: use it with --threads 1")
+        CLOCK = time.process_time
+    if args.child:
+        SHAPES, BATCHES = args.shapes or ISA_SHAPES, args.batches or ISA_BATCHES
+        isa_table(read_bandwidth_gbs(mib=512, min_time=2.0))
+        return
+    if "isa" in args.tables:
+        SHAPES = args.shapes or ISA_SHAPES
+        supported = [i for i in ops.supported_cpu_isas() if i in TORCH_ISA_ENV]
+        isas = args.isas or supported
+        missing = [i for i in isas if i not in supported]
+        if missing:
+            raise SystemExit(f"this CPU does not support {missing}; it supports {supported}")
+        BATCHES = args.batches or ISA_BATCHES
+        run_isa_tiers(isas)
+        if args.tables == ["isa"]:
+            return
+    SHAPES, BATCHES = args.shapes or MAIN_SHAPES, args.batches or MAIN_BATCHES
     bw = read_bandwidth_gbs()
     if "main" in args.tables:
         main_table(bw)

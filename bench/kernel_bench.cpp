@@ -1,12 +1,14 @@
 // Kernel throughput per ISA (GB/s of input read), reference vs optimised variants.
-// The linear kernels run single-threaded over every output channel, so their GB/s (bytes of packed
-// weights + scales + shifts per call / time) compare with BM_read_bandwidth, one core's read rate.
+// The linear kernels run single-threaded over every output channel, so at batches of 1-8 rows their
+// GB/s (bytes of packed weights + scales + shifts per call / time) compare with BM_read_bandwidth,
+// one core's read rate; prefill rows (M = 32, 128) report GFLOPS.
 // Run: build/quanto_kernel_bench   (part of `make bench`; --benchmark_filter=linear for those alone)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <random>
 #include <vector>
 
@@ -78,7 +80,7 @@ void isa_args(benchmark::internal::Benchmark* b) {
   for (CpuIsa isa : supported_isas()) b->Arg(static_cast<int>(isa));
 }
 
-// ---- linear kernels at batch 1 (and W8A8 at M = 128) on LLM-sized weights ----
+// ---- linear kernels at batch 1, small batches and prefill on LLM-sized weights ----
 
 // One core's read bandwidth: a sum over 256 MiB, larger than any cache.
 void BM_read_bandwidth(benchmark::State& state) {
@@ -98,7 +100,7 @@ struct LinearData {
   static constexpr int64_t kGroup = 128;
   std::vector<int8_t> w8;
   std::vector<uint8_t> fp8, tiled4, tiled2, packed8a8;
-  std::vector<float> scale, gscale, gshift;
+  std::vector<float> scale;
 
   LinearData(int64_t n, int64_t k) : N(n), K(k) {
     std::mt19937 gen(0);
@@ -119,11 +121,25 @@ struct LinearData {
     packed8a8.resize(static_cast<size_t>(w8a8_block_count(N) * w8a8_block_bytes(K)));
     pack_w8a8_ref(w8.data(), N, K, 0, w8a8_block_count(N), packed8a8.data());
     scale.assign(static_cast<size_t>(N), 0.01f);
-    gscale.assign(static_cast<size_t>(N * K / kGroup), 0.02f);
-    gshift.assign(gscale.size(), 0.1f);
   }
   int64_t scale_bytes() const { return N * 4; }
-  int64_t group_bytes() const { return 2 * static_cast<int64_t>(gscale.size()) * 4; }
+  // Per-group scales and shifts of the 2/4-bit layouts, made on first use per group size.
+  struct GroupParams {
+    int64_t group;
+    std::vector<float> scale, shift;
+    int64_t bytes() const { return 2 * static_cast<int64_t>(scale.size()) * 4; }
+  };
+  const GroupParams& group_params(int64_t group) const {
+    for (const auto& g : groups)
+      if (g->group == group) return *g;
+    auto g = std::make_unique<GroupParams>();
+    g->group = group;
+    g->scale.assign(static_cast<size_t>(N * K / group), 0.02f);
+    g->shift.assign(g->scale.size(), 0.1f);
+    groups.push_back(std::move(g));
+    return *groups.back();
+  }
+  mutable std::vector<std::unique_ptr<GroupParams>> groups;
 };
 
 const LinearData& linear_data(int64_t N, int64_t K) {
@@ -143,99 +159,146 @@ std::vector<T> activations(int64_t M, int64_t K) {
   return x;
 }
 
-// Args: ISA, N, K. Labels name the ISA and the shape; bytes = weights + their parameters.
+// Args: ISA, N, K, M (rows of x; default 1). Labels name the ISA and the shape; bytes = weights +
+// their parameters, read once per call whatever M.
 struct LinearCase {
   const KernelTable& t;
   const LinearData& d;
   LinearShape s;
-  explicit LinearCase(benchmark::State& state, int64_t M = 1)
+  explicit LinearCase(benchmark::State& state, int64_t M = 0)
       : t(kernel_table(static_cast<CpuIsa>(state.range(0)))),
         d(linear_data(state.range(1), state.range(2))),
-        s{M, d.K, d.N, 0, d.N} {
+        s{M > 0 ? M : state.range(3), d.K, d.N, 0, d.N} {
     state.SetLabel(std::string(isa_name(t.isa)) + " " + std::to_string(d.N) + "x" + std::to_string(d.K) +
-                   " M=" + std::to_string(M));
+                   " M=" + std::to_string(s.M));
+  }
+  // GFLOPS counter: prefill rows are compute-bound, bytes/s says little there.
+  void count_flops(benchmark::State& state) const {
+    state.counters["GFLOPS"] = benchmark::Counter(static_cast<double>(2 * s.M * s.N * s.K) * state.iterations() / 1e9,
+                                                  benchmark::Counter::kIsRate);
   }
 };
 
+template <typename T>
+std::vector<T> activation_rows(const LinearCase& c) {
+  std::vector<T> x;
+  for (float v : activations<float>(c.s.M, c.d.K)) {
+    if constexpr (std::is_same_v<T, bf16>) x.push_back(bf16_from_float(v));
+    else x.push_back(v);
+  }
+  return x;
+}
+
 void BM_linear_w8(benchmark::State& state) {
   LinearCase c(state);
-  const auto x = activations<float>(1, c.d.K);
-  std::vector<float> y(static_cast<size_t>(c.d.N));
+  const auto x = activation_rows<float>(c);
+  std::vector<float> y(static_cast<size_t>(c.s.M * c.d.N));
   for (auto _ : state) {
     c.t.linear.linear_w8(x.data(), c.d.w8.data(), c.d.scale.data(), 1, nullptr, c.s, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K + c.d.scale_bytes()));
+  c.count_flops(state);
 }
 
 void BM_linear_fp8(benchmark::State& state) {
   LinearCase c(state);
-  const auto x = activations<float>(1, c.d.K);
-  std::vector<float> y(static_cast<size_t>(c.d.N));
+  const auto x = activation_rows<float>(c);
+  std::vector<float> y(static_cast<size_t>(c.s.M * c.d.N));
   for (auto _ : state) {
     c.t.linear.linear_fp8(x.data(), c.d.fp8.data(), Fp8Format::e4m3fn, c.d.scale.data(), 1, nullptr, c.s, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K + c.d.scale_bytes()));
+  c.count_flops(state);
 }
 
-// W4 tiled on float activations, and on bf16 activations where the ISA has that kernel.
-void BM_linear_w4_tiled(benchmark::State& state) {
+// W8 / FP8 on bf16 activations where the ISA has those kernels (the op layer's path for bf16 x,
+// M >= 4).
+void BM_linear_w8_bf16x(benchmark::State& state) {
   LinearCase c(state);
-  const auto x = activations<float>(1, c.d.K);
-  std::vector<float> y(static_cast<size_t>(c.d.N));
+  if (c.t.linear.linear_w8_bf16x == nullptr) return state.SkipWithError("no bf16-activation W8 kernel on this ISA");
+  const auto x = activation_rows<bf16>(c);
+  std::vector<float> y(static_cast<size_t>(c.s.M * c.d.N));
   for (auto _ : state) {
-    c.t.linear.linear_w4_tiled(x.data(), c.d.tiled4.data(), LinearData::kGroup, c.d.gscale.data(),
-                               c.d.gshift.data(), nullptr, c.s, y.data());
+    c.t.linear.linear_w8_bf16x(x.data(), c.d.w8.data(), c.d.scale.data(), 1, nullptr, c.s, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + c.d.group_bytes()));
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K + c.d.scale_bytes()));
+  c.count_flops(state);
 }
+
+void BM_linear_fp8_bf16x(benchmark::State& state) {
+  LinearCase c(state);
+  if (c.t.linear.linear_fp8_bf16x == nullptr) return state.SkipWithError("no bf16-activation FP8 kernel on this ISA");
+  const auto x = activation_rows<bf16>(c);
+  std::vector<float> y(static_cast<size_t>(c.s.M * c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_fp8_bf16x(x.data(), c.d.fp8.data(), Fp8Format::e4m3fn, c.d.scale.data(), 1, nullptr, c.s,
+                                y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K + c.d.scale_bytes()));
+  c.count_flops(state);
+}
+
+// W4 tiled (group 128, or 32 with the extra arg), on float activations and on bf16 activations
+// where the ISA has that kernel. Args: ISA, N, K, M, group.
+template <typename T>
+void run_w4(benchmark::State& state) {
+  LinearCase c(state);
+  const int64_t group = state.range(4);
+  const auto& gs = c.d.group_params(group);
+  state.SetLabel(std::string(isa_name(c.t.isa)) + " " + std::to_string(c.d.N) + "x" + std::to_string(c.d.K) +
+                 " M=" + std::to_string(c.s.M) + " g" + std::to_string(group));
+  const auto x = activation_rows<T>(c);
+  std::vector<float> y(static_cast<size_t>(c.s.M * c.d.N));
+  for (auto _ : state) {
+    if constexpr (std::is_same_v<T, bf16>)
+      c.t.linear.linear_w4_tiled_bf16x(x.data(), c.d.tiled4.data(), group, gs.scale.data(), gs.shift.data(), nullptr,
+                                       c.s, y.data());
+    else
+      c.t.linear.linear_w4_tiled(x.data(), c.d.tiled4.data(), group, gs.scale.data(), gs.shift.data(), nullptr, c.s,
+                                 y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + gs.bytes()));
+  c.count_flops(state);
+}
+
+void BM_linear_w4_tiled(benchmark::State& state) { run_w4<float>(state); }
 
 void BM_linear_w4_tiled_bf16x(benchmark::State& state) {
-  LinearCase c(state);
-  if (c.t.linear.linear_w4_tiled_bf16x == nullptr) {
-    state.SkipWithError("no bf16-activation W4 kernel on this ISA");
-    return;
-  }
-  std::vector<bf16> x;
-  for (float v : activations<float>(1, c.d.K)) x.push_back(bf16_from_float(v));
-  std::vector<float> y(static_cast<size_t>(c.d.N));
-  for (auto _ : state) {
-    c.t.linear.linear_w4_tiled_bf16x(x.data(), c.d.tiled4.data(), LinearData::kGroup, c.d.gscale.data(),
-                                     c.d.gshift.data(), nullptr, c.s, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + c.d.group_bytes()));
+  if (kernel_table(static_cast<CpuIsa>(state.range(0))).linear.linear_w4_tiled_bf16x == nullptr)
+    return state.SkipWithError("no bf16-activation W4 kernel on this ISA");
+  run_w4<bf16>(state);
 }
 
-void BM_linear_w2_tiled(benchmark::State& state) {
+template <typename T>
+void run_w2(benchmark::State& state) {
   LinearCase c(state);
-  const auto x = activations<float>(1, c.d.K);
-  std::vector<float> y(static_cast<size_t>(c.d.N));
+  const auto& gs = c.d.group_params(LinearData::kGroup);
+  const auto x = activation_rows<T>(c);
+  std::vector<float> y(static_cast<size_t>(c.s.M * c.d.N));
   for (auto _ : state) {
-    c.t.linear.linear_w2_tiled(x.data(), c.d.tiled2.data(), LinearData::kGroup, c.d.gscale.data(),
-                               c.d.gshift.data(), nullptr, c.s, y.data());
+    if constexpr (std::is_same_v<T, bf16>)
+      c.t.linear.linear_w2_tiled_bf16x(x.data(), c.d.tiled2.data(), LinearData::kGroup, gs.scale.data(),
+                                       gs.shift.data(), nullptr, c.s, y.data());
+    else
+      c.t.linear.linear_w2_tiled(x.data(), c.d.tiled2.data(), LinearData::kGroup, gs.scale.data(), gs.shift.data(),
+                                 nullptr, c.s, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 4 + c.d.group_bytes()));
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 4 + gs.bytes()));
+  c.count_flops(state);
 }
+
+void BM_linear_w2_tiled(benchmark::State& state) { run_w2<float>(state); }
 
 void BM_linear_w2_tiled_bf16x(benchmark::State& state) {
-  LinearCase c(state);
-  if (c.t.linear.linear_w2_tiled_bf16x == nullptr) {
-    state.SkipWithError("no bf16-activation W2 kernel on this ISA");
-    return;
-  }
-  std::vector<bf16> x;
-  for (float v : activations<float>(1, c.d.K)) x.push_back(bf16_from_float(v));
-  std::vector<float> y(static_cast<size_t>(c.d.N));
-  for (auto _ : state) {
-    c.t.linear.linear_w2_tiled_bf16x(x.data(), c.d.tiled2.data(), LinearData::kGroup, c.d.gscale.data(),
-                                     c.d.gshift.data(), nullptr, c.s, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 4 + c.d.group_bytes()));
+  if (kernel_table(static_cast<CpuIsa>(state.range(0))).linear.linear_w2_tiled_bf16x == nullptr)
+    return state.SkipWithError("no bf16-activation W2 kernel on this ISA");
+  run_w2<bf16>(state);
 }
 
 // W8A8 on the packed layout; Args: ISA, N, K, M (per-token activation scales).
@@ -256,12 +319,27 @@ void BM_linear_w8a8_packed(benchmark::State& state) {
                                               benchmark::Counter::kIsRate);
 }
 
-// The SIMD tiers only: the scalar references on 14336 x 4096 take seconds per call.
+// The SIMD tiers only: the scalar references on 14336 x 4096 take seconds per call. Batches of
+// 1-8 rows read the weights from DRAM (14336 x 4096, larger than the LLC); prefill rows (32,
+// 128) are compute-bound, measured on 4096 x 4096.
 constexpr int64_t kLinearShapes[][2] = {{4096, 4096}, {14336, 4096}};
 void linear_args(benchmark::internal::Benchmark* b) {
   for (CpuIsa isa : supported_isas())
-    if (isa != CpuIsa::generic)
-      for (const auto& nk : kLinearShapes) b->Args({static_cast<int>(isa), nk[0], nk[1]});
+    if (isa != CpuIsa::generic) {
+      for (const auto& nk : kLinearShapes) b->Args({static_cast<int>(isa), nk[0], nk[1], 1});
+      for (int64_t M : {2, 8}) b->Args({static_cast<int>(isa), 14336, 4096, M});
+      for (int64_t M : {32, 128}) b->Args({static_cast<int>(isa), 4096, 4096, M});
+    }
+}
+// The W4 benches also run groups of 32 at batch 1 and 8.
+void w4_args(benchmark::internal::Benchmark* b) {
+  for (CpuIsa isa : supported_isas())
+    if (isa != CpuIsa::generic) {
+      for (const auto& nk : kLinearShapes) b->Args({static_cast<int>(isa), nk[0], nk[1], 1, 128});
+      for (int64_t M : {2, 8}) b->Args({static_cast<int>(isa), 14336, 4096, M, 128});
+      for (int64_t M : {1, 8}) b->Args({static_cast<int>(isa), 14336, 4096, M, 32});
+      for (int64_t M : {32, 128}) b->Args({static_cast<int>(isa), 4096, 4096, M, 128});
+    }
 }
 void w8a8_args(benchmark::internal::Benchmark* b) {
   for (CpuIsa isa : supported_isas())
@@ -277,8 +355,10 @@ BENCHMARK(BM_pack_int4)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_read_bandwidth)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_linear_w8)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_fp8)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_linear_w4_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_linear_w4_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w8_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_fp8_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w4_tiled)->Apply(w4_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w4_tiled_bf16x)->Apply(w4_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w8a8_packed)->Apply(w8a8_args)->Unit(benchmark::kMicrosecond);

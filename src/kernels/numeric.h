@@ -175,4 +175,24 @@ static inline float fp8_to_float(uint8_t v, Fp8Format fmt) {
   return neg ? -mag : mag;
 }
 
+// A float8 code as a float bit pattern, with no special cases: the byte, sign-extended and shifted
+// left so its 7 magnitude bits (exponent, mantissa) land at the bottom of float's exponent field
+// and the top of its mantissa, masked to sign + magnitude, is exactly w · 2^-rebias_exp (normals
+// and subnormals alike; the NaN/inf codes, which quantization never writes, become finite).
+// SIMD kernels decode this way (a shift and an AND) and fold 2^rebias_exp into x and the result.
+struct Fp8Bits {
+  int shift;
+  uint32_t mask;
+  int rebias_exp;
+};
+static inline Fp8Bits fp8_bits(Fp8Format fmt) {
+  const Fp8Spec s = fp8_spec(fmt);
+  const int shift = 23 - s.man_bits;
+  return {shift, 0x80000000u | (0x7Fu << shift), 127 - s.bias};
+}
+static inline float fp8_bits_to_float(uint8_t v, const Fp8Bits& b) {
+  const uint32_t widened = static_cast<uint32_t>(static_cast<int32_t>(static_cast<int8_t>(v)));
+  return bits_float((widened << b.shift) & b.mask);
+}
+
 }  // namespace quanto::kernels

@@ -3,8 +3,10 @@
 // layout's exact round trip.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 
 #include "kernels/dispatch.h"
 #include "kernels/ref/pack_ref.h"
@@ -32,12 +34,17 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol * scale) << what << " at " << i;
 }
 
+// Batch sizes: batch 1, every batched-GEMV size the kernels specialise (2-8), and prefill sizes
+// (the GEMM path) with remainders against its micro-tiles.
+const std::vector<int64_t> kBatches{1, 2, 3, 4, 5, 6, 7, 8, 9, 17};
+
 class LinearPerIsa : public ::testing::TestWithParam<CpuIsa> {};
 
 TEST_P(LinearPerIsa, W8MatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
-  for (int64_t M : {1, 3, 4, 17})
-    for (int64_t K : {1, 33, 64, 257})
+  // K = 1100: several K blocks of the GEMM, and a tail.
+  for (int64_t M : kBatches)
+    for (int64_t K : {1, 33, 64, 257, 1100})
       for (int64_t N : {1, 7, 16})
         for (bool with_bias : {false, true}) {
           const auto x = random_values<float>(static_cast<size_t>(M * K), 1);
@@ -59,12 +66,14 @@ TEST_P(LinearPerIsa, W8MatchesReference) {
 
 TEST_P(LinearPerIsa, W4TiledMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
-  for (int64_t M : {1, 3, 4, 17})
-    for (int64_t K : {32, 64, 256})
-      for (int64_t N : {1, 7, 16})
-        for (int64_t gs : {32, 64, 128})
+  // K = 96 and 576: a short last register of codes on the batch kernels (64 or 128 codes a
+  // register); 1088: several K blocks of the GEMM. Groups of 96 cannot be scaled per register.
+  for (int64_t M : kBatches)
+    for (int64_t K : {32, 64, 96, 256, 576, 1088})
+      for (int64_t N : {1, 7, 30})
+        for (int64_t gs : {32, 64, 96, 128, 256})
           for (bool with_bias : {false, true}) {
-            if (K % gs != 0) continue;
+            if (K % gs != 0 || (with_bias && M % 4 != 1)) continue;
             const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K + N));
             std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
             tile_w4_ref(codes.data(), K, 0, N, tiled.data());
@@ -85,12 +94,14 @@ TEST_P(LinearPerIsa, W4TiledMatchesReference) {
 
 TEST_P(LinearPerIsa, W2TiledMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
-  for (int64_t M : {1, 3, 4, 17})
-    for (int64_t K : {64, 128, 256})
-      for (int64_t N : {1, 7, 16})
-        for (int64_t gs : {64, 128})
+  // K = 192 and 320: a short last register of codes (128 or 256 codes a register); 1088: several
+  // K blocks of the GEMM. Groups of 192 cannot be scaled per register.
+  for (int64_t M : kBatches)
+    for (int64_t K : {64, 128, 192, 256, 320, 1088})
+      for (int64_t N : {1, 7, 30})
+        for (int64_t gs : {64, 128, 192, 256})
           for (bool with_bias : {false, true}) {
-            if (K % gs != 0) continue;
+            if (K % gs != 0 || (with_bias && M % 4 != 1)) continue;
             const auto codes = random_codes(static_cast<size_t>(N * K), 2, static_cast<uint32_t>(K * 7 + N));
             std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 4));
             tile_w2_ref(codes.data(), K, 0, N, tiled.data());
@@ -112,13 +123,14 @@ TEST_P(LinearPerIsa, W2TiledMatchesReference) {
 TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
-  // K = 512 with groups of 256: two 128-code chunks per group on the batch-1 path.
-  for (int64_t M : {1, 3, 17})
-    for (int64_t K : {32, 64, 256, 512})
+  // K = 512 with groups of 256: two 128-code chunks per group on the batch-1 path; K = 1088:
+  // several K blocks of the GEMM.
+  for (int64_t M : {1, 2, 3, 5, 8, 9, 17})
+    for (int64_t K : {32, 64, 256, 512, 1088})
       for (int64_t N : {1, 7, 16})
         for (int64_t gs : {32, 64, 128, 256})
           for (bool with_bias : {false, true}) {
-            if (K % gs != 0 || (K == 512) != (gs == 256)) continue;
+            if (K % gs != 0 || (K == 512) != (gs == 256) || (K == 1088 && gs > 64)) continue;
             const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K * 3 + N));
             std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
             tile_w4_ref(codes.data(), K, 0, N, tiled.data());
@@ -137,8 +149,8 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
                                     got.data());
             k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N},
                                     got.data());
-            // Batches of 4 or more take the GEMM path, whose weights are rounded to bf16.
-            expect_close(got, want, "w4 tiled, bf16 activations", M >= 4 ? 1e-2f : 2e-5f);
+            // Prefill batches take the GEMM path, whose weights are rounded to bf16.
+            expect_close(got, want, "w4 tiled, bf16 activations", M > 8 ? 1e-2f : 2e-5f);
           }
 }
 
@@ -146,8 +158,9 @@ TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w2_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
   // K = 256/512 with groups of 128/256: the bf16 batch-1 path (groups of 128 split a 256-code
-  // chunk); K = 384 (K % 256 != 0), groups of 64 and M >= 4 take the float fallback.
-  for (int64_t M : {1, 3, 4})
+  // chunk); K = 384 (K % 256 != 0), groups of 64 and batches of 2-8 take the float kernels, 9 rows
+  // the bf16 GEMM.
+  for (int64_t M : {1, 2, 3, 4, 9})
     for (int64_t K : {64, 256, 384, 512})
       for (int64_t N : {1, 7, 16})
         for (int64_t gs : {64, 128, 256})
@@ -173,15 +186,17 @@ TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
                                     got.data());
             // The bf16 path sums x·(128 + c) and takes 128·s·Σx back out: with 2-bit codes the
             // result is small next to those terms, so float rounding shows more than for W4.
-            expect_close(got, want, "w2 tiled, bf16 activations", 1e-4f);
+            // Prefill batches take the GEMM path, whose weights are rounded to bf16.
+            expect_close(got, want, "w2 tiled, bf16 activations", M > 8 ? 1e-2f : 1e-4f);
           }
 }
 
 TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w8_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
-  for (int64_t M : {4, 5, 17})
-    for (int64_t K : {32, 96, 256})
+  // M = 4, 5: the float GEMV; 9, 17: the bf16 GEMM (K = 1056: two K blocks).
+  for (int64_t M : {4, 5, 9, 17})
+    for (int64_t K : {32, 96, 256, 1056})
       for (int64_t N : {1, 7, 16})
         for (bool with_bias : {false, true}) {
           const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 21);
@@ -200,6 +215,52 @@ TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
           k.linear_w8_bf16x(xb.data(), w.data(), scale.data(), 1, b, {M, K, N, mid, N}, got.data());
           expect_close(got, want, "w8, bf16 activations");  // int8 and bf16 products are exact
         }
+}
+
+// The batch kernels fold powers of two into x (2/4-bit slot decoding, float8 bit patterns),
+// scaled per row to the row's magnitude: activations far from 1 must come out as accurately
+// as the reference computes them (the tolerance here has no absolute floor).
+TEST_P(LinearPerIsa, ActivationsOfAnyMagnitude) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  const int64_t K = 256, N = 7;
+  auto expect_relative = [](const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {
+    float scale = 0.0f;
+    for (float w : want) scale = std::max(scale, std::fabs(w));
+    ASSERT_GT(scale, 0.0f) << what;
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 2e-5f * scale) << what << " at " << i;
+  };
+  const auto codes4 = random_codes(static_cast<size_t>(N * K), 4, 61);
+  const auto codes2 = random_codes(static_cast<size_t>(N * K), 2, 62);
+  std::vector<uint8_t> tiled4(static_cast<size_t>(N * K / 2)), tiled2(static_cast<size_t>(N * K / 4));
+  tile_w4_ref(codes4.data(), K, 0, N, tiled4.data());
+  tile_w2_ref(codes2.data(), K, 0, N, tiled2.data());
+  const int64_t gs = 64, groups = N * K / gs;
+  const auto scale = random_values<float>(static_cast<size_t>(groups), 63, 0.1f);
+  const auto shift = random_values<float>(static_cast<size_t>(groups), 64, 0.5f);
+  std::vector<uint8_t> fp8(static_cast<size_t>(N * K));
+  std::mt19937 gen(65);
+  // Finite e4m3fn codes (no S.1111.111), subnormals included.
+  for (auto& v : fp8) v = static_cast<uint8_t>(std::uniform_int_distribution<int>(0, 255)(gen) & 0xF7);
+  const auto wscale = random_values<float>(static_cast<size_t>(N), 66, 0.01f);
+  for (float magnitude : {1e-30f, 1e-12f, 1e12f, 1e30f})
+    for (int64_t M : {1, 3, 9}) {
+      auto x = random_values<float>(static_cast<size_t>(M * K), 67);
+      for (float& v : x) v *= magnitude;
+      const LinearShape all{M, K, N, 0, N};
+      char what_c[64];
+      std::snprintf(what_c, sizeof(what_c), "magnitude %g, M=%lld", magnitude, static_cast<long long>(M));
+      const std::string what = what_c;
+      std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+      linear_w4_tiled_ref(x.data(), tiled4.data(), gs, scale.data(), shift.data(), nullptr, all, want.data());
+      k.linear_w4_tiled(x.data(), tiled4.data(), gs, scale.data(), shift.data(), nullptr, all, got.data());
+      expect_relative(got, want, "w4, " + what);
+      linear_w2_tiled_ref(x.data(), tiled2.data(), gs, scale.data(), shift.data(), nullptr, all, want.data());
+      k.linear_w2_tiled(x.data(), tiled2.data(), gs, scale.data(), shift.data(), nullptr, all, got.data());
+      expect_relative(got, want, "w2, " + what);
+      linear_fp8_ref<float>(x.data(), fp8.data(), Fp8Format::e4m3fn, wscale.data(), 1, nullptr, all, want.data());
+      k.linear_fp8(x.data(), fp8.data(), Fp8Format::e4m3fn, wscale.data(), 1, nullptr, all, got.data());
+      expect_relative(got, want, "fp8, " + what);
+    }
 }
 
 // W8A8: exact int32 sums and a shared epilogue, so every ISA matches the reference bit for bit.
@@ -283,8 +344,8 @@ TEST_P(LinearPerIsa, W8A8PackedMatchesReferenceExactly) {
 TEST_P(LinearPerIsa, Fp8MatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   for (Fp8Format format : {Fp8Format::e4m3fn, Fp8Format::e4m3fnuz, Fp8Format::e5m2})
-    for (int64_t M : {1, 3, 4, 17})
-      for (int64_t K : {33, 64, 257})
+    for (int64_t M : {1, 2, 3, 4, 8, 9, 17})
+      for (int64_t K : {33, 64, 257, 1100})
         for (int64_t N : {1, 7, 16}) {
           std::vector<uint8_t> w(static_cast<size_t>(N * K));
           std::mt19937 gen(31);

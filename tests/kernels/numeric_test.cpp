@@ -74,6 +74,20 @@ TEST_P(Fp8, NanIsNan) {
   EXPECT_TRUE(std::isnan(fp8_to_float(fp8_from_float(std::nanf(""), format), format)));
 }
 
+// The SIMD decoders' bit-pattern form: every finite code, subnormals included, is exactly the
+// weight times 2^-rebias_exp.
+TEST_P(Fp8, BitPatternIsTheValueTimesAPowerOfTwo) {
+  const auto [format, max, max_code] = GetParam();
+  const Fp8Bits bits = fp8_bits(format);
+  for (int c = 0; c < 256; ++c) {
+    const float want = fp8_to_float(static_cast<uint8_t>(c), format);
+    if (!std::isfinite(want)) continue;
+    const float got = std::ldexp(fp8_bits_to_float(static_cast<uint8_t>(c), bits), bits.rebias_exp);
+    EXPECT_TRUE(got == want && std::signbit(got) == std::signbit(want))
+        << "code " << c << ": " << got << " vs " << want;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, Fp8,
                          ::testing::Values(Fp8Case{Fp8Format::e4m3fn, 448.0f, 0x7E},
                                            Fp8Case{Fp8Format::e4m3fnuz, 240.0f, 0x7F},

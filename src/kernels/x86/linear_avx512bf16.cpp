@@ -23,14 +23,6 @@ namespace {
 
 using simd::kRowBlock;
 
-// 32 codes of one tiled block (16 bytes: byte i = code i | code i + 16 << 4) as bf16(128 + c).
-inline __m512i decode_block_bf16(const uint8_t* p) {
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1);
-  t = _mm256_and_si256(t, _mm256_set1_epi8(0x0F));
-  return _mm512_or_si512(_mm512_cvtepu8_epi16(t), _mm512_set1_epi16(0x4300));
-}
-
 inline float hsum(__m512 v) { return avx512::Vec::hsum(v); }
 
 // Σ_g (128 s_g + h_g) xsum_g, 16 groups per step (a serial scalar chain would cost ~4 cycles
@@ -48,33 +40,12 @@ inline float group_correction(const float* scale, const float* shift, const floa
   return hsum(c) + tail;
 }
 
-template <int NR>
-void w4_dot_rows(const bf16* x, const uint8_t* tiled, int64_t K, int64_t group_size, const float* scale,
-                 const float* shift, const float* xsum, float* dots) {
-  const int64_t groups = K / group_size, row_bytes = K / 2;
-  __m512 acc[NR];
-  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512 group_acc[NR];
-    for (int r = 0; r < NR; ++r) group_acc[r] = _mm512_setzero_ps();
-    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += kTileCodes) {
-      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(x + k));
-      for (int r = 0; r < NR; ++r)
-        group_acc[r] = _mm512_dpbf16_ps(group_acc[r],
-                                        reinterpret_cast<__m512bh>(decode_block_bf16(tiled + r * row_bytes + k / 2)), xv);
-    }
-    for (int r = 0; r < NR; ++r) acc[r] = _mm512_fmadd_ps(group_acc[r], _mm512_set1_ps(scale[r * groups + g]), acc[r]);
-  }
-  for (int r = 0; r < NR; ++r)
-    dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
-}
-
 // ---- GEMV, group sizes that are multiples of 128: four tiled blocks per 64-byte load ----
 // Read as 32 16-bit words, 64 bytes of a tiled row (blocks b..b+3, codes 128·c … 128·c + 127)
 // hold in word j four codes, one per nibble q: byte 2j + (q >> 1), nibble q & 1. Nibble q of every
 // word is one shift and one AND/OR (vpternlogd) away from bf16(128 + c): four dot-product inputs
 // per load and no shuffle, against a 16-byte load, a shift, an insert, an AND, a widening shuffle
-// and an OR per 32 codes in decode_block_bf16. x is permuted once per call to match (a
+// and an OR per 32 codes decoding block by block. x is permuted once per call to match (a
 // permutation inside each 128-code chunk, so group sums are unchanged).
 inline int64_t chunk_code(int q, int64_t j) {
   const int64_t b = 2 * j + (q >> 1);  // byte in the 64-byte chunk
@@ -129,6 +100,103 @@ void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
   }
   for (int r = 0; r < NR; ++r)
     dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
+}
+
+// Batches of MB rows (2 to 8): the same decoding, each 64-byte load decoded once for every row
+// of x. MB × NR × S group accumulators and MB × NR running sums stay in registers; with one
+// weight row (NR = 1) each sum has S = 2 accumulators, so that enough independent vdpbf16ps
+// chains are in flight.
+template <int MB, int NR>
+[[gnu::noinline]] void w4_dot_batch_g128(const bf16* xp, int64_t ldx, const uint8_t* tiled, int64_t K,
+                                         int64_t group_size, const float* scale, float dots[][NR]) {
+  constexpr int S = NR == 1 ? 2 : 1;
+  const int64_t groups = K / group_size, row_bytes = K / 2;
+  const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
+  constexpr int kTern = 0xEA;  // (a & b) | c
+  __m512 acc[MB][NR];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512 ga[MB][NR][S];
+    for (int m = 0; m < MB; ++m)
+      for (int r = 0; r < NR; ++r)
+        for (int i = 0; i < S; ++i) ga[m][r][i] = _mm512_setzero_ps();
+    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += 128) {
+      __m512i c[NR][4];
+      for (int r = 0; r < NR; ++r) {
+        const uint8_t* wp = tiled + r * row_bytes + k / 2;
+        _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
+        const __m512i w = _mm512_loadu_si512(wp);
+        c[r][0] = _mm512_ternarylogic_epi32(w, low4, one28, kTern);
+        c[r][1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, one28, kTern);
+        c[r][2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low4, one28, kTern);
+        c[r][3] = _mm512_or_si512(_mm512_srli_epi16(w, 12), one28);
+      }
+      for (int m = 0; m < MB; ++m)
+        for (int q = 0; q < 4; ++q) {
+          const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xp + m * ldx + k + 32 * q));
+          for (int r = 0; r < NR; ++r)
+            ga[m][r][q % S] = _mm512_dpbf16_ps(ga[m][r][q % S], reinterpret_cast<__m512bh>(c[r][q]), xv);
+        }
+    }
+    for (int r = 0; r < NR; ++r) {
+      const __m512 sv = _mm512_set1_ps(scale[r * groups + g]);
+      for (int m = 0; m < MB; ++m) {
+        __m512 sum = ga[m][r][0];
+        for (int i = 1; i < S; ++i) sum = _mm512_add_ps(sum, ga[m][r][i]);
+        acc[m][r] = _mm512_fmadd_ps(sum, sv, acc[m][r]);
+      }
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) dots[m][r] = hsum(acc[m][r]);
+}
+
+// y for 2 <= M <= 8 rows of x, groups of a multiple of 128 codes: x permuted per 128-code chunk
+// (permute_x_chunks); one pass over the weights, two rows at a time up to 4 rows of x, one above.
+void w4_batch_g128(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale, const float* shift,
+                   const float* bias, LinearShape s, float* y) {
+  const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
+  std::vector<bf16> xp(static_cast<size_t>(s.M * K));
+  std::vector<float> xsum(static_cast<size_t>(s.M * groups));
+  for (int64_t m = 0; m < s.M; ++m) {
+    permute_x_chunks(x + m * K, K, xp.data() + m * K);
+    for (int64_t g = 0; g < groups; ++g) {
+      float t = 0.0f;
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += to_float(x[m * K + k]);
+      xsum[m * groups + g] = t;
+    }
+  }
+  auto store = [&](int64_t m, int64_t n, float d) {
+    const float v = d - group_correction(scale + n * groups, shift + n * groups, xsum.data() + m * groups, groups);
+    y[m * s.N + n] = bias ? v + bias[n] : v;
+  };
+  auto rows = [&](auto mb) {
+    constexpr int MB = decltype(mb)::value, NR = MB <= 4 ? 2 : 1;  // 2 · MB · NR accumulators
+    int64_t n = s.n_begin;
+    for (; n + NR <= s.n_end; n += NR) {
+      float dots[MB][NR];
+      w4_dot_batch_g128<MB, NR>(xp.data(), K, tiled + n * row_bytes, K, group_size, scale + n * groups, dots);
+      for (int m = 0; m < MB; ++m)
+        for (int r = 0; r < NR; ++r) store(m, n + r, dots[m][r]);
+    }
+    for (; n < s.n_end; ++n) {
+      float dots[MB][1];
+      w4_dot_batch_g128<MB, 1>(xp.data(), K, tiled + n * row_bytes, K, group_size, scale + n * groups, dots);
+      for (int m = 0; m < MB; ++m) store(m, n, dots[m][0]);
+    }
+  };
+  switch (s.M) {
+    case 2: rows(std::integral_constant<int, 2>{}); break;
+    case 3: rows(std::integral_constant<int, 3>{}); break;
+    case 4: rows(std::integral_constant<int, 4>{}); break;
+    case 5: rows(std::integral_constant<int, 5>{}); break;
+    case 6: rows(std::integral_constant<int, 6>{}); break;
+    case 7: rows(std::integral_constant<int, 7>{}); break;
+    case 8: rows(std::integral_constant<int, 8>{}); break;
+    default: break;
+  }
+  static_assert(simd::kGemmMinRows == 9, "one case per batch size");
 }
 
 // ---- W2 GEMV, group sizes that are multiples of 128, K % 256 == 0 ----
@@ -188,92 +256,101 @@ void w2_dot_rows_c256(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
     dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
 }
 
-// ---- GEMM (M >= kGemmMinRows): decoded bf16 rows and a register-blocked micro-kernel ----
-// kRowBlock weight rows are decoded once into a bf16 buffer (contiguous rows, L1/L2-resident)
-// and reused across every row of x by a kMaxRows × kRowBlock tile of vdpbf16ps accumulators.
-// Here W4 weights are dequantized to bf16 (c·s − h, rounded once, as in any bf16 GEMM); int8
-// weights are exact in bf16 and keep their per-channel scale for the end.
+// ---- GEMM (M >= kGemmMinRows): the blocked driver of gemm_simd.h with vdpbf16ps ----
+// Weights are decoded once per call into bf16 panels; the micro-kernel multiplies pairs of bf16
+// into fp32 accumulators. Here W4 weights are dequantized to bf16 (c·s − h, rounded once, as in
+// any bf16 GEMM); int8 and float8 weights are exact in bf16 and keep their per-channel scale for
+// the end.
 
-constexpr int kMaxRows = 4;  // rows of x per micro-tile: 16 accumulators + 4 weights + 1 x
 using simd::kGemmMinRows;
+constexpr int kMaxRows = 4;  // rows of x per W8A8 micro-tile: 16 accumulators + 4 weights + 1 x
 
-template <int MR>
-void gemm_micro_tile(const bf16* x, int64_t K, const uint16_t* wrows, float dots[][kRowBlock]) {
-  __m512 acc[MR][kRowBlock];
-  for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kRowBlock; ++r) acc[i][r] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; k += 32) {
-    __m512bh w[kRowBlock];
-    for (int r = 0; r < kRowBlock; ++r) w[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wrows + r * K + k));
-    for (int i = 0; i < MR; ++i) {
-      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(x + i * K + k));
-      for (int r = 0; r < kRowBlock; ++r) acc[i][r] = _mm512_dpbf16_ps(acc[i][r], xv, w[r]);
+struct Bf16Tile {
+  using Elem = bf16;
+  using In = __m512bh;
+  using Acc = __m512;
+  static constexpr int kStep = 32, kAccFloats = 16;
+  static constexpr int kMR = 4, kNR = 6;  // 24 accumulators + 4 x + 1 weight register
+  static constexpr int64_t kKc = 2048;    // a panel of 6 rows × 2048 k is 24 KiB, x's 4 rows 16 KiB
+  static constexpr int kPanelTiles = 1;
+  static In load(const bf16* p) { return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p)); }
+  static Acc madd(Acc acc, In x, In w) { return _mm512_dpbf16_ps(acc, x, w); }
+  static Acc zero() { return _mm512_setzero_ps(); }
+  static Acc load_acc(const float* p) { return _mm512_loadu_ps(p); }
+  static void store_acc(float* p, Acc v) { _mm512_storeu_ps(p, v); }
+  static float hsum(Acc v) { return avx512::Vec::hsum(v); }
+};
+
+// Tiled 4-bit codes [k0, k0 + count) of one row as bf16(c · s_g − h_g).
+void decode_w4_range(const uint8_t* row, int64_t k0, int64_t count, int64_t group_size, const float* scale,
+                     const float* shift, bf16* out) {
+  for (int64_t k = k0, end = k0 + count; k < end;) {
+    const int64_t g = k / group_size, group_end = std::min(end, (g + 1) * group_size);  // a division a group
+    const __m512 sv = _mm512_set1_ps(scale[g]), hv = _mm512_set1_ps(-shift[g]);
+    for (; k < group_end; k += kTileCodes) {
+      const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2)));
+      const __m512 lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(0x0F))), sv, hv);
+      const __m512 hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4)), sv, hv);
+      _mm512_storeu_si512(out + (k - k0), reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kRowBlock; ++r) dots[i][r] = hsum(acc[i][r]);
 }
 
-// emit(m, r, dot) for every row m of x and decoded row r.
-template <typename Emit>
-void gemm_rows(const bf16* x, int64_t M, int64_t K, const uint16_t* wrows, Emit emit) {
-  float dots[kMaxRows][kRowBlock];
-  int64_t m = 0;
-  for (; m + kMaxRows <= M; m += kMaxRows) {
-    gemm_micro_tile<kMaxRows>(x + m * K, K, wrows, dots);
-    for (int i = 0; i < kMaxRows; ++i)
-      for (int r = 0; r < kRowBlock; ++r) emit(m + i, r, dots[i][r]);
-  }
-  for (; m < M; ++m) {
-    gemm_micro_tile<1>(x + m * K, K, wrows, dots);
-    for (int r = 0; r < kRowBlock; ++r) emit(m, r, dots[0][r]);
-  }
-}
-
-// One tiled 4-bit row as bf16(c · s_g − h_g).
-void decode_w4_row(const uint8_t* row, int64_t K, int64_t group_size, const float* scale, const float* shift,
-                   uint16_t* out) {
-  for (int64_t k = 0; k < K; k += kTileCodes) {
-    const int64_t g = k / group_size;
+// Tiled 2-bit codes [k0, k0 + count) of one row as bf16(c · s_g − h_g).
+void decode_w2_range(const uint8_t* row, int64_t k0, int64_t count, int64_t group_size, const float* scale,
+                     const float* shift, bf16* out) {
+  for (int64_t k = k0, end = k0 + count; k < end;) {
+    const int64_t g = k / group_size, group_end = std::min(end, (g + 1) * group_size);
     const __m512 sv = _mm512_set1_ps(scale[g]), hv = _mm512_set1_ps(-shift[g]);
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2)));
-    const __m512 lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(0x0F))), sv, hv);
-    const __m512 hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4)), sv, hv);
-    _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+    for (; k < group_end; k += kTile2Codes) {
+      __m512 codes[4];
+      avx512::Vec::decode_u2_block(row + k / 4, codes);
+      for (int j = 0; j < 4; j += 2) {
+        const __m512 lo = _mm512_fmadd_ps(codes[j], sv, hv), hi = _mm512_fmadd_ps(codes[j + 1], sv, hv);
+        const __m512bh pair = _mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_storeu_si512(out + (k - k0) + 16 * j, reinterpret_cast<__m512i>(pair));
+      }
+    }
   }
 }
 
-// One row of 8-bit weights (int8 or float8) as bf16: exact, since both fit bf16's significand
-// and exponent range.
+// 8-bit weights (int8 or float8) as bf16: exact, since both fit bf16's significand and exponent
+// range.
 template <class Decoder>
-void decode_bytes_row(const typename Decoder::Byte* row, int64_t K, const Decoder& dec, uint16_t* out) {
-  for (int64_t k = 0; k < K; k += 32)
-    _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(dec.vec(row + k + 16), dec.vec(row + k))));
+void decode_bytes_range(const typename Decoder::Byte* row, int64_t count, const Decoder& dec, bf16* out) {
+  int64_t k = 0;
+  for (; k + 32 <= count; k += 32) {
+    const __m512bh pair = _mm512_cvtne2ps_pbh(dec.vec(row + k + 16), dec.vec(row + k));
+    _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(pair));
+  }
+  for (; k < count; ++k) out[k] = bf16_from_float(dec.one(row[k]));
 }
 
 template <class Decoder>
 void linear_bytes_bf16x(const bf16* x, const typename Decoder::Byte* w, const Decoder& dec, const float* scale,
                         int64_t scale_stride, const float* bias, LinearShape s, float* y) {
-  gemm_over_blocks(
-      x, s, [&](int64_t n, uint16_t* out) { decode_bytes_row(w + n * s.K, s.K, dec, out); },
+  simd::gemm_blocked<Bf16Tile>(
+      x, s.M, s.K, s.n_begin, s.n_end, simd::WeightRows{w, s.K, 8},
+      [&](int64_t n, int64_t k0, int64_t count, bf16* out) { decode_bytes_range(w + n * s.K + k0, count, dec, out); },
       [&](int64_t m, int64_t n, float d) {
         const float v = d * scale[n * scale_stride];
         y[m * s.N + n] = bias ? v + bias[n] : v;
       });
 }
 
-// Decodes kRowBlock rows at a time (zero rows past n_end) and runs the micro-kernel over them.
-template <typename DecodeRow, typename Epilogue>
-void gemm_over_blocks(const bf16* x, LinearShape s, DecodeRow decode_row, Epilogue epilogue) {
-  std::vector<uint16_t> wrows(static_cast<size_t>(kRowBlock * s.K));
-  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
-    const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
-    std::fill(wrows.begin(), wrows.end(), 0);
-    for (int64_t r = 0; r < nr; ++r) decode_row(n0 + r, wrows.data() + r * s.K);
-    gemm_rows(x, s.M, s.K, wrows.data(), [&](int64_t m, int r, float d) {
-      if (r < nr) epilogue(m, n0 + r, d);
-    });
-  }
+// Exact float8 -> float for the bf16 panels.
+struct Fp8ExactDecoder {
+  using Byte = uint8_t;
+  Fp8Format format;
+  __m512 vec(const uint8_t* p) const { return avx512::Vec::load_fp8(p, format); }
+  float one(uint8_t b) const { return fp8_to_float(b, format); }
+};
+
+// Rows of bf16 x as float, for the float kernels.
+std::vector<float> to_float_rows(const bf16* x, int64_t n) {
+  std::vector<float> xf(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) xf[i] = to_float(x[i]);
+  return xf;
 }
 
 // ---- W8A8 with VNNI: vpdpbusd multiplies u8 × s8, so x (s8) is offset to u8 by flipping its
@@ -430,55 +507,74 @@ void linear_w8a8_packed_vnni(const int8_t* x, const float* x_scale, int64_t x_sc
 
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
                      LinearShape s, float* y) {
+  if (s.M < kGemmMinRows) {  // bandwidth-bound: the float GEMV decodes each weight once for all rows
+    avx512::linear_w8(to_float_rows(x, s.M * s.K).data(), w, scale, scale_stride, bias, s, y);
+    return;
+  }
   linear_bytes_bf16x(x, w, simd::Int8Decoder<avx512::Vec>{}, scale, scale_stride, bias, s, y);
 }
 
 void linear_fp8_bf16x(const bf16* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride,
                       const float* bias, LinearShape s, float* y) {
-  linear_bytes_bf16x(x, w, simd::Fp8Decoder<avx512::Vec>{format}, scale, scale_stride, bias, s, y);
+  if (s.M < kGemmMinRows) {
+    avx512::linear_fp8(to_float_rows(x, s.M * s.K).data(), w, format, scale, scale_stride, bias, s, y);
+    return;
+  }
+  linear_bytes_bf16x(x, w, Fp8ExactDecoder{format}, scale, scale_stride, bias, s, y);
 }
 
 void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                            const float* shift, const float* bias, LinearShape s, float* y) {
   const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
   if (s.M >= kGemmMinRows) {
-    gemm_over_blocks(
-        x, s,
-        [&](int64_t n, uint16_t* out) {
-          decode_w4_row(tiled + n * row_bytes, K, group_size, scale + n * groups, shift + n * groups, out);
+    simd::gemm_blocked<Bf16Tile>(
+        x, s.M, K, s.n_begin, s.n_end, simd::WeightRows{tiled, row_bytes, 4},
+        [&](int64_t n, int64_t k0, int64_t count, bf16* out) {
+          decode_w4_range(tiled + n * row_bytes, k0, count, group_size, scale + n * groups, shift + n * groups, out);
         },
         [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; });
     return;
   }
-  if (group_size % 128 == 0) {
-    std::vector<bf16> xp(static_cast<size_t>(s.M * K));
-    for (int64_t m = 0; m < s.M; ++m) permute_x_chunks(x + m * K, K, xp.data() + m * K);
-    simd::w4_tiled_gemv(xp.data(), tiled, group_size, scale, shift, bias, s, y,
-                        [&](auto nr, const bf16* xm, const uint8_t* t, const float* sc, const float* sh,
-                            const float* xsum, float* dots) {
-                          w4_dot_rows_g128<decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
-                        });
+  if (group_size % 128 != 0) {
+    // Smaller groups need a scale per 32-code block inside each 64-byte load: the float GEMV
+    // scales its registers lane by lane and was faster there than bf16 dot products a block at
+    // a time.
+    avx512::linear_w4_tiled(to_float_rows(x, s.M * K).data(), tiled, group_size, scale, shift, bias, s, y);
     return;
   }
-  simd::w4_tiled_gemv(x, tiled, group_size, scale, shift, bias, s, y,
+  if (s.M > 1) {  // small batches: each weight decoded once for every row of x
+    w4_batch_g128(x, tiled, group_size, scale, shift, bias, s, y);
+    return;
+  }
+  std::vector<bf16> xp(static_cast<size_t>(K));
+  permute_x_chunks(x, K, xp.data());
+  simd::w4_tiled_gemv(xp.data(), tiled, group_size, scale, shift, bias, s, y,
                       [&](auto nr, const bf16* xm, const uint8_t* t, const float* sc, const float* sh,
                           const float* xsum, float* dots) {
-                        w4_dot_rows<decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
+                        w4_dot_rows_g128<decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
                       });
 }
 
 void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                            const float* shift, const float* bias, LinearShape s, float* y) {
   const int64_t K = s.K;
-  if (s.M >= kGemmMinRows || group_size % 128 != 0 || K % 256 != 0) {
-    // Batches (and other group sizes): the float kernel on converted activations.
-    std::vector<float> xf(static_cast<size_t>(s.M * K));
-    for (size_t i = 0; i < xf.size(); ++i) xf[i] = to_float(x[i]);
-    avx512::linear_w2_tiled(xf.data(), tiled, group_size, scale, shift, bias, s, y);
+  if (s.M >= kGemmMinRows) {
+    const int64_t groups = K / group_size, row_bytes = K / 4;
+    simd::gemm_blocked<Bf16Tile>(
+        x, s.M, K, s.n_begin, s.n_end, simd::WeightRows{tiled, row_bytes, 2},
+        [&](int64_t n, int64_t k0, int64_t count, bf16* out) {
+          decode_w2_range(tiled + n * row_bytes, k0, count, group_size, scale + n * groups, shift + n * groups, out);
+        },
+        [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; });
     return;
   }
-  std::vector<bf16> xp(static_cast<size_t>(s.M * K));
-  for (int64_t m = 0; m < s.M; ++m) permute_x_chunks2(x + m * K, K, xp.data() + m * K);
+  if (s.M > 1 || group_size % 128 != 0 || K % 256 != 0) {
+    // Small batches (and other group sizes): the float kernels on converted activations.
+    avx512::linear_w2_tiled(to_float_rows(x, s.M * K).data(), tiled, group_size, scale, shift, bias, s, y);
+    return;
+  }
+  std::vector<bf16> xp(static_cast<size_t>(K));
+  permute_x_chunks2(x, K, xp.data());
   // The driver takes group sums from x in its own order (a 256-code chunk of xp mixes two groups
   // of 128); the dot products read the permuted row.
   simd::w4_tiled_gemv<2>(x, tiled, group_size, scale, shift, bias, s, y,

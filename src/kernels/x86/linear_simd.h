@@ -2,160 +2,171 @@
 // why everything here is a template of V). x and y are float; the op layer converts bf16/fp16.
 //
 // Two paths, both reading the quantized weights exactly once per call:
-//  - GEMV (fewer than kGemmMinRows rows of x): weights are decoded in registers and fed to FMAs
-//    for kRowBlock output channels at a time, sharing each load of x. Bandwidth-bound: the float
-//    weight never exists in memory.
-//  - GEMM: kRowBlock weight rows are decoded once into a small float buffer (L1/L2-resident),
-//    then a register-blocked micro-kernel (V::kGemmRows rows of x × kRowBlock channels) reuses
-//    them across every row of x.
+//  - GEMV (up to kGemvMaxRows rows of x): weights are decoded in registers and fed to FMAs
+//    against every row of x, a few output channels at a time. Bandwidth-bound: the float weight
+//    never exists in memory. The tiled 2/4-bit kernels live in qbits_gemv_simd.h.
+//  - GEMM (prefill): weights are decoded once into small float panels and a register-blocked
+//    micro-kernel reuses them across every row of x (gemm_simd.h).
 // Results match the scalar references up to float summation order.
 #pragma once
 
 #include <xmmintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/ref/linear_ref.h"
 #include "kernels/ref/tiled_ref.h"
+#include "kernels/x86/gemm_simd.h"
+#include "kernels/x86/qbits_gemv_simd.h"
 
 namespace quanto::kernels::simd {
 
-inline constexpr int64_t kGemmMinRows = 4;
+// Rows of x from which the bf16-activation kernels (linear_avx512bf16.cpp) take their GEMM path,
+// and the row block of the W8A8 kernels below.
+inline constexpr int64_t kGemmMinRows = kGemvMaxRows + 1;
 inline constexpr int kRowBlock = 4;
 
-// Batch-1 paths read kRowBlock weight rows side by side; the hardware prefetcher alone kept one
-// core well below its read bandwidth on weights larger than the LLC. Each row stream prefetches
-// (into L2) the same offset kPrefetchRows rows ahead, once per 64-byte line.
-inline constexpr int64_t kPrefetchRows = 16;
-inline void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
-
-// dots[i][r] = x[i] · wbuf[r] for MR rows of x and kRowBlock rows of decoded weights.
-template <class V, int MR>
-void gemm_tile(const float* x, int64_t K, const float* wbuf, float dots[][kRowBlock]) {
-  typename V::F acc[MR][kRowBlock];
-  for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kRowBlock; ++r) acc[i][r] = V::zero();
-  const int64_t body = K - K % V::kWidth;
-  for (int64_t k = 0; k < body; k += V::kWidth) {
-    typename V::F w[kRowBlock];
-    for (int r = 0; r < kRowBlock; ++r) w[r] = V::load(wbuf + r * K + k);
-    for (int i = 0; i < MR; ++i) {
-      const typename V::F xv = V::load(x + i * K + k);
-      for (int r = 0; r < kRowBlock; ++r) acc[i][r] = V::fma(xv, w[r], acc[i][r]);
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kRowBlock; ++r) {
-      float d = V::hsum(acc[i][r]);
-      for (int64_t k = body; k < K; ++k) d += x[i * K + k] * wbuf[r * K + k];
-      dots[i][r] = d;
-    }
-}
-
-// Runs the micro-kernel over every row of x; emit(m, r, dot) receives each result.
-template <class V, typename Emit>
-void gemm_rows(const float* x, int64_t M, int64_t K, const float* wbuf, Emit emit) {
-  constexpr int MR = V::kGemmRows;
-  float dots[MR][kRowBlock];
-  int64_t m = 0;
-  for (; m + MR <= M; m += MR) {
-    gemm_tile<V, MR>(x + m * K, K, wbuf, dots);
-    for (int i = 0; i < MR; ++i)
-      for (int r = 0; r < kRowBlock; ++r) emit(m + i, r, dots[i][r]);
-  }
-  for (; m < M; ++m) {
-    gemm_tile<V, 1>(x + m * K, K, wbuf, dots);
-    for (int r = 0; r < kRowBlock; ++r) emit(m, r, dots[0][r]);
-  }
-}
-
 // ---- 8-bit weights [N, K] (int8 or float8), y = (x · w_n) * scale[n] + bias[n] ----
-// A decoder turns weight bytes into floats: vec(p) for kWidth of them, one(byte) for a tail.
+// A GEMV decoder turns weight bytes into floats: vec(p) for kWidth of them, one(byte) for a tail.
+// For float8 its values are the weights times 2^-rebias_exp (a power of two, so products keep
+// their rounding): x is then scaled per row (row_scale) and the dot products scaled back.
 
 template <class V>
 struct Int8Decoder {
   using Byte = int8_t;
+  static constexpr bool kScaled = false;
   typename V::F vec(const int8_t* p) const { return V::load_i8(p); }
   float one(int8_t b) const { return static_cast<float>(b); }
 };
 
-template <class V>
-struct Fp8Decoder {
+// float8 as shifted bit patterns (fp8_bits_to_float, w · 2^-rebias_exp): a shift (by Shift,
+// fp8_bits' shift, an immediate) and an AND per vector instead of a multiply and five integer ops.
+template <class V, int Shift>
+struct Fp8BitsDecoder {
   using Byte = uint8_t;
-  Fp8Format format;
-  typename V::F vec(const uint8_t* p) const { return V::load_fp8(p, format); }
-  float one(uint8_t b) const { return fp8_to_float(b, format); }
+  static constexpr bool kScaled = true;
+  Fp8Bits bits;
+  typename V::F vec(const uint8_t* p) const { return V::template load_fp8_bits<Shift>(p, bits.mask); }
+  float one(uint8_t b) const { return fp8_bits_to_float(b, bits); }
+  int rebias_exp() const { return bits.rebias_exp; }
 };
 
-template <class V, int NR, class D>
-void bytes_dot_rows(const float* x, const typename D::Byte* w, int64_t K, const D& dec, float* dots) {
-  typename V::F acc[NR];
-  for (int r = 0; r < NR; ++r) acc[r] = V::zero();
+// MB rows of x (ldx apart) × NR weight rows: each weight vector is decoded once and multiplied
+// against every row of x.
+template <class V, int MB, int NR, class D>
+[[gnu::noinline]] void bytes_dot_batch(const float* x, int64_t ldx, const typename D::Byte* w, int64_t K, const D& dec,
+                     float dots[][NR]) {
+  using F = typename V::F;
+  F acc[MB][NR];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = V::zero();
   const int64_t body = K - K % V::kWidth;
   for (int64_t k = 0; k < body; k += V::kWidth) {
     if (k % 64 == 0)
       for (int r = 0; r < NR; ++r) prefetch_l2(w + (r + kPrefetchRows) * K + k);
-    const typename V::F xv = V::load(x + k);
-    for (int r = 0; r < NR; ++r) acc[r] = V::fma(dec.vec(w + r * K + k), xv, acc[r]);
+    F d[NR];
+    for (int r = 0; r < NR; ++r) d[r] = dec.vec(w + r * K + k);
+    for (int m = 0; m < MB; ++m) {
+      const F xv = V::load(x + m * ldx + k);
+      for (int r = 0; r < NR; ++r) acc[m][r] = V::fma(d[r], xv, acc[m][r]);
+    }
   }
-  for (int r = 0; r < NR; ++r) {
-    float d = V::hsum(acc[r]);
-    for (int64_t k = body; k < K; ++k) d += x[k] * dec.one(w[r * K + k]);
-    dots[r] = d;
-  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) {
+      float t = V::hsum(acc[m][r]);
+      for (int64_t k = body; k < K; ++k) t += x[m * ldx + k] * dec.one(w[r * K + k]);
+      dots[m][r] = t;
+    }
 }
 
-template <class V, class D>
-void linear_bytes(const float* x, const typename D::Byte* w, const D& dec, const float* scale, int64_t scale_stride,
-                  const float* bias, LinearShape s, float* y) {
-  const int64_t K = s.K;
+// Exact float decoders for the GEMM panels (decoding cost is spread over every row of x there).
+template <class V>
+void decode_int8_row(const int8_t* row, int64_t count, float* out) {
+  int64_t k = 0;
+  for (; k + V::kWidth <= count; k += V::kWidth) V::store(out + k, V::load_i8(row + k));
+  for (; k < count; ++k) out[k] = static_cast<float>(row[k]);
+}
+template <class V>
+void decode_fp8_row(const uint8_t* row, int64_t count, Fp8Format format, float* out) {
+  int64_t k = 0;
+  for (; k + V::kWidth <= count; k += V::kWidth) V::store(out + k, V::load_fp8(row + k, format));
+  for (; k < count; ++k) out[k] = fp8_to_float(row[k], format);
+}
+
+template <class V, class D, typename DecodeRow>
+void linear_bytes(const float* x, const typename D::Byte* w, const D& dec, DecodeRow decode_row, const float* scale,
+                  int64_t scale_stride, const float* bias, LinearShape s, float* y) {
+  const int64_t K = s.K, M = s.M;
   auto emit = [&](int64_t m, int64_t n, float d) {
     const float out = d * scale[n * scale_stride];
     y[m * s.N + n] = bias ? out + bias[n] : out;
   };
-  if (s.M < kGemmMinRows) {
-    for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
-      const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
-      for (int64_t m = 0; m < s.M; ++m) {
-        float dots[kRowBlock];
-        if (nr == kRowBlock) bytes_dot_rows<V, kRowBlock>(x + m * K, w + n0 * K, K, dec, dots);
-        else
-          for (int64_t r = 0; r < nr; ++r) bytes_dot_rows<V, 1>(x + m * K, w + (n0 + r) * K, K, dec, dots + r);
-        for (int64_t r = 0; r < nr; ++r) emit(m, n0 + r, dots[r]);
-      }
-    }
+  if (M > kGemvMaxRows) {
+    gemm_blocked<FloatTile<V>>(
+        x, M, K, s.n_begin, s.n_end, WeightRows{w, K, 8},
+        [&](int64_t n, int64_t k0, int64_t count, float* out) { decode_row(w + n * K + k0, count, out); }, emit);
     return;
   }
-  std::vector<float> wbuf(static_cast<size_t>(kRowBlock * K));
-  const int64_t body = K - K % V::kWidth;
-  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
-    const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
-    std::fill(wbuf.begin(), wbuf.end(), 0.0f);
-    for (int64_t r = 0; r < nr; ++r) {
-      const typename D::Byte* row = w + (n0 + r) * K;
-      float* dst = wbuf.data() + r * K;
-      for (int64_t k = 0; k < body; k += V::kWidth) V::store(dst + k, dec.vec(row + k));
-      for (int64_t k = body; k < K; ++k) dst[k] = dec.one(row[k]);
+  std::vector<float> xs, post(static_cast<size_t>(M), 1.0f);
+  const float* xv = x;
+  if constexpr (D::kScaled) {
+    xs.resize(static_cast<size_t>(M * K));
+    for (int64_t m = 0; m < M; ++m) {
+      const RowScale rs = row_scale(x + m * K, K, dec.rebias_exp());
+      post[m] = rs.post;
+      for (int64_t k = 0; k < K; ++k) xs[m * K + k] = x[m * K + k] * rs.x_factor;
     }
-    gemm_rows<V>(x, s.M, K, wbuf.data(), [&](int64_t m, int r, float d) {
-      if (r < nr) emit(m, n0 + r, d);
-    });
+    xv = xs.data();
+  }
+  auto run = [&](auto mb) {
+    constexpr int MB = decltype(mb)::value, NR = MB == 1 ? 4 : batch_rows<V>(MB);
+    int64_t n = s.n_begin;
+    for (; n + NR <= s.n_end; n += NR) {
+      float dots[MB][NR];
+      bytes_dot_batch<V, MB, NR>(xv, K, w + n * K, K, dec, dots);
+      for (int m = 0; m < MB; ++m)
+        for (int r = 0; r < NR; ++r) emit(m, n + r, dots[m][r] * post[m]);
+    }
+    for (; n < s.n_end; ++n) {
+      float dots[MB][1];
+      bytes_dot_batch<V, MB, 1>(xv, K, w + n * K, K, dec, dots);
+      for (int m = 0; m < MB; ++m) emit(m, n, dots[m][0] * post[m]);
+    }
+  };
+  switch (M) {
+    case 1: run(std::integral_constant<int, 1>{}); break;
+    case 2: run(std::integral_constant<int, 2>{}); break;
+    case 3: run(std::integral_constant<int, 3>{}); break;
+    case 4: run(std::integral_constant<int, 4>{}); break;
+    case 5: run(std::integral_constant<int, 5>{}); break;
+    case 6: run(std::integral_constant<int, 6>{}); break;
+    case 7: run(std::integral_constant<int, 7>{}); break;
+    case 8: run(std::integral_constant<int, 8>{}); break;
+    default: break;
   }
 }
 
 template <class V>
 void linear_w8(const float* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
                LinearShape s, float* y) {
-  linear_bytes<V>(x, w, Int8Decoder<V>{}, scale, scale_stride, bias, s, y);
+  linear_bytes<V>(x, w, Int8Decoder<V>{}, &decode_int8_row<V>, scale, scale_stride, bias, s, y);
 }
 
 template <class V>
 void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride,
                 const float* bias, LinearShape s, float* y) {
-  linear_bytes<V>(x, w, Fp8Decoder<V>{format}, scale, scale_stride, bias, s, y);
+  const auto decode_row = [format](const uint8_t* row, int64_t count, float* out) {
+    decode_fp8_row<V>(row, count, format, out);
+  };
+  const Fp8Bits bits = fp8_bits(format);
+  if (bits.shift == 20)  // e4m3fn, e4m3fnuz
+    linear_bytes<V>(x, w, Fp8BitsDecoder<V, 20>{bits}, decode_row, scale, scale_stride, bias, s, y);
+  else  // e5m2
+    linear_bytes<V>(x, w, Fp8BitsDecoder<V, 21>{bits}, decode_row, scale, scale_stride, bias, s, y);
 }
 
 // ---- W8A8: int8 x [M, K] × int8 w [N, K], exact int32 sums, w8a8_output epilogue ----
@@ -260,17 +271,6 @@ void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_s
                                  });
 }
 
-// Σ_i a_i b_i, kWidth at a time (a serial scalar chain costs ~4 cycles an element).
-template <class V>
-float dot(const float* a, const float* b, int64_t n) {
-  typename V::F acc = V::zero();
-  int64_t i = 0;
-  for (; i + V::kWidth <= n; i += V::kWidth) acc = V::fma(V::load(a + i), V::load(b + i), acc);
-  float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  return V::hsum(acc) + tail;
-}
-
 // The batch-1 driver of the W4 kernels (float or bf16 activations): per row of x, its group
 // sums, then blocks of kRowBlock output channels handed to
 // dot_rows(std::integral_constant<int, NR>, x_row, tiled_rows, scale_rows, shift_rows, xsum, dots).
@@ -305,78 +305,42 @@ void w4_tiled_gemv(const X* x, const uint8_t* tiled, int64_t group_size, const f
 }
 
 // ---- W4 / W2, tiled layouts (kernels/ref/tiled_ref.h): w(n, k) = code * scale[n, g] - shift[n, g] ----
-// Both put a block of 128 / Bits codes in 16 bytes, in order once decoded.
 
+// One tiled row's codes [k0, k0 + count) as code · s_g − h_g (the reference's per-weight value),
+// a tiled block (128 / Bits codes) at a time.
 template <class V, int Bits>
-struct TiledBlock {
-  static constexpr int64_t kCodes = 128 / Bits;
-  static constexpr int kRegs = static_cast<int>(kCodes) / V::kWidth;
-  static void decode(const uint8_t* p, typename V::F* out) {
-    if constexpr (Bits == 4) V::decode_u4_block(p, out);
-    else V::decode_u2_block(p, out);
-  }
-};
-
-template <class V, int Bits, int NR>
-void qbits_dot_rows(const float* x, const uint8_t* tiled, int64_t K, int64_t group_size, const float* scale,
-                    const float* shift, const float* xsum, float* dots) {
-  using B = TiledBlock<V, Bits>;
-  const int64_t groups = K / group_size, row_bytes = K * Bits / 8;
-  typename V::F acc[NR];
-  for (int r = 0; r < NR; ++r) acc[r] = V::zero();
-  for (int64_t g = 0; g < groups; ++g) {
-    typename V::F group_acc[NR];
-    for (int r = 0; r < NR; ++r) group_acc[r] = V::zero();
-    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += B::kCodes) {
-      if (k * Bits % 512 == 0)  // a new 64-byte line of each row
-        for (int r = 0; r < NR; ++r) prefetch_l2(tiled + (r + kPrefetchRows) * row_bytes + k * Bits / 8);
-      typename V::F xv[B::kRegs];
-      for (int j = 0; j < B::kRegs; ++j) xv[j] = V::load(x + k + j * V::kWidth);
-      for (int r = 0; r < NR; ++r) {
-        typename V::F codes[B::kRegs];
-        B::decode(tiled + r * row_bytes + k * Bits / 8, codes);
-        for (int j = 0; j < B::kRegs; ++j) group_acc[r] = V::fma(codes[j], xv[j], group_acc[r]);
-      }
+void decode_tiled_row(const uint8_t* row, int64_t k0, int64_t count, int64_t group_size, const float* scale,
+                      const float* shift, float* out) {
+  constexpr int64_t kCodes = tile_block_codes(Bits);
+  constexpr int kRegs = static_cast<int>(kCodes) / V::kWidth;
+  for (int64_t k = k0, end = k0 + count; k < end;) {
+    const int64_t g = k / group_size, group_end = std::min(end, (g + 1) * group_size);  // a division a group
+    const typename V::F sv = V::set1(scale[g]), hv = V::set1(-shift[g]);
+    for (; k < group_end; k += kCodes) {
+      typename V::F codes[kRegs];
+      if constexpr (Bits == 4) V::decode_u4_block(row + k / 2, codes);
+      else V::decode_u2_block(row + k / 4, codes);
+      for (int j = 0; j < kRegs; ++j) V::store(out + (k - k0) + j * V::kWidth, V::fma(codes[j], sv, hv));
     }
-    for (int r = 0; r < NR; ++r) acc[r] = V::fma(group_acc[r], V::set1(scale[r * groups + g]), acc[r]);
   }
-  // Σ_k x_k (c_k s_g - h_g) = Σ_g s_g Σ_k x_k c_k - Σ_g h_g Σ_k x_k: the shift needs only x's group sums.
-  for (int r = 0; r < NR; ++r) dots[r] = V::hsum(acc[r]) - dot<V>(shift + r * groups, xsum, groups);
 }
 
 template <class V, int Bits>
 void linear_qbits_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                         const float* shift, const float* bias, LinearShape s, float* y) {
-  using B = TiledBlock<V, Bits>;
-  const int64_t K = s.K, groups = K / group_size, row_bytes = K * Bits / 8;
-  auto emit = [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; };
-  if (s.M < kGemmMinRows) {
-    w4_tiled_gemv<Bits>(x, tiled, group_size, scale, shift, bias, s, y,
-                        [&](auto nr, const float* xm, const uint8_t* t, const float* sc, const float* sh,
-                            const float* xsum, float* dots) {
-                          qbits_dot_rows<V, Bits, decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
-                        });
+  if (s.M <= kGemvMaxRows && slot_gemv_supports<V, Bits>(group_size)) {
+    linear_qbits_gemv<V, Bits>(x, tiled, group_size, scale, shift, bias, s, y);
     return;
   }
-  std::vector<float> wbuf(static_cast<size_t>(kRowBlock * K));
-  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kRowBlock) {
-    const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
-    std::fill(wbuf.begin(), wbuf.end(), 0.0f);
-    for (int64_t r = 0; r < nr; ++r) {
-      const int64_t n = n0 + r;
-      float* dst = wbuf.data() + r * K;
-      for (int64_t k = 0; k < K; k += B::kCodes) {
-        const int64_t g = n * groups + k / group_size;
-        const typename V::F sv = V::set1(scale[g]), hv = V::set1(-shift[g]);
-        typename V::F codes[B::kRegs];
-        B::decode(tiled + n * row_bytes + k * Bits / 8, codes);
-        for (int j = 0; j < B::kRegs; ++j) V::store(dst + k + j * V::kWidth, V::fma(codes[j], sv, hv));
-      }
-    }
-    gemm_rows<V>(x, s.M, K, wbuf.data(), [&](int64_t m, int r, float d) {
-      if (r < nr) emit(m, n0 + r, d);
-    });
-  }
+  // Prefill, and (rare) group sizes the slot layout cannot scale per register, such as 96.
+  const int64_t K = s.K, groups = K / group_size, row_bytes = tiled_row_bytes(Bits, K);
+  gemm_blocked<FloatTile<V>>(
+      x, s.M, K, s.n_begin, s.n_end, WeightRows{tiled, row_bytes, Bits},
+      [&](int64_t n, int64_t k0, int64_t count, float* out) {
+        decode_tiled_row<V, Bits>(tiled + n * row_bytes, k0, count, group_size, scale + n * groups,
+                                  shift + n * groups, out);
+      },
+      [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; });
 }
 
 template <class V>

@@ -21,6 +21,9 @@ struct Vec {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   static constexpr int kGemmRows = 2;  // rows of x per GEMM micro-tile (16 ymm registers)
+  // Weight-only GEMM micro-tile (gemm_simd.h): kGemmMR rows of x × kGemmNR weight rows, 12
+  // accumulators + 3 x + 1 weight register.
+  static constexpr int kGemmMR = 3, kGemmNR = 4;
   static F set1(float v) { return _mm256_set1_ps(v); }
   static F zero() { return _mm256_setzero_ps(); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
@@ -67,6 +70,42 @@ struct Vec {
     }
   }
   static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  // kWidth float8 codes as float bit patterns w · 2^-rebias_exp (fp8_bits_to_float): each byte
+  // sign-extended, shifted by Shift (fp8_bits' shift) and masked to sign + magnitude. No
+  // multiply: callers fold 2^rebias_exp into x and the result.
+  template <int Shift>
+  static F load_fp8_bits(const uint8_t* p, uint32_t mask) {
+    const __m256i b = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i m = _mm256_set1_epi32(static_cast<int>(mask));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(b, Shift), m));
+  }
+  // ---- Codes packed in 32-bit lanes (kernels/x86/qbits_gemv_simd.h) ----
+  static constexpr int64_t kPackedBytes = 32;  // bytes of codes per register
+  static __m256i load_packed(const uint8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  // The first `bytes` (a multiple of 4) bytes at p, zeros after; reads nothing past them.
+  static __m256i load_packed_partial(const uint8_t* p, int64_t bytes) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(bytes / 4)), lane);
+    return _mm256_maskload_epi32(reinterpret_cast<const int*>(p), mask);
+  }
+  // The lanes' codes under a mask register (at mask, aligned), as floats: code · 2^(field's
+  // shift), exact below 2^31.
+  static F cvt_masked(__m256i w, const uint32_t* mask) {
+    return _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_load_si256(reinterpret_cast<const __m256i*>(mask))));
+  }
+  // The lanes' top (32 - Shift) bits as floats.
+  template <int Shift>
+  static F cvt_top(__m256i w) { return _mm256_cvtepi32_ps(_mm256_srli_epi32(w, Shift)); }
+  // Lanes split into `runs` equal runs, run i holding s[i] (1 or 2 runs: a register holds two
+  // tiled blocks).
+  static F lane_runs(const float* s, int runs) {
+    if (runs == 1) return _mm256_set1_ps(s[0]);
+    return _mm256_set_m128(_mm_set1_ps(s[1]), _mm_set1_ps(s[0]));
+  }
+  static constexpr int kMaxLaneRuns = 2;
   // int8 dot products through int16 (no saturation: |a·b| <= 2^14, two per int32 lane).
   using I = __m256i;
   static constexpr int kI8Step = 16;  // int8 values per widened register

@@ -21,6 +21,8 @@ struct Vec {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
   static constexpr int kGemmRows = 4;  // rows of x per GEMM micro-tile (32 zmm registers)
+  // Weight-only GEMM micro-tile (gemm_simd.h): 24 accumulators + 4 x + 1 weight register.
+  static constexpr int kGemmMR = 4, kGemmNR = 6;
   static F set1(float v) { return _mm512_set1_ps(v); }
   static F zero() { return _mm512_setzero_ps(); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
@@ -54,6 +56,38 @@ struct Vec {
     for (int j = 0; j < 4; ++j) out[j] = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(b, 2 * j), mask));
   }
   static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  // kWidth float8 codes as float bit patterns w · 2^-rebias_exp (see vec_avx2.h).
+  template <int Shift>
+  static F load_fp8_bits(const uint8_t* p, uint32_t mask) {
+    const __m512i b = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i m = _mm512_set1_epi32(static_cast<int>(mask));
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(b, Shift), m));
+  }
+  // ---- Codes packed in 32-bit lanes (kernels/x86/qbits_gemv_simd.h) ----
+  static constexpr int64_t kPackedBytes = 64;  // bytes of codes per register
+  static __m512i load_packed(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  // The first `bytes` (a multiple of 4, < 64) bytes at p, zeros after; reads nothing past them.
+  static __m512i load_packed_partial(const uint8_t* p, int64_t bytes) {
+    return _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << (bytes / 4)) - 1u), p);
+  }
+  // The lanes' codes under a mask register (at mask, aligned), as floats: code · 2^(field's
+  // shift), exact below 2^31.
+  static F cvt_masked(__m512i w, const uint32_t* mask) {
+    return _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_load_si512(reinterpret_cast<const __m512i*>(mask))));
+  }
+  // The lanes' top (32 - Shift) bits as floats.
+  template <int Shift>
+  static F cvt_top(__m512i w) { return _mm512_cvtepi32_ps(_mm512_srli_epi32(w, Shift)); }
+  // Lanes split into `runs` equal runs (1, 2 or 4: a register holds four tiled blocks), run i
+  // holding s[i].
+  static F lane_runs(const float* s, int runs) {
+    if (runs == 1) return _mm512_set1_ps(s[0]);
+    if (runs == 2) return _mm512_insertf32x8(_mm512_set1_ps(s[0]), _mm256_set1_ps(s[1]), 1);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                 _mm512_castps128_ps512(_mm_loadu_ps(s)));
+  }
+  static constexpr int kMaxLaneRuns = 4;
   // int8 dot products through int16 (no saturation: |a·b| <= 2^14, two per int32 lane).
   using I = __m512i;
   static constexpr int kI8Step = 32;  // int8 values per widened register

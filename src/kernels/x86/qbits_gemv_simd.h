@@ -1,0 +1,370 @@
+// GEMV (batches of 1 to kGemvMaxRows rows) of the tiled 2/4-bit weights (kernels/ref/tiled_ref.h)
+// on float activations, over a vector-traits type V (vec_avx2.h, vec_avx512.h).
+//
+// Why this shape: at batch 1 a 4-bit weight costs one fp32 FMA lane per code, so the decode must
+// add as little as possible beside it. A register of V::kPackedBytes codes is read as 32-bit
+// lanes; "slot" j of every lane is the code at bits [j·Bits, (j+1)·Bits). An AND keeps slot j in
+// place and one int->float conversion gives code · 2^(j·Bits), exactly (< 2^31, 4 significant
+// bits); the top slot is a shift instead. So a slot costs AND + convert + FMA, with no shuffle,
+// against a widening shuffle, a shift and an AND per conversion before. The 2^(j·Bits) factor
+// and the order of codes in slots (a fixed permutation inside each chunk of kChunkCodes codes)
+// are folded once per call into a copy of x ("slot order"), so the products are x_k · code_k
+// exactly as in the scalar reference (x also carries a power of two per row, row_scale); only the
+// float summation order differs.
+//
+// Scales: a group is one or more whole 16-byte tiled blocks, and a register holds kBlocks
+// blocks (4 lanes each). When groups span whole registers, one accumulator per group is scaled
+// once; when a register holds several groups, its lanes take their group's scale (lane_runs).
+// The shift term is Σ_g h_g Σ_{k in g} x_k, from x's group sums.
+#pragma once
+
+#include <xmmintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/ref/tiled_ref.h"
+
+namespace quanto::kernels::simd {
+
+// Batches up to this many rows run the GEMV kernels (weights decoded once per register, every
+// row of x multiplied against them); larger ones the GEMM (gemm_simd.h).
+inline constexpr int64_t kGemvMaxRows = 8;
+
+// Software prefetch into L2 of the same offset kPrefetchRows rows ahead, once per 64-byte line
+// of each row stream: with several row streams interleaved the hardware prefetcher alone left
+// one core well below its read bandwidth on weights larger than the LLC.
+inline constexpr int64_t kPrefetchRows = 16;
+inline void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+
+template <class V, int Bits>
+struct Slots {
+  static constexpr int kLanes = V::kWidth;
+  static constexpr int kSlots = 32 / Bits;
+  static constexpr int64_t kBlockCodes = tile_block_codes(Bits);
+  static constexpr int kBlocks = kLanes / 4;  // tiled blocks per register
+  static constexpr int64_t kChunkBytes = V::kPackedBytes;
+  static constexpr int64_t kChunkCodes = int64_t{kSlots} * kLanes;
+  static_assert(kChunkBytes == 4 * kLanes && kChunkCodes == kBlocks * kBlockCodes, "a register is whole blocks");
+
+  // The code (within its chunk) in slot j of lane l: lane l is dword l % 4 of block l / 4; slot j
+  // is bit field j·Bits of that dword, i.e. byte j / (8 / Bits), field j % (8 / Bits) of it, and
+  // the tiled layout puts field f of byte i at code f·16 + i of the block.
+  static constexpr int64_t code(int j, int l) {
+    const int per_byte = 8 / Bits;
+    return (l / 4) * kBlockCodes + (j % per_byte) * 16 + 4 * (l % 4) + j / per_byte;
+  }
+  // Slot j decodes to code · 2^slot_exp(j).
+  static constexpr int slot_exp(int j) { return j == kSlots - 1 ? 0 : j * Bits; }
+
+  // AND masks of every slot but the top one, a register each (memory operands of the AND).
+  struct Masks {
+    alignas(64) uint32_t lane[kSlots][kLanes];
+  };
+  static constexpr Masks make_masks() {
+    Masks m{};
+    for (int j = 0; j < kSlots; ++j)
+      for (int l = 0; l < kLanes; ++l) m.lane[j][l] = ((1u << Bits) - 1u) << (j * Bits);
+    return m;
+  }
+  static constexpr Masks kMasks = make_masks();
+
+  // Slot j of every lane as floats. Called with j a constant of a fully unrolled loop (the
+  // kernels keep their accumulators in plain arrays indexed by unrolled loops: GCC keeps those
+  // in registers, where accumulators captured by lambdas went through memory on every FMA).
+  static typename V::F decode(decltype(V::load_packed(nullptr)) w, int j) {
+    if (j == kSlots - 1) return V::template cvt_top<32 - Bits>(w);
+    return V::cvt_masked(w, kMasks.lane[j]);
+  }
+};
+
+// Power-of-two scaling of one row of x for kernels whose decoded weights carry a power-of-two
+// factor: x · 2^P, with max|x| · 2^P near 2^62, keeps every product that matters a normal float
+// (only terms below 2^-59 of the row's largest vanish into subnormals) and far from overflow,
+// whatever the activations' magnitude. The result is multiplied back by post = 2^(bias - P); P
+// is clamped so that 2^P and post are normal floats. Rows of zeros or with inf/NaN keep P = 0
+// (non-finite values then propagate as in the reference).
+struct RowScale {
+  float x_factor, post;
+};
+inline RowScale row_scale(const float* x, int64_t K, int bias) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float a = std::fabs(x[k]);
+    amax = a > amax ? a : amax;
+  }
+  int p = 0;
+  if (amax > 0.0f && std::isfinite(amax)) {
+    int e;
+    std::frexp(amax, &e);
+    p = 62 - e;
+  }
+  p = std::clamp(p, std::max(-126, bias - 126), std::min(127, bias + 126));
+  return {std::ldexp(1.0f, p), std::ldexp(1.0f, bias - p)};
+}
+
+// One row of x (K values) in slot order, times scale · 2^-slot_exp(j) in slot j, zero-padded to
+// whole chunks.
+template <class V, int Bits>
+void slot_order_x(const float* x, int64_t K, float scale, float* out) {
+  using S = Slots<V, Bits>;
+  static const auto index = [] {
+    std::array<int, S::kChunkCodes> idx{};
+    for (int j = 0; j < S::kSlots; ++j)
+      for (int l = 0; l < S::kLanes; ++l) idx[j * S::kLanes + l] = static_cast<int>(S::code(j, l));
+    return idx;
+  }();
+  float factor[S::kSlots];
+  for (int j = 0; j < S::kSlots; ++j) factor[j] = std::ldexp(scale, -S::slot_exp(j));
+  for (int64_t c = 0; c < K; c += S::kChunkCodes) {
+    const int64_t valid = std::min<int64_t>(S::kChunkCodes, K - c);
+    for (int i = 0; i < S::kChunkCodes; ++i)
+      out[c + i] = index[i] < valid ? x[c + index[i]] * factor[i / S::kLanes] : 0.0f;
+  }
+}
+
+// Where a row's scales come from for one register of codes. Registers are walked in order with
+// their first group at hand (a division per register would cost as much as its decoding).
+template <class V, int Bits>
+struct ScalePlan {
+  using S = Slots<V, Bits>;
+  int64_t group_size, groups;
+  bool whole;         // groups span whole registers: one scale per group
+  int64_t per_group;  // then: registers per group
+  int runs;           // otherwise: groups per register (lane runs)
+  ScalePlan(int64_t gs, int64_t K)
+      : group_size(gs), groups(K / gs), whole(gs % S::kChunkCodes == 0),
+        per_group(whole ? gs / S::kChunkCodes : 1), runs(whole ? 1 : static_cast<int>(S::kChunkCodes / gs)) {}
+  // Lane scales of a full register whose first group is g, in a row whose scales start at row_scale.
+  [[gnu::always_inline]] typename V::F lanes(const float* row_scale, int64_t g) const {
+    if (whole) return V::set1(row_scale[g]);
+    return V::lane_runs(row_scale + g, runs);
+  }
+  // The same for the last register of a row, which may hold fewer groups (its missing codes are 0).
+  typename V::F lanes_tail(const float* row_scale, int64_t g) const {
+    if (whole || g + runs <= groups) return lanes(row_scale, g);
+    float part[V::kMaxLaneRuns] = {};
+    for (int64_t i = g; i < groups; ++i) part[i - g] = row_scale[i];
+    return V::lane_runs(part, runs);
+  }
+};
+
+// The first group of each register of a row, register after register.
+template <class Plan>
+struct GroupCursor {
+  const Plan& plan;
+  int64_t g = 0, left;
+  explicit GroupCursor(const Plan& p) : plan(p), left(p.per_group) {}
+  void next() {
+    if (!plan.whole) g += plan.runs;
+    else if (--left == 0) ++g, left = plan.per_group;
+  }
+};
+
+// The layout supports these group sizes with this register width: groups of whole registers,
+// or registers of whole groups.
+template <class V, int Bits>
+bool slot_gemv_supports(int64_t group_size) {
+  using S = Slots<V, Bits>;
+  if (group_size % S::kChunkCodes == 0) return true;
+  return S::kChunkCodes % group_size == 0 && S::kChunkCodes / group_size <= V::kMaxLaneRuns;
+}
+
+// One register of codes per row, at byte offset off: Partial for the last, short register of a
+// row (a masked load: nothing past the row is read), so full registers pay no test.
+template <class V, bool Partial, int NR>
+[[gnu::always_inline]] inline void load_rows(const uint8_t* rows, int64_t row_bytes, int64_t off,
+                                             decltype(V::load_packed(nullptr)) (&w)[NR]) {
+  if (off % 64 == 0)
+    for (int r = 0; r < NR; ++r) prefetch_l2(rows + (r + kPrefetchRows) * row_bytes + off);
+  for (int r = 0; r < NR; ++r)
+    w[r] = Partial ? V::load_packed_partial(rows + r * row_bytes + off, row_bytes - off)
+                   : V::load_packed(rows + r * row_bytes + off);
+}
+
+// acc[r] += Σ_j decode(w[r], j) · x[j] over one register of codes per row (batch 1).
+template <class V, int Bits, int NR>
+[[gnu::always_inline]] inline void slot_fma_rows(const float* xc, const decltype(V::load_packed(nullptr)) (&w)[NR],
+                                                 typename V::F (&acc)[NR]) {
+  using S = Slots<V, Bits>;
+#pragma GCC unroll 16
+  for (int j = 0; j < S::kSlots; ++j) {
+    const typename V::F xv = V::load(xc + j * S::kLanes);
+    for (int r = 0; r < NR; ++r) acc[r] = V::fma(S::decode(w[r], j), xv, acc[r]);
+  }
+}
+
+// Batch 1, NR rows: Σ_k x_k · code_k · s_g per row (no shift term). xs in slot order.
+template <class V, int Bits, int NR>
+[[gnu::noinline]] void slot_dot_rows(const float* xs, const uint8_t* rows, int64_t row_bytes, int64_t K,
+                                     const ScalePlan<V, Bits>& plan, const float* scale, float* dots) {
+  using S = Slots<V, Bits>;
+  using F = typename V::F;
+  using Packed = decltype(V::load_packed(nullptr));
+  F acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = V::zero();
+  if (plan.whole) {  // one accumulator per group, scaled once
+    const int64_t per_group = plan.group_size / S::kChunkCodes;
+    for (int64_t g = 0; g < plan.groups; ++g) {
+      F gacc[NR];
+      for (int r = 0; r < NR; ++r) gacc[r] = V::zero();
+      for (int64_t c = g * per_group; c < (g + 1) * per_group; ++c) {
+        Packed w[NR];
+        load_rows<V, false, NR>(rows, row_bytes, c * S::kChunkBytes, w);
+        slot_fma_rows<V, Bits, NR>(xs + c * S::kChunkCodes, w, gacc);
+      }
+      for (int r = 0; r < NR; ++r) acc[r] = V::fma(gacc[r], V::set1(scale[r * plan.groups + g]), acc[r]);
+    }
+  } else {  // each register scaled lane by lane (register c starts at group c · runs); the last may be short
+    const int64_t full = K / S::kChunkCodes;
+    for (int64_t c = 0; c < full; ++c) {
+      Packed w[NR];
+      load_rows<V, false, NR>(rows, row_bytes, c * S::kChunkBytes, w);
+      F cacc[NR];
+      for (int r = 0; r < NR; ++r) cacc[r] = V::zero();
+      slot_fma_rows<V, Bits, NR>(xs + c * S::kChunkCodes, w, cacc);
+      for (int r = 0; r < NR; ++r) acc[r] = V::fma(cacc[r], plan.lanes(scale + r * plan.groups, c * plan.runs), acc[r]);
+    }
+    if (full * S::kChunkCodes < K) {
+      Packed w[NR];
+      load_rows<V, true, NR>(rows, row_bytes, full * S::kChunkBytes, w);
+      F cacc[NR];
+      for (int r = 0; r < NR; ++r) cacc[r] = V::zero();
+      slot_fma_rows<V, Bits, NR>(xs + full * S::kChunkCodes, w, cacc);
+      for (int r = 0; r < NR; ++r)
+        acc[r] = V::fma(cacc[r], plan.lanes_tail(scale + r * plan.groups, full * plan.runs), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) dots[r] = V::hsum(acc[r]);
+}
+
+// MB rows of x (slot order, ldx apart) × NR weight rows: the codes are decoded and scaled once
+// per register and multiplied against every row of x.
+template <class V, int Bits, int MB, int NR>
+[[gnu::noinline]] void slot_dot_batch(const float* xs, int64_t ldx, const uint8_t* rows, int64_t row_bytes, int64_t K,
+                                      const ScalePlan<V, Bits>& plan, const float* scale, float dots[][NR]) {
+  using S = Slots<V, Bits>;
+  using F = typename V::F;
+  using Packed = decltype(V::load_packed(nullptr));
+  F acc[MB][NR];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = V::zero();
+  const int64_t chunks = (K + S::kChunkCodes - 1) / S::kChunkCodes, full = K / S::kChunkCodes;
+  GroupCursor<ScalePlan<V, Bits>> group(plan);
+  for (int64_t c = 0; c < chunks; ++c, group.next()) {
+    Packed w[NR];
+    F sv[NR];
+    if (c < full) {
+      load_rows<V, false, NR>(rows, row_bytes, c * S::kChunkBytes, w);
+      for (int r = 0; r < NR; ++r) sv[r] = plan.lanes(scale + r * plan.groups, group.g);
+    } else {
+      load_rows<V, true, NR>(rows, row_bytes, c * S::kChunkBytes, w);
+      for (int r = 0; r < NR; ++r) sv[r] = plan.lanes_tail(scale + r * plan.groups, group.g);
+    }
+    const float* xc = xs + c * S::kChunkCodes;
+#pragma GCC unroll 16
+    for (int j = 0; j < S::kSlots; ++j) {
+      F d[NR];
+      for (int r = 0; r < NR; ++r) d[r] = V::mul(S::decode(w[r], j), sv[r]);
+      for (int m = 0; m < MB; ++m) {
+        const F xv = V::load(xc + m * ldx + j * S::kLanes);
+        for (int r = 0; r < NR; ++r) acc[m][r] = V::fma(d[r], xv, acc[m][r]);
+      }
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) dots[m][r] = V::hsum(acc[m][r]);
+}
+
+// Weight rows per pass for a batch of MB rows of x: accumulators MB × NR stay in registers.
+template <class V>
+constexpr int batch_rows(int MB) {
+  if (V::kWidth >= 16) return MB <= 4 ? 4 : 2;
+  return MB <= 4 ? 2 : 1;
+}
+
+// Σ_i a_i b_i, kWidth at a time (a serial scalar chain costs ~4 cycles an element).
+template <class V>
+float dot(const float* a, const float* b, int64_t n) {
+  typename V::F acc = V::zero();
+  int64_t i = 0;
+  for (; i + V::kWidth <= n; i += V::kWidth) acc = V::fma(V::load(a + i), V::load(b + i), acc);
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return V::hsum(acc) + tail;
+}
+
+// y[m, n] for rows [n_begin, n_end) and M <= kGemvMaxRows; plan must be supported.
+template <class V, int Bits>
+void linear_qbits_gemv(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
+                       const float* shift, const float* bias, LinearShape s, float* y) {
+  using S = Slots<V, Bits>;
+  const int64_t K = s.K, M = s.M, row_bytes = tiled_row_bytes(Bits, K);
+  const ScalePlan<V, Bits> plan(group_size, K);
+  const int64_t groups = plan.groups;
+  const int64_t ldx = (K + S::kChunkCodes - 1) / S::kChunkCodes * S::kChunkCodes;
+  std::vector<float> xs(static_cast<size_t>(M * ldx)), xsum(static_cast<size_t>(M * groups)), post(M);
+  for (int64_t m = 0; m < M; ++m) {
+    const RowScale rs = row_scale(x + m * K, K, 0);
+    post[m] = rs.post;
+    slot_order_x<V, Bits>(x + m * K, K, rs.x_factor, xs.data() + m * ldx);
+    for (int64_t g = 0; g < groups; ++g) {
+      float t = 0.0f;
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
+      xsum[m * groups + g] = t;
+    }
+  }
+  auto store = [&](int64_t m, int64_t n, float d) {
+    const float v = d * post[m] - dot<V>(shift + n * groups, xsum.data() + m * groups, groups);
+    y[m * s.N + n] = bias ? v + bias[n] : v;
+  };
+  if (M == 1) {
+    constexpr int NR = 4;
+    int64_t n = s.n_begin;
+    for (; n + NR <= s.n_end; n += NR) {
+      float dots[NR];
+      slot_dot_rows<V, Bits, NR>(xs.data(), tiled + n * row_bytes, row_bytes, K, plan, scale + n * groups, dots);
+      for (int r = 0; r < NR; ++r) store(0, n + r, dots[r]);
+    }
+    for (; n < s.n_end; ++n) {
+      float d;
+      slot_dot_rows<V, Bits, 1>(xs.data(), tiled + n * row_bytes, row_bytes, K, plan, scale + n * groups, &d);
+      store(0, n, d);
+    }
+    return;
+  }
+  auto run = [&](auto mb) {
+    constexpr int MB = decltype(mb)::value, NR = batch_rows<V>(MB);
+    int64_t n = s.n_begin;
+    for (; n + NR <= s.n_end; n += NR) {
+      float dots[MB][NR];
+      slot_dot_batch<V, Bits, MB, NR>(xs.data(), ldx, tiled + n * row_bytes, row_bytes, K, plan, scale + n * groups,
+                                      dots);
+      for (int m = 0; m < MB; ++m)
+        for (int r = 0; r < NR; ++r) store(m, n + r, dots[m][r]);
+    }
+    for (; n < s.n_end; ++n) {
+      float dots[MB][1];
+      slot_dot_batch<V, Bits, MB, 1>(xs.data(), ldx, tiled + n * row_bytes, row_bytes, K, plan, scale + n * groups,
+                                     dots);
+      for (int m = 0; m < MB; ++m) store(m, n, dots[m][0]);
+    }
+  };
+  switch (M) {
+    case 2: run(std::integral_constant<int, 2>{}); break;
+    case 3: run(std::integral_constant<int, 3>{}); break;
+    case 4: run(std::integral_constant<int, 4>{}); break;
+    case 5: run(std::integral_constant<int, 5>{}); break;
+    case 6: run(std::integral_constant<int, 6>{}); break;
+    case 7: run(std::integral_constant<int, 7>{}); break;
+    case 8: run(std::integral_constant<int, 8>{}); break;
+    default: break;
+  }
+  static_assert(kGemvMaxRows == 8, "one case per batch size");
+}
+
+}  // namespace quanto::kernels::simd
