@@ -31,6 +31,9 @@
 // with the static scales input_scale / output_scale (1.0 until calibrated, see quanto::Calibration).
 // Layers exchange float tensors holding the dequantized values, except QLinear with int8 weights
 // and int8 activations, which feeds the int8 codes to the fused W8A8 kernel.
+// Dynamic activations (QuantSpec::dynamic_activations, QLinear only): the input is quantized per
+// token with scales computed from it at run time (no calibration; input_scale / output_scale stay
+// 1 and unused), and the output stays float.
 // QLayerNorm / QRMSNorm never quantize their weights (nor their input); they quantize their output
 // when activations are set. QEmbedding quantizes its weights only.
 #pragma once
@@ -61,6 +64,10 @@ struct QuantSpec {
   std::string optimizer;             // "" = default for the qtype ("absmax" 8-bit, "minmax" 2/4-bit)
   std::optional<int64_t> group_size; // 2/4-bit only; nullopt = docs/format.md's default rule
   bool zero_point = false;           // 2/4-bit only: uint8 integer zero-point instead of a float shift
+  // With activations set: quantize each input per token at run time (scales from the data, no
+  // calibration) instead of per tensor with calibrated static scales; the output stays float.
+  // Linear layers only (QModuleInterface::can_quantize_activations_dynamically).
+  bool dynamic_activations = false;
 };
 
 // Weight optimizers compute the quantization parameters of a float weight: (scale, shift) for
@@ -87,6 +94,8 @@ class QModuleInterface {
   virtual std::string kind() const = 0;            // "QLinear", "QConv2d", ...
   virtual bool can_quantize_weights() const = 0;   // false for the norms
   virtual bool can_quantize_activations() const = 0;  // false for QEmbedding
+  // Per-token dynamic activations need a token dimension feeding a matmul: QLinear only.
+  virtual bool can_quantize_activations_dynamically() const { return false; }
 
   // Quantizes the layer (float -> quantized, not frozen), or changes its spec before freezing.
   // Validates names and the group size against the weight's shape.
@@ -97,6 +106,8 @@ class QModuleInterface {
   const QuantSpec& spec() const { return spec_; }
   const QType* weight_qtype() const { return weight_qtype_; }          // nullptr when not quantized
   const QType* activation_qtype() const { return activation_qtype_; }  // nullptr when "none"
+  // Activations quantized per token at run time (spec().dynamic_activations with activations set).
+  bool dynamic_activations() const { return activation_qtype_ != nullptr && spec_.dynamic_activations; }
   bool is_quantized() const { return quantized_; }
   bool is_frozen() const { return frozen_; }
   // Whether forward quantizes the layer's output (activations set). A quanto::Calibration scope
@@ -233,6 +244,7 @@ class QLinearImpl : public detail::QModule<QLinearImpl> {
   std::string kind() const override { return "QLinear"; }
   bool can_quantize_weights() const override { return true; }
   bool can_quantize_activations() const override { return true; }
+  bool can_quantize_activations_dynamically() const override { return true; }
   std::vector<int64_t> weight_shape() const override { return {options.out_features(), options.in_features()}; }
   torch::nn::LinearOptions options;
 

@@ -21,14 +21,19 @@ struct Entry {
   // a layer whose output Calibration stopped quantizing (absent: the output is quantized).
   std::optional<int64_t> group_size;
   std::optional<bool> quantize_output;
+  // "dynamic_activations": "<qtype>" (qint8 or a float8 qtype) for a layer whose inputs are
+  // quantized per token at run time; "activations" is then "none" (no static scales), so a reader
+  // that ignores the entry (optimum-quanto) runs the layer weight-only. null reads as absent.
+  std::optional<std::string> dynamic_activations;
 
   Entry() = default;
   Entry(std::string w, std::string a, std::optional<int64_t> gs = std::nullopt,
-        std::optional<bool> qo = std::nullopt)
-      : weights(std::move(w)), activations(std::move(a)), group_size(gs), quantize_output(qo) {}
+        std::optional<bool> qo = std::nullopt, std::optional<std::string> dyn = std::nullopt)
+      : weights(std::move(w)), activations(std::move(a)), group_size(gs), quantize_output(qo),
+        dynamic_activations(std::move(dyn)) {}
   bool operator==(const Entry& o) const {
     return weights == o.weights && activations == o.activations && group_size == o.group_size &&
-           quantize_output == o.quantize_output;
+           quantize_output == o.quantize_output && dynamic_activations == o.dynamic_activations;
   }
   bool operator!=(const Entry& o) const { return !(*this == o); }
 };
@@ -37,7 +42,8 @@ using QuantizationMap = std::map<std::string, Entry>;  // module name -> entry
 // A malformed map: not JSON, not an object of objects, a missing or unknown field, a non-string
 // qtype, an unknown qtype name, a duplicate module name, a "group_size" that is not a positive
 // integer or is given for weights other than qint2/qint4, a "quantize_output" that is not a
-// boolean. what() says which and where.
+// boolean, a "dynamic_activations" that is not an 8-bit activation qtype name (qint8, qfloat8*)
+// or is given with "activations" other than "none". what() says which and where.
 class MapError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

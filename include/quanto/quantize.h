@@ -4,6 +4,7 @@
 //   quanto::QuantizeReport report;
 //   auto qmodel = quanto::quantize(model, cfg, &report);   // deep copy; `model` is untouched
 //   { quanto::Calibration calib;  for (auto& b : batches) qmodel->forward(b); }  // static scales
+//   (with cfg.dynamic_activations = true, no calibration: scales are computed per token at run time)
 //   ... optionally train qmodel (quantization-aware training) ...
 //   quanto::freeze(*qmodel);                               // float weights -> packed weights
 //   quanto::save(*qmodel, "out_dir");                      // serialization.h
@@ -33,6 +34,10 @@ struct Config {
   std::string optimizer;             // "" (absmax for 8-bit, minmax for 2/4-bit) or a registered name
   std::optional<int64_t> group_size; // 2/4-bit weights; nullopt = docs/format.md's rule per layer
   bool zero_point = false;           // 2/4-bit: integer uint8 zero-point instead of a float shift
+  // With activations set: quantize the inputs of linear layers per token at run time (scales from
+  // the data, no calibration; outputs stay float) instead of per tensor with calibrated static
+  // scales. Layers that cannot (convolutions, norms) then keep float activations.
+  bool dynamic_activations = false;
   // fnmatch-style patterns ('*', '?', '[...]') matched against module names as given by
   // named_modules() ("encoder.layer.0.attention.query"). Empty include = every module. A
   // pattern that matches no module name raises a warning (TORCH_WARN).
@@ -77,7 +82,8 @@ int64_t freeze(torch::nn::Module& module);
 // the scale becomes the batch's value while it is exactly 1, then a moving average with
 // `momentum`). A layer whose input is the quantized output of another layer adopts that layer's
 // output scale. When the scope closes, layers whose outputs no quantized layer read directly stop
-// quantizing them (QModuleInterface::quantizes_output). Scopes are per thread and may not nest.
+// quantizing them (QModuleInterface::quantizes_output). Layers with dynamic activations are left
+// alone (their scales come from each input). Scopes are per thread and may not nest.
 class Calibration {
  public:
   explicit Calibration(double momentum = 0.9);

@@ -123,13 +123,20 @@ class QBitsWeight {
   at::Tensor data_, scale_, shift_;
 };
 
-// A quantized activation: int8 or float8 data and a 0-dim per-tensor scale, value = data * scale.
+// A quantized activation: int8 or float8 data and its scale, value = data * scale. The scale is
+// either 0-dim (static, per tensor: calibrated once) or one value per token (dynamic: computed
+// from each row of the last dimension at run time), shaped data.shape[:-1] + [1].
 class QActivation {
  public:
   QActivation() = default;
   QActivation(const QType& qtype, at::Tensor data, at::Tensor scale);
   // clamp(round(x / scale)) in the qtype's storage dtype; scale is 0-dim.
   static QActivation quantize(const at::Tensor& x, const QType& qtype, const at::Tensor& scale);
+  // Dynamic per-token quantization: scale = amax(|row|) / qmax of each row of x's last dimension
+  // (1 for an all-zero row), in x's dtype, then the rows quantized with their scale. x must hold
+  // at least one element and be finite.
+  static QActivation quantize_per_token(const at::Tensor& x, const QType& qtype);
+  bool per_token() const { return scale_.dim() != 0; }
 
   const QType& qtype() const { return *qtype_; }
   const at::Tensor& data() const { return data_; }

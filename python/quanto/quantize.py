@@ -41,6 +41,7 @@ def quantize(
     group_size: Optional[int] = None,
     inplace: bool = True,
     embeddings: bool = False,
+    dynamic_activations: bool = False,
 ) -> torch.nn.Module:
     """Quantize the submodules of ``model`` that have a quantized counterpart.
 
@@ -50,7 +51,13 @@ def quantize(
         divide every selected layer's input features; optimum-quanto cannot read such files);
       - ``inplace=False``: quantize a deep copy and leave ``model`` untouched;
       - ``optimizer`` may also be a name: "absmax" (8-bit default), "minmax" (2/4-bit default), "hqq";
-      - ``embeddings=True``: also quantize nn.Embedding weights (optimum-quanto 0.2.7 cannot read them).
+      - ``embeddings=True``: also quantize nn.Embedding weights (optimum-quanto 0.2.7 cannot read them);
+      - ``dynamic_activations=True`` (with ``activations``): the inputs of linear layers (Linear,
+        GPT-2 Conv1D) are quantized per token at run time, each token with its own absmax scale, and
+        their outputs stay float: no calibration. int8 weights use the integer W8A8 kernels.
+        Convolutions and norms keep float activations. The default (False) is optimum-quanto's
+        static per-tensor scheme, calibrated with ``Calibration``. optimum-quanto reads such files as
+        weight-only (docs/format.md).
     Returns the quantized model (``model`` itself when ``inplace``).
     """
     if not isinstance(model, torch.nn.Module):
@@ -60,6 +67,10 @@ def quantize(
     if weights is None and activations is None:
         raise ValueError("quantize: nothing to do: give weights= and/or activations= (a qtype or its name)")
     _check_activations(activations, "quantize")
+    if not isinstance(dynamic_activations, bool):
+        raise TypeError(f"quantize: dynamic_activations must be a bool, got {dynamic_activations!r}")
+    if dynamic_activations and activations is None:
+        raise ValueError("quantize: dynamic_activations=True needs activations= (qint8 or a float8 qtype)")
     if group_size is not None and (weights is None or weights.bits == 8):
         raise ValueError(f"quantize: group_size applies to 2/4-bit weights (qint2, qint4) only, "
                          f"got weights={weights.name if weights else None}")
@@ -88,7 +99,8 @@ def quantize(
             resolve_group_size(weights, torch.Size(shape).numel() // shape[0], group_size, f"quantize: {name!r}")
         selected.append((name, m))
     for name, m in selected:
-        quantize_module(m, weights, activations, optimizer, group_size, name=name, embeddings=embeddings)
+        quantize_module(m, weights, activations, optimizer, group_size, name=name, embeddings=embeddings,
+                        dynamic_activations=dynamic_activations)
     return model
 
 
@@ -103,21 +115,25 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 def quantization_map(model: torch.nn.Module) -> Dict[str, Dict[str, Any]]:
     """``{module name: {"weights": qtype name or "none", "activations": …}}`` for every quantized
     module (optimum-quanto's quanto_qmap.json). A non-default group size adds ``"group_size"``,
-    and an output that Calibration stopped quantizing adds ``"quantize_output": false``; optimum-quanto
-    ignores both."""
+    an output that Calibration stopped quantizing adds ``"quantize_output": false``, and dynamic
+    activations are ``"activations": "none", "dynamic_activations": <qtype>``; optimum-quanto
+    ignores the three (so it runs dynamic layers weight-only)."""
     config = {}
     for name, m in model.named_modules():
         if isinstance(m, QModuleMixin):
+            static = m.activation_qtype if not m.dynamic_activations else None
             entry = {
                 "weights": "none" if m.weight_qtype is None else m.weight_qtype.name,
-                "activations": "none" if m.activation_qtype is None else m.activation_qtype.name,
+                "activations": "none" if static is None else static.name,
             }
+            if m.dynamic_activations:
+                entry["dynamic_activations"] = m.activation_qtype.name
             if m.weight_qtype is not None and m.weight_qtype.bits < 8:
                 shape = m._quanto_qshape
                 default = resolve_group_size(m.weight_qtype, torch.Size(shape).numel() // shape[0], None, name)
                 if m.weight_group_size != default:
                     entry["group_size"] = m.weight_group_size
-            if m.activation_qtype is not None and not m.quantizes_output:
+            if static is not None and not m.quantizes_output:
                 entry["quantize_output"] = False
             config[name] = entry
     return config
@@ -173,10 +189,23 @@ def apply_quantization_map(model: torch.nn.Module, quantization_map: Dict[str, D
         if not isinstance(quantize_output, bool):
             raise ValueError(f"{where}: 'quantize_output' of {name!r} must be true or false, "
                              f"got {quantize_output!r}")
-        plan.append((name, m, w, a, qconfig.get("group_size"), quantize_output))
+        dynamic = qconfig.get("dynamic_activations")  # quanto's entry; absent or null: static or none
+        if dynamic is not None:
+            d = as_qtype(dynamic, f"{where}: {name!r} dynamic_activations") if isinstance(dynamic, str) else None
+            if d is None or d.bits != 8:
+                raise ValueError(f"{where}: 'dynamic_activations' of {name!r} must be qint8 or a float8 qtype "
+                                 f"name, got {dynamic!r}")
+            if a is not None:
+                raise ValueError(f"{where}: {name!r} has both static activations ({a.name}) and "
+                                 f"'dynamic_activations' ({d.name}); a layer's activations are one or the other")
+            if not found[0]._quantize_input:
+                raise ValueError(f"{where}: 'dynamic_activations' of {name!r}: dynamic (per-token) activations "
+                                 f"apply to linear layers, not {type(m).__name__}")
+            a = d
+        plan.append((name, m, w, a, qconfig.get("group_size"), quantize_output, dynamic is not None))
     prepared = []
-    for name, m, w, a, gs, quantize_output in plan:
-        q = quantize_module(m, w, a, None, gs, name=name, embeddings=True)
+    for name, m, w, a, gs, quantize_output, dynamic in plan:
+        q = quantize_module(m, w, a, None, gs, name=name, embeddings=True, dynamic_activations=dynamic)
         if q is None:
             raise ValueError(f"{where}: the quantization map entry {quantization_map[name]!r} does not quantize "
                              f"module {name!r} ({type(m).__name__})")

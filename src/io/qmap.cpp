@@ -1,6 +1,6 @@
 // quanto_qmap.json: {"module.name": {"weights": "qint4", "activations": "none"}, ...}, the
-// shape optimum-quanto 0.2.7 writes (json.dump with indent=4), plus the optional "group_size"
-// and "quantize_output" entries quanto writes.
+// shape optimum-quanto 0.2.7 writes (json.dump with indent=4), plus the optional "group_size",
+// "quantize_output" and "dynamic_activations" entries quanto writes.
 #include <quanto/qmap.h>
 #include <quanto/safetensors.h>
 
@@ -75,6 +75,30 @@ std::optional<int64_t> checked_group_size(const json& entry, const std::string& 
   return gs;
 }
 
+// "dynamic_activations": an 8-bit activation qtype, only where "activations" (static) is "none".
+void check_dynamic_activations(const std::string& qtype, const std::string& activations, const std::string& module) {
+  if (qtype != "qint8" && qtype.rfind("qfloat8", 0) != 0) {
+    fail("module \"" + module + "\": \"dynamic_activations\" must be qint8 or a float8 qtype (qfloat8, "
+         "qfloat8_e4m3fn, qfloat8_e4m3fnuz, qfloat8_e5m2), got \"" + qtype + "\"");
+  }
+  if (activations != "none") {
+    fail("module \"" + module + "\": \"dynamic_activations\" needs \"activations\": \"none\" (a layer's activations "
+         "are either static or dynamic), got \"" + activations + "\"");
+  }
+}
+
+std::optional<std::string> checked_dynamic_activations(const json& entry, const std::string& activations,
+                                                       const std::string& module) {
+  auto it = entry.find("dynamic_activations");
+  if (it == entry.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string() || !is_known_qtype_name(it->get_ref<const std::string&>())) {
+    fail("module \"" + module + "\": \"dynamic_activations\" must be qint8 or a float8 qtype name, got " + it->dump());
+  }
+  const std::string q = it->get<std::string>();
+  check_dynamic_activations(q, activations, module);
+  return q;
+}
+
 }  // namespace
 
 bool is_known_qtype_name(std::string_view name) {
@@ -101,9 +125,10 @@ QuantizationMap parse(std::string_view text) {
     if (!entry.is_object()) fail("module \"" + module + "\": entry is not a JSON object");
     for (auto f = entry.begin(); f != entry.end(); ++f) {
       if (f.key() != "weights" && f.key() != "activations" && f.key() != "group_size" &&
-          f.key() != "quantize_output") {
+          f.key() != "quantize_output" && f.key() != "dynamic_activations") {
         fail("module \"" + module + "\": unknown field \"" + f.key() +
-             "\" (expected \"weights\", \"activations\" and optionally \"group_size\", \"quantize_output\")");
+             "\" (expected \"weights\", \"activations\" and optionally \"group_size\", \"quantize_output\", "
+             "\"dynamic_activations\")");
       }
     }
     Entry e;
@@ -116,6 +141,7 @@ QuantizationMap parse(std::string_view text) {
       }
       e.quantize_output = q->get<bool>();
     }
+    e.dynamic_activations = checked_dynamic_activations(entry, e.activations, module);
     map.emplace(module, std::move(e));
   }
   return map;
@@ -134,6 +160,10 @@ std::string dump(const QuantizationMap& map) {
       entry["group_size"] = *e.group_size;
     }
     if (e.quantize_output) entry["quantize_output"] = *e.quantize_output;
+    if (e.dynamic_activations) {
+      check_dynamic_activations(*e.dynamic_activations, e.activations, module);
+      entry["dynamic_activations"] = *e.dynamic_activations;
+    }
     root[module] = std::move(entry);
   }
   try {

@@ -60,6 +60,7 @@ void QLinearImpl::pretty_print(std::ostream& stream) const {
          << ", bias=" << (options.bias() ? "true" : "false");
   if (weight_qtype_) stream << ", weights=" << weight_qtype_->name;
   if (activation_qtype_) stream << ", activations=" << activation_qtype_->name;
+  if (dynamic_activations()) stream << " (dynamic, per token)";
   if (group_size_) stream << ", group_size=" << *group_size_;
   if (frozen_) stream << ", frozen";
   stream << ")";
@@ -78,9 +79,11 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   const QWeight w = qweight();
   at::Tensor y;
   if (activation_qtype_ && activation_qtype_->name == "qint8" && weight_qtype_->name == "qint8") {
-    // int8 x int8 with int32 accumulation: the activation codes go to the kernel as they are.
+    // int8 x int8 with int32 accumulation: the activation codes go to the kernel as they are,
+    // with one scale per token (dynamic) or the calibrated per-tensor one (static).
     calibrate_input(x);
-    const QActivation qx = QActivation::quantize(x, *activation_qtype_, input_scale);
+    const QActivation qx = dynamic_activations() ? QActivation::quantize_per_token(x, *activation_qtype_)
+                                                 : QActivation::quantize(x, *activation_qtype_, input_scale);
     y = w.linear_w8a8(x, qx.data(), qx.scale(), opt(bias), x.scalar_type());
   } else {
     y = w.linear(quantize_input(x), opt(bias));

@@ -60,6 +60,11 @@ void QModule<D>::resolve_spec(const QuantSpec& spec) {
     TORCH_CHECK_VALUE(aq != nullptr && aq->bits == 8, who, ": activations qtype must be none, qint8 or a float8 qtype ",
                       "(qfloat8, qfloat8_e4m3fn, qfloat8_e4m3fnuz, qfloat8_e5m2), got '", spec.activations, "'");
   }
+  if (spec.dynamic_activations) {
+    TORCH_CHECK_VALUE(aq != nullptr, who, ": dynamic_activations needs an activations qtype (qint8 or a float8 qtype)");
+    TORCH_CHECK_VALUE(can_quantize_activations_dynamically(), who,
+                      ": dynamic (per-token) activations apply to QLinear only; use static activations or none");
+  }
   TORCH_CHECK_VALUE(wq || aq, who, ": nothing to quantize (weights and activations are both \"none\")");
   std::optional<int64_t> gs;
   if (wq) {
@@ -242,7 +247,8 @@ void QModule<D>::to(torch::Device device, bool non_blocking) {
 
 template <typename D>
 void QModule<D>::calibrate_input(const at::Tensor& x) {
-  if (!activation_qtype_) return;
+  // Dynamic activations have no scale to calibrate: Calibration leaves the layer alone.
+  if (!activation_qtype_ || dynamic_activations()) return;
   auto m = calibration_momentum();
   if (!m) return;
   if (const at::Tensor producer_scale = calibration_producer_scale(x, *activation_qtype_); producer_scale.defined()) {
@@ -267,13 +273,21 @@ inline at::Tensor fake_quantize(const at::Tensor& x, const QType& qtype, const a
 template <typename D>
 at::Tensor QModule<D>::quantize_input(const at::Tensor& x) {
   if (!activation_qtype_) return x;
+  if (dynamic_activations()) {
+    at::Tensor q;
+    {
+      at::NoGradGuard no_grad;
+      q = QActivation::quantize_per_token(x.detach(), *activation_qtype_).dequantize().to(x.scalar_type());
+    }
+    return x.requires_grad() ? straight_through(x, q) : q;
+  }
   calibrate_input(x);
   return fake_quantize(x, *activation_qtype_, input_scale);
 }
 
 template <typename D>
 at::Tensor QModule<D>::quantize_output(const at::Tensor& y) {
-  if (!activation_qtype_) return y;
+  if (!activation_qtype_ || dynamic_activations()) return y;  // dynamic layers output float
   if (auto m = calibration_momentum()) {
     update_scale(output_scale, y, *activation_qtype_, *m);
     at::Tensor out = fake_quantize(y, *activation_qtype_, output_scale);

@@ -215,6 +215,8 @@ void Config::validate() const {
     TORCH_CHECK_VALUE(wq && wq->bits < 8, "quanto::Config: group_size applies to qint2/qint4 weights only");
   }
   TORCH_CHECK_VALUE(!zero_point || (wq && wq->bits < 8), "quanto::Config: zero_point applies to qint2/qint4 weights only");
+  TORCH_CHECK_VALUE(!dynamic_activations || activations != "none",
+                    "quanto::Config: dynamic_activations needs activations (qint8 or a float8 qtype)");
 }
 
 QuantSpec Config::layer_spec() const {
@@ -225,6 +227,7 @@ QuantSpec Config::layer_spec() const {
   s.group_size = group_size;
   // The symmetric grid is an integer zero-point: stored as one, it exports exactly.
   s.zero_point = zero_point || optimizer == "symmetric";
+  s.dynamic_activations = dynamic_activations;
   return s;
 }
 
@@ -271,7 +274,10 @@ QuantizeReport quantize_(torch::nn::Module& module, const Config& config) {
     }
     QuantSpec spec = base;
     if (!q->can_quantize_weights()) spec.weights = "none";
-    if (!q->can_quantize_activations()) spec.activations = "none";
+    if (!q->can_quantize_activations() || (spec.dynamic_activations && !q->can_quantize_activations_dynamically())) {
+      spec.activations = "none";  // dynamic activations: linear layers only
+    }
+    if (spec.activations == "none") spec.dynamic_activations = false;
     if (spec.weights == "none") {
       spec.group_size.reset();
       spec.zero_point = false;
@@ -286,6 +292,7 @@ QuantizeReport quantize_(torch::nn::Module& module, const Config& config) {
       TORCH_CHECK_VALUE(false, "quanto::quantize: module '", name, "': ", e.what_without_backtrace());
     }
     std::string detail = "weights=" + spec.weights + " activations=" + spec.activations;
+    if (spec.dynamic_activations) detail += " (dynamic)";
     if (q->weight_group_size()) detail += " group_size=" + std::to_string(*q->weight_group_size());
     report.quantized.push_back({name, q->kind(), detail});
   }

@@ -30,7 +30,11 @@ json module_metadata(const nn::QModuleInterface& q) {
   json m;
   m["kind"] = q.kind();
   m["weights"] = q.weight_qtype() ? std::string(q.weight_qtype()->name) : "none";
-  m["activations"] = q.activation_qtype() ? std::string(q.activation_qtype()->name) : "none";
+  // Dynamic activations are written as in the map: "activations" (static) "none", the qtype under
+  // "dynamic_activations" (on those modules only).
+  const bool dynamic = q.dynamic_activations();
+  m["activations"] = q.activation_qtype() && !dynamic ? std::string(q.activation_qtype()->name) : "none";
+  if (dynamic) m["dynamic_activations"] = std::string(q.activation_qtype()->name);
   const bool bits = q.weight_qtype() && q.weight_qtype()->bits < 8;
   m["group_size"] = bits && q.weight_group_size() ? json(*q.weight_group_size()) : json(nullptr);
   m["axis"] = 0;
@@ -54,15 +58,19 @@ void save(const torch::nn::Module& module, const std::string& dir) {
       if (q->is_quantized()) {
         // The map carries what optimum-quanto cannot rebuild, as Python quanto writes it: a
         // non-default group size and a streamlined (not quantized) output.
+        // Dynamic activations: "activations" stays "none" (there are no static scales), so
+        // optimum-quanto, which ignores "dynamic_activations", runs the layer weight-only.
+        const bool dynamic = q->dynamic_activations();
         qmap::Entry entry(q->weight_qtype() ? std::string(q->weight_qtype()->name) : "none",
-                          q->activation_qtype() ? std::string(q->activation_qtype()->name) : "none");
+                          q->activation_qtype() && !dynamic ? std::string(q->activation_qtype()->name) : "none");
+        if (dynamic) entry.dynamic_activations = std::string(q->activation_qtype()->name);
         if (q->weight_qtype() && q->weight_qtype()->bits < 8 && q->weight_group_size()) {
           const auto shape = q->weight_shape();
           int64_t numel = 1;
           for (int64_t d : shape) numel *= d;
           if (q->weight_group_size() != default_group_size(numel / shape.at(0))) entry.group_size = q->weight_group_size();
         }
-        if (q->activation_qtype() && !q->quantizes_output()) entry.quantize_output = false;
+        if (q->activation_qtype() && !dynamic && !q->quantizes_output()) entry.quantize_output = false;
         map[item.key()] = std::move(entry);
         modules[item.key()] = module_metadata(*q);
       }
@@ -137,6 +145,10 @@ void requantize(torch::nn::Module& module, const std::string& dir, c10::Device d
     QuantSpec spec;
     spec.weights = entry.weights;
     spec.activations = entry.activations;
+    if (entry.dynamic_activations) {  // quanto's entry (the map is its only source)
+      spec.activations = *entry.dynamic_activations;
+      spec.dynamic_activations = true;
+    }
     if (meta_modules.contains(name)) {
       const json& m = meta_modules[name];
       if (m.contains("group_size") && m["group_size"].is_number_integer())

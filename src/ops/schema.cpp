@@ -122,6 +122,9 @@ TORCH_LIBRARY(quanto, m) {
   // Quantize / dequantize.
   m.def("symmetric_quantize(Tensor x, Tensor scale, str qtype, int? axis=None) -> Tensor");
   m.def("symmetric_dequantize(Tensor data, Tensor scale) -> Tensor");
+  // Dynamic (per token) activations: each row of x's last dimension gets its own absmax scale,
+  // computed now; scale has x's shape with a last dimension of 1 (QActivation::quantize_per_token).
+  m.def("quantize_per_token(Tensor x, str qtype) -> (Tensor data, Tensor scale)");
   m.def("affine_quantize(Tensor x, Tensor scale, Tensor shift, str qtype, int axis, int? group_size=None) -> Tensor");
   m.def("affine_dequantize(Tensor codes, Tensor scale, Tensor shift, SymInt[] shape, int axis, int? group_size=None) -> Tensor");
 

@@ -1,8 +1,10 @@
-// QActivation: int8 / float8 activations with a per-tensor scale.
+// QActivation: int8 / float8 activations with a per-tensor (static) or per-token (dynamic) scale,
+// and the op torch.ops.quanto.quantize_per_token that the Python layers call for the dynamic one.
 #include <quanto/tensor.h>
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <torch/library.h>
 
 #include <quanto/ops.h>
 #include <quanto/weights.h>
@@ -23,15 +25,37 @@ QActivation::QActivation(const QType& qtype, at::Tensor data, at::Tensor scale)
                     qtype.name);
   TORCH_CHECK_TYPE(data_.scalar_type() == qtype.dtype, "QActivation: ", qtype.name, " data must be ", qtype.dtype,
                    ", got ", data_.scalar_type());
-  TORCH_CHECK_VALUE(scale_.dim() == 0, "QActivation: the scale must be 0-dim (per tensor), got shape ",
-                    shape_str(scale_.sizes()));
+  bool per_token = scale_.dim() == data_.dim() && data_.dim() >= 1 && scale_.sym_size(-1) == 1;
+  for (int64_t d = 0; per_token && d + 1 < data_.dim(); ++d) per_token = scale_.sym_size(d) == data_.sym_size(d);
+  TORCH_CHECK_VALUE(scale_.dim() == 0 || per_token, "QActivation: the scale must be 0-dim (static, per tensor) or ",
+                    "hold one value per token, shaped like the data with a last dimension of 1; got scale shape ",
+                    scale_.sym_sizes(), " for data of shape ", data_.sym_sizes());
 }
 
 QActivation QActivation::quantize(const at::Tensor& x, const QType& qtype, const at::Tensor& scale) {
   return QActivation(qtype, ops::symmetric_quantize(x, scale, qtype.name), scale);
 }
 
-at::Tensor QActivation::dequantize() const { return ops::symmetric_dequantize(data_, scale_); }
+QActivation QActivation::quantize_per_token(const at::Tensor& x, const QType& qtype) {
+  TORCH_CHECK_VALUE(qtype.bits == 8, "QActivation: activations are int8 or float8 (qint8, qfloat8*), got ", qtype.name);
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.sym_numel() != 0, "QActivation::quantize_per_token: x must hold at least one ",
+                    "token, got shape ", x.sym_sizes());
+  // One row per token: the scale op and the quantize op work along axis 0 of a 2-d view.
+  const c10::SymInt k = x.sym_size(-1);
+  const at::Tensor rows = x.reshape_symint({-1, k});
+  const at::Tensor scale = ops::absmax_scale(rows, qtype.name, 0);  // [tokens, 1]
+  const at::Tensor data = ops::symmetric_quantize(rows, scale, qtype.name, 0);
+  std::vector<c10::SymInt> scale_shape(x.sym_sizes().begin(), x.sym_sizes().end());
+  scale_shape.back() = 1;
+  return QActivation(qtype, data.view_symint(x.sym_sizes()), scale.view_symint(scale_shape));
+}
+
+at::Tensor QActivation::dequantize() const {
+  if (!per_token()) return ops::symmetric_dequantize(data_, scale_);
+  const c10::SymInt k = data_.sym_size(-1);
+  return ops::symmetric_dequantize(data_.reshape_symint({-1, k}), scale_.reshape_symint({-1, 1}))
+      .view_symint(data_.sym_sizes());
+}
 
 QActivation QActivation::to(c10::Device device) const {
   return QActivation(*qtype_, data_.to(device), scale_.to(device));
@@ -43,6 +67,19 @@ QActivation QActivation::to(c10::ScalarType scale_dtype) const {
 
 int64_t QActivation::nbytes() const { return tensor_nbytes(data_) + tensor_nbytes(scale_); }
 
+
+namespace {
+
+// torch.ops.quanto.quantize_per_token: (data, scale) of QActivation::quantize_per_token, a
+// composition of the scale and quantize ops, so it runs on every device and traces (Meta, compile).
+std::tuple<at::Tensor, at::Tensor> quantize_per_token_op(const at::Tensor& x, c10::string_view qtype) {
+  const QActivation a = QActivation::quantize_per_token(x, qtype_from_name(qtype));
+  return {a.data(), a.scale()};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(quanto, CompositeImplicitAutograd, m) { m.impl("quantize_per_token", &quantize_per_token_op); }
 
 int64_t tensor_nbytes(const at::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
 

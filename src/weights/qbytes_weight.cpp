@@ -62,13 +62,15 @@ QBytesWeight QBytesWeight::from_packed(const QType& qtype, std::vector<int64_t> 
 }
 
 bool QBytesWeight::can_pack() const {
+  // The meta device mirrors the CPU (layout_policy.cpp), so that a model requantized onto meta
+  // weights holds the layout it gets once loaded; the packing ops have Meta kernels.
   return qtype_ && qtype_->name == "qint8" && shape_.size() == 2 && kernels::can_pack_w8a8(shape_[0], shape_[1]) &&
-         data_.device().is_cpu();
+         (data_.device().is_cpu() || data_.device().is_meta());
 }
 
 QBytesWeight QBytesWeight::to_packed() const {
   if (layout_ == Layout::packed_w8a8) return *this;
-  TORCH_CHECK_VALUE(can_pack(), "QBytesWeight::to_packed: the packed W8A8 layout needs a 2-d qint8 weight on the CPU; "
+  TORCH_CHECK_VALUE(can_pack(), "QBytesWeight::to_packed: the packed W8A8 layout needs a 2-d qint8 weight on the CPU (or meta); "
                     "this one is ", qtype_ ? qtype_->name : std::string("undefined"), " ", shape_str(shape_), " on ",
                     data_.device());
   QBytesWeight p = *this;

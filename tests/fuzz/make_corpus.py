@@ -134,6 +134,15 @@ QMAP_MALFORMED = [
      'module "fc": "quantize_output" must be true or false, got "false"'),
     ("quantize_output_int.json", b'{"fc": {"weights": "qint8", "activations": "qint8", "quantize_output": 0}}',
      'module "fc": "quantize_output" must be true or false, got 0'),
+    ("dynamic_activations_int4.json",
+     b'{"fc": {"weights": "qint8", "activations": "none", "dynamic_activations": "qint4"}}',
+     'module "fc": "dynamic_activations" must be qint8 or a float8 qtype'),
+    ("dynamic_activations_bool.json",
+     b'{"fc": {"weights": "qint8", "activations": "none", "dynamic_activations": true}}',
+     'module "fc": "dynamic_activations" must be qint8 or a float8 qtype name, got true'),
+    ("dynamic_activations_with_static.json",
+     b'{"fc": {"weights": "qint8", "activations": "qint8", "dynamic_activations": "qint8"}}',
+     'module "fc": "dynamic_activations" needs "activations": "none"'),
     ("duplicate_module.json",
      b'{"fc": {"weights": "qint8", "activations": "none"}, "fc": {"weights": "qint4", "activations": "none"}}',
      'duplicate module name "fc"'),
@@ -177,11 +186,15 @@ def write_seeds(folder):
 
 
 def write_optional_seed(folder):
-    # The optional entries quanto writes (non-default group size, Calibration streamlining).
+    # The optional entries quanto writes (non-default group size, Calibration streamlining,
+    # dynamic activations).
     with open(os.path.join(folder, "qmap_optional.json"), "w") as f:
         json.dump({"encoder.fc": {"weights": "qint4", "activations": "none", "group_size": 32},
                    "encoder.out": {"weights": "qint2", "activations": "none", "group_size": None},
-                   "head": {"weights": "qint8", "activations": "qint8", "quantize_output": False}}, f, indent=4)
+                   "head": {"weights": "qint8", "activations": "qint8", "quantize_output": False},
+                   "decoder.fc": {"weights": "qint4", "activations": "none", "dynamic_activations": "qint8"},
+                   "decoder.out": {"weights": "qint8", "activations": "none", "dynamic_activations": None}},
+                  f, indent=4)
 
 
 if __name__ == "__main__":

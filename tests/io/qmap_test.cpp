@@ -113,3 +113,44 @@ TEST(Qmap, OptionalEntriesQuantoWrites) {
   EXPECT_THROW(qm::dump({{"fc", {"qint8", "none", 32}}}), qm::MapError);
   EXPECT_THROW(qm::dump({{"fc", {"qint4", "none", 0}}}), qm::MapError);
 }
+
+TEST(Qmap, DynamicActivationsEntry) {
+  // Dynamic (per-token) activations: static "activations" stays "none" (optimum-quanto then runs
+  // the layer weight-only), the qtype goes under "dynamic_activations"; null reads as absent.
+  const char* text = R"({
+    "fc1": {"weights": "qint8", "activations": "none", "dynamic_activations": "qint8"},
+    "fc2": {"weights": "qint4", "activations": "none", "dynamic_activations": "qfloat8_e5m2"},
+    "fc3": {"weights": "qint8", "activations": "none", "dynamic_activations": null}
+})";
+  const qm::QuantizationMap m = qm::parse(text);
+  EXPECT_EQ(m.at("fc1"), (qm::Entry{"qint8", "none", std::nullopt, std::nullopt, "qint8"}));
+  EXPECT_EQ(m.at("fc2").dynamic_activations, std::optional<std::string>("qfloat8_e5m2"));
+  EXPECT_EQ(m.at("fc3"), (qm::Entry{"qint8", "none"}));
+  EXPECT_NE(m.at("fc1"), (qm::Entry{"qint8", "none"}));
+  EXPECT_EQ(qm::parse(qm::dump(m)), m);
+  const std::string dumped = qm::dump(m);
+  EXPECT_NE(dumped.find("\"dynamic_activations\": \"qint8\""), std::string::npos) << dumped;
+  EXPECT_EQ(qm::dump({{"fc", {"qint8", "none"}}}).find("dynamic_activations"), std::string::npos);
+
+  auto error_of = [](const std::string& entry) -> std::string {
+    try {
+      qm::parse("{\"fc\": " + entry + "}");
+    } catch (const qm::MapError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  auto has = [](const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; };
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "none", "dynamic_activations": "qint4"})"),
+                  "must be qint8 or a float8 qtype")) << "4-bit activations do not exist";
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "none", "dynamic_activations": "none"})"),
+                  "must be qint8 or a float8 qtype"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "none", "dynamic_activations": "int8"})"),
+                  "got \"int8\""));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "none", "dynamic_activations": 8})"), "got 8"));
+  EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "qint8", "dynamic_activations": "qint8"})"),
+                  "needs \"activations\": \"none\""));
+  // dump refuses what parse would refuse
+  EXPECT_THROW(qm::dump({{"fc", {"qint8", "qint8", std::nullopt, std::nullopt, "qint8"}}}), qm::MapError);
+  EXPECT_THROW(qm::dump({{"fc", {"qint8", "none", std::nullopt, std::nullopt, "qint2"}}}), qm::MapError);
+}

@@ -49,6 +49,8 @@ def samples():
         (ops.linear_qbytes, (torch.randn(3, 64), wq, ws, torch.randn(8))),
         (ops.linear_qbits, (torch.randn(3, 64), packed, scale, shift, 4, 32, None)),
         (ops.linear_w8a8, (xq, xs, wq, ws, None, torch.float32)),
+        (ops.quantize_per_token, (torch.randn(2, 3, 64), "qint8")),
+        (ops.quantize_per_token, (xb, "qint8")),
     ]
 
 

@@ -23,6 +23,11 @@ Quantization (optimum-quanto 0.2.7's math and keys, bit for bit):
   --group-size input features (default: 128, stepping down by 32 until it divides the
   layer's input features; per channel when they are <= 128), min/max or HQQ (p=0.7, beta=10,
   kappa=1.01, 20 iterations). Scales are in the weight's dtype unless --dtype.
+  --dynamic-activations: the inputs of Linear-like layers (2-D weights; not convolutions) are
+  quantized per token when the model runs (int8, or --activations float8*), with scales
+  computed from each token; quanto_qmap.json says "dynamic_activations" (quanto reads it;
+  optimum-quanto ignores it and runs those layers weight-only). Static per-tensor activation
+  scales need calibration on sample inputs: use Python quanto (quanto.Calibration).
 
 Input and output:
   INPUT: a Hugging Face folder (model.safetensors, or shards + model.safetensors.index.json) or
@@ -64,6 +69,10 @@ void declare(CLI::App& app, Parsed& p) {
       ->check(CLI::IsMember({"absmax", "minmax", "symmetric", "hqq"}));
   q->add_flag("--zero-point", o.zero_point,
               "2/4-bit: store an integer uint8 zero-point instead of a float shift (exports exactly to compressed-tensors)");
+  q->add_flag("--dynamic-activations", o.dynamic_activations,
+             "Also quantize the activations of Linear-like layers, per token at run time (no calibration)");
+  q->add_option("--activations", o.activations, "Activation type with --dynamic-activations (default int8)")
+      ->check(CLI::IsMember({"int8", "float8", "float8_e4m3fn", "float8_e5m2"}));
   q->add_option("--include", o.include, "Quantize only modules matching GLOB (repeatable)")->type_name("GLOB");
   q->add_option("--exclude", o.exclude, "Leave modules matching GLOB in float (repeatable)")->type_name("GLOB");
   q->add_option("--threads", o.threads, "Threads (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();

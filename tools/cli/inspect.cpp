@@ -24,6 +24,7 @@ using json = nlohmann::json;
 
 struct ModuleInfo {
   std::string weights = "none", activations = "none";
+  std::string dynamic_activations;  // per-token activation qtype (quanto's map entry), or empty
   std::optional<int64_t> group_size;
   bool group_known = false;
   std::vector<int64_t> shape;  // from quanto metadata, when present
@@ -57,6 +58,13 @@ json read_qmap(const fs::path& p) {
       if (v != "none" && find_qtype(v) == nullptr)
         throw CliError("'" + p.string() + "': module '" + m + "' has unknown qtype '" + v + "' (known: " +
                        qtype_names() + ", none)");
+    }
+    if (e.contains("dynamic_activations") && !e["dynamic_activations"].is_null()) {
+      const json& d = e["dynamic_activations"];
+      const QType* q = d.is_string() ? find_qtype(d.get<std::string>()) : nullptr;
+      if (q == nullptr || q->bits != 8 || e["activations"].get<std::string>() != "none")
+        throw CliError("'" + p.string() + "': module '" + m + "' has \"dynamic_activations\" " + d.dump() +
+                       "; expected qint8 or a float8 qtype name, with \"activations\": \"none\"");
     }
   }
   return j;
@@ -95,6 +103,8 @@ int run_inspect(const InspectOptions& opts) {
     for (const auto& [m, e] : qmap.items()) {
       modules[m].weights = e["weights"].get<std::string>();
       modules[m].activations = e["activations"].get<std::string>();
+      if (e.contains("dynamic_activations") && e["dynamic_activations"].is_string())
+        modules[m].dynamic_activations = e["dynamic_activations"].get<std::string>();
       if (e.contains("group_size") && e["group_size"].is_number_integer()) {
         modules[m].group_size = e["group_size"].get<int64_t>();
         modules[m].group_known = true;
@@ -155,9 +165,12 @@ int run_inspect(const InspectOptions& opts) {
   json mods = json::array();
   for (const auto& [m, info] : modules) {
     if (info.weights == "none" && info.activations == "none" && info.numel == 0) continue;
-    mods.push_back({{"name", m}, {"weights", info.weights}, {"activations", info.activations},
+    const std::string shown = info.dynamic_activations.empty() ? info.activations : info.dynamic_activations + " (dynamic)";
+    mods.push_back({{"name", m}, {"weights", info.weights}, {"activations", shown},
                     {"group_size", info.group_size ? json(*info.group_size) : json(nullptr)},
                     {"shape", info.shape.empty() ? json(nullptr) : json(info.shape)}, {"bytes", info.bytes}});
+    // Only where the map has the entry: other files keep their JSON as it was.
+    if (!info.dynamic_activations.empty()) mods.back()["dynamic_activations"] = info.dynamic_activations;
   }
   if (opts.json) {
     json out = {{"path", opts.path}, {"files", in.shards}, {"sharded", in.sharded}, {"quantized", !mods.empty()},

@@ -16,6 +16,10 @@ struct QuantizeOptions {
   std::optional<int64_t> group_size;     // 2/4-bit only; default: docs/format.md's rule per layer
   std::string optimizer;                 // absmax | minmax | symmetric | hqq; empty: absmax (8-bit), minmax (2/4-bit)
   bool zero_point = false;               // 2/4-bit: integer uint8 zero-point instead of a float shift
+  // Activations of Linear-like layers, quantized per token at run time by the loader (the CLI
+  // cannot calibrate static scales: that needs the model's code and sample inputs).
+  bool dynamic_activations = false;
+  std::string activations;               // CLI name (int8, float8, ...); empty: int8 with --dynamic-activations
   std::vector<std::string> include;      // module globs; empty: every candidate
   std::vector<std::string> exclude;      // module globs
   int threads = 0;                       // 0: ATen's default (all cores)

@@ -51,16 +51,24 @@ std::string kind_of(const TensorPlan& p) {
 
 // quanto's self-describing metadata (serialization.h, format version kFormatVersion) for the
 // modules of one shard; "shape" (the canonical weight shape) is read by `quanto inspect`.
+// Dynamic activations apply to Linear-like layers (2-D weights) only.
+const QType* dynamic_activations_of(const TensorPlan& p, const Settings& s) {
+  return p.qshape.size() == 2 ? s.dynamic_activations : nullptr;
+}
+
 json module_metadata(const TensorPlan& p, const Settings& s) {
   const bool bits = s.qtype->bits < 8;
-  return {{"kind", kind_of(p)},
-          {"weights", std::string(s.qtype->name)},
-          {"activations", "none"},
-          {"group_size", bits && p.group_size ? json(*p.group_size) : json(nullptr)},
-          {"axis", 0},
-          {"shift", bits ? json(s.zero_point ? "zeropoint" : "float") : json(nullptr)},
-          {"quantize_output", true},
-          {"shape", p.qshape}};
+  json m = {{"kind", kind_of(p)},
+            {"weights", std::string(s.qtype->name)},
+            {"activations", "none"},
+            {"group_size", bits && p.group_size ? json(*p.group_size) : json(nullptr)},
+            {"axis", 0},
+            {"shift", bits ? json(s.zero_point ? "zeropoint" : "float") : json(nullptr)},
+            {"quantize_output", true},
+            {"shape", p.qshape}};
+  // Only on modules that have them (files without dynamic activations keep their header).
+  if (const QType* dyn = dynamic_activations_of(p, s)) m["dynamic_activations"] = std::string(dyn->name);
+  return m;
 }
 
 void write_text(const fs::path& path, const std::string& text) {
@@ -150,6 +158,7 @@ int run_quantize(const QuantizeOptions& opts) {
   summary.output = opts.output;
   summary.weights = std::string(settings.qtype->name);
   summary.optimizer = settings.optimizer;
+  if (settings.dynamic_activations) summary.activations = std::string(settings.dynamic_activations->name) + " (dynamic)";
   summary.dry_run = opts.dry_run;
   summary.threads = at::get_num_threads();
   summary.copied_files = in.copy_files;
@@ -171,6 +180,9 @@ int run_quantize(const QuantizeOptions& opts) {
     if (p.quantize) {
       meta_modules[s][p.module] = module_metadata(p, settings);
       json entry = {{"weights", std::string(settings.qtype->name)}, {"activations", "none"}};
+      // As quanto::save writes it: "activations" (static) stays "none", so optimum-quanto, which
+      // ignores the entry, runs the layer weight-only.
+      if (const QType* dyn = dynamic_activations_of(p, settings)) entry["dynamic_activations"] = std::string(dyn->name);
       const int64_t in_features = [&] { int64_t n = 1; for (auto d : p.qshape) n *= d; return n / p.qshape[0]; }();
       if (settings.qtype->bits < 8 && p.group_size != default_group_size(in_features))
         entry["group_size"] = p.group_size ? json(*p.group_size) : json(nullptr);

@@ -93,6 +93,7 @@ void print_summary(FILE* out, const Summary& s) {
   std::fprintf(out, "\n%s%s -> %s: %zu of %zu tensors quantized to %s (%s)\n", s.dry_run ? "[dry run] " : "",
                s.input.c_str(), s.output.c_str(), t.quantized, s.records.size(), s.weights.c_str(),
                s.optimizer.c_str());
+  if (s.activations != "none") std::fprintf(out, "  activations of Linear-like layers: %s\n", s.activations.c_str());
   std::fprintf(out, "  size: %s -> %s (%.2fx smaller)\n", human_bytes(t.in).c_str(), human_bytes(t.out).c_str(),
                t.out ? static_cast<double>(t.in) / static_cast<double>(t.out) : 0.0);
   if (t.quantized)
@@ -142,6 +143,7 @@ nlohmann::json summary_json(const Summary& s) {
           {"dry_run", s.dry_run},
           {"weights", s.weights},
           {"optimizer", s.optimizer},
+          {"activations", s.activations},
           {"tensors_total", s.records.size()},
           {"tensors_quantized", t.quantized},
           {"bytes_in", t.in},

@@ -39,6 +39,7 @@ class Progress {
 
 struct Summary {
   std::string input, output, weights, optimizer;
+  std::string activations = "none";  // "qint8 (dynamic)" with --dynamic-activations
   bool dry_run = false;
   std::vector<TensorRecord> records;
   std::vector<std::string> notes, copied_files, skipped_files, shards;

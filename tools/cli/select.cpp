@@ -83,6 +83,18 @@ Settings resolve_settings(const QuantizeOptions& opts) {
     if (*opts.group_size <= 0)
       throw CliError("--group-size must be a positive integer, got " + std::to_string(*opts.group_size));
   }
+  if (!opts.activations.empty() && !opts.dynamic_activations)
+    throw CliError("--activations " + opts.activations + " needs --dynamic-activations: the CLI quantizes activations "
+                   "per token at run time only (static per-tensor scales need calibration on sample inputs; use "
+                   "Python quanto.Calibration for those)");
+  if (opts.dynamic_activations) {
+    static const std::map<std::string, const QType*> act = {
+        {"int8", &qint8}, {"float8", &qfloat8_e4m3fn}, {"float8_e4m3fn", &qfloat8_e4m3fn}, {"float8_e5m2", &qfloat8_e5m2}};
+    auto it = act.find(opts.activations.empty() ? "int8" : opts.activations);
+    if (it == act.end())
+      throw CliError("unknown --activations '" + opts.activations + "' (int8, float8, float8_e4m3fn, float8_e5m2)");
+    s.dynamic_activations = it->second;
+  }
   if (!opts.dtype.empty()) {
     static const std::map<std::string, safetensors::Dtype> dt = {{"float32", safetensors::Dtype::F32},
                                                                  {"float16", safetensors::Dtype::F16},

@@ -47,6 +47,7 @@ struct TensorPlan {
 
 struct Settings {
   const QType* qtype = nullptr;
+  const QType* dynamic_activations = nullptr;  // per-token activations of Linear-like layers, or none
   std::string optimizer;               // resolved: absmax | minmax | symmetric | hqq
   bool zero_point = false;             // 2/4-bit: store the shift as a uint8 zero-point
   std::optional<safetensors::Dtype> scale_dtype;  // nullopt: the weight's dtype
@@ -55,8 +56,8 @@ struct Settings {
 // The qtype of a --weights value (int8 -> qint8, float8 -> qfloat8_e4m3fn, ...).
 const QType& qtype_of_cli_name(const std::string& name);
 
-// Settings from the options; throws CliError for an optimizer that does not fit the qtype or a
-// group size given for 8-bit weights.
+// Settings from the options; throws CliError for an optimizer that does not fit the qtype, a
+// group size given for 8-bit weights, or --activations without --dynamic-activations.
 Settings resolve_settings(const QuantizeOptions& opts);
 
 // Decides every tensor. `same_bytes(a, b)` compares two tensors' data (tie detection); it is

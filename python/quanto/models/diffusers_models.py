@@ -77,17 +77,19 @@ class QuantizedDiffusersModel(QuantizedModelWrapper):
     def quantize(cls, model, weights=None, activations=None, optimizer=None,
                  include: Optional[Union[str, List[str]]] = None,
                  exclude: Optional[Union[str, List[str]]] = None,
-                 group_size: Optional[int] = None, inplace: bool = True):
+                 group_size: Optional[int] = None, inplace: bool = True, dynamic_activations: bool = False):
         """Quantize (``quanto.quantize``) then freeze ``model`` and wrap it.
 
         Every quantizable module is quantized unless ``include``/``exclude`` (fnmatch patterns on
         module names) say otherwise, as optimum-quanto does. Activation scales, if any, are
-        calibrated afterwards with ``quanto.Calibration``. ``inplace=False`` quantizes a copy and
+        calibrated afterwards with ``quanto.Calibration``, unless ``dynamic_activations=True`` (per-token
+        scales at run time, no calibration). ``inplace=False`` quantizes a copy and
         leaves ``model`` untouched.
         """
         cls._check_model_type(model, f"{cls.__name__}.quantize")
         return cls._quantize_and_wrap(model, include, exclude, weights=weights, activations=activations,
-                                      optimizer=optimizer, group_size=group_size, inplace=inplace)
+                                      optimizer=optimizer, group_size=group_size, inplace=inplace,
+                                      dynamic_activations=dynamic_activations)
 
     # --- save -----------------------------------------------------------------------------------
 

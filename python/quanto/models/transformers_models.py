@@ -65,12 +65,13 @@ class QuantizedTransformersModel(QuantizedModelWrapper):
     def quantize(cls, model, weights=None, activations=None, optimizer=None,
                  include: Optional[Union[str, List[str]]] = None,
                  exclude: Optional[Union[str, List[str]]] = None,
-                 group_size: Optional[int] = None, inplace: bool = True):
+                 group_size: Optional[int] = None, inplace: bool = True, dynamic_activations: bool = False):
         """Quantize (``quanto.quantize``) then freeze ``model`` and wrap it.
 
         ``exclude=None`` leaves the output embeddings (``lm_head``, Whisper's ``proj_out`` …: the
         module ``model.get_output_embeddings()`` returns) in float; pass ``exclude=[]`` to quantize
-        them too. Activation scales, if any, are calibrated afterwards with ``quanto.Calibration``.
+        them too. Activation scales, if any, are calibrated afterwards with ``quanto.Calibration``, unless ``dynamic_activations=True`` (per-token
+        scales at run time, no calibration).
         ``inplace=False`` quantizes a copy and leaves ``model`` untouched.
         """
         cls._check_model_type(model, f"{cls.__name__}.quantize")
@@ -78,7 +79,8 @@ class QuantizedTransformersModel(QuantizedModelWrapper):
             head = _output_embeddings_name(model)
             exclude = [head] if head else None
         return cls._quantize_and_wrap(model, include, exclude, weights=weights, activations=activations,
-                                      optimizer=optimizer, group_size=group_size, inplace=inplace)
+                                      optimizer=optimizer, group_size=group_size, inplace=inplace,
+                                      dynamic_activations=dynamic_activations)
 
     # --- save -----------------------------------------------------------------------------------
 

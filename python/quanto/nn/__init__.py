@@ -53,15 +53,22 @@ def quantized_class(module: torch.nn.Module):
 
 
 def quantize_module(module: torch.nn.Module, weights=None, activations=None, optimizer=None,
-                    group_size: Optional[int] = None, name: str = "", embeddings: bool = False):
+                    group_size: Optional[int] = None, name: str = "", embeddings: bool = False,
+                    dynamic_activations: bool = False):
     """Quantizes one module in place (its class becomes a quantized subclass) and returns it, or
-    returns None when the module is not quantized with these settings (as optimum-quanto's does)."""
+    returns None when the module is not quantized with these settings (as optimum-quanto's does).
+
+    ``dynamic_activations``: activations are quantized per token at run time; only layers that
+    quantize their input (Linear, GPT-2 Conv1D) take them, the others keep float activations
+    (convolutions: weights only; norms: not quantized)."""
     weights = as_qtype(weights, "weights")
     activations = as_qtype(activations, "activations")
     found = quantized_class(module)
     if found is None:
         return None
     qcls, kind = found
+    if dynamic_activations and not qcls._quantize_input:
+        activations, dynamic_activations = None, False
     if kind == "norm":
         if activations is None:
             return None
@@ -77,7 +84,7 @@ def quantize_module(module: torch.nn.Module, weights=None, activations=None, opt
     old = module.__class__
     module.__class__ = qcls
     try:
-        module._quanto_setup(weights, activations, optimizer, group_size, name)
+        module._quanto_setup(weights, activations, optimizer, group_size, name, dynamic_activations)
     except Exception:
         module.__class__ = old
         for k in ("input_scale", "output_scale"):

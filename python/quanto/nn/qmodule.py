@@ -9,6 +9,12 @@ fast 4-bit kernels when the group size allows), ``weight_scale`` and ``weight_sh
 ``state_dict`` always holds optimum-quanto's keys and canonical layout (docs/format.md), plus
 ``input_scale`` and ``output_scale``.
 
+Activations are static (per tensor, with the calibrated ``input_scale`` / ``output_scale``; an
+output on its grid is a :class:`~quanto.nn.qactivation.QuantizedActivation`, which the next
+quantized module reads as it is, as optimum-quanto does) or, with ``dynamic_activations``, dynamic:
+linear layers quantize each input token with its own scale computed at run time, and their output
+stays float.
+
 All arithmetic goes through ``torch.ops.quanto``, and the facts of each weight format (its
 state-dict keys, canonical shapes, and the in-memory layout a device gets) come from the native
 weights layer through ``torch.ops.quanto.weight_*``: Python only decides which op to call.
@@ -22,6 +28,7 @@ from ..calibrate import (calibration_begin_read, calibration_end_read, calibrati
                          calibration_note_read)
 from ..optimizers import as_optimizer
 from ..qtypes import qint8, qtype, qtype_from_name, qtypes
+from .qactivation import QuantizedActivation, activation_grid, quantize_per_token
 
 __all__ = ["QModuleMixin", "as_qtype", "resolve_group_size"]
 
@@ -129,18 +136,22 @@ class _FrozenWeight(torch.Tensor):
 class QModuleMixin:
     """Quantization state and behaviour shared by quantized modules (mixed in first)."""
 
-    # Subclasses: whether forward quantizes a float input (optimum-quanto: Linear only), whether
-    # the weight feeds a linear op (so 4-bit weights may use the tiled layout).
+    # Subclasses: whether forward quantizes a float input (optimum-quanto: Linear only; also the
+    # layers that may quantize it per token, dynamically), whether the weight feeds a linear op (so
+    # 4-bit weights may use the tiled layout).
     _quantize_input = False
     _linear_weight = False
+    dynamic_activations = False  # set per module by _quanto_setup
 
     # --- set-up -------------------------------------------------------------------------------
 
     def _quanto_setup(self, weights: Optional[qtype], activations: Optional[qtype], optimizer,
-                      group_size: Optional[int], name: str = ""):
+                      group_size: Optional[int], name: str = "", dynamic_activations: bool = False):
         self.name = name
         self.weight_qtype = weights
         self.activation_qtype = activations
+        # Per-token activation scales computed at run time (no calibration, float output).
+        self.dynamic_activations = bool(dynamic_activations) and activations is not None
         self._quanto_frozen = False
         self._quanto_layout = "canonical"
         # Whether forward quantizes the output (with activations). Calibration(streamline=True)
@@ -374,6 +385,13 @@ class QModuleMixin:
         a = self.activation_qtype
         if a is None or not isinstance(x, torch.Tensor) or not x.is_floating_point():
             return x, None
+        if self.dynamic_activations:
+            # Scales from this input, per token: nothing to calibrate, whatever produced x.
+            if not self._quantize_input or x.numel() == 0:
+                return x, None
+            with torch.no_grad():
+                data, scale, xq = quantize_per_token(x.detach(), a.name)
+            return _straight_through(x, xq), (data, scale)
         momentum = calibration_momentum()
         if momentum is not None:
             tag = getattr(x, "_quanto_activation", None)
@@ -390,13 +408,19 @@ class QModuleMixin:
                     self._update_scale(self.input_scale, ops.absmax_scale(x.detach(), a.name), momentum)
         if not self._quantize_input:
             return x, None
-        data, xq = self._quantize_activation(x, self.input_scale)
-        return _straight_through(x, xq), (data, self.input_scale)
+        scale = self.input_scale
+        grid = activation_grid(x) if momentum is None else None
+        if grid is not None and grid[0] == a.name:
+            # x is a quantized module's output still on its grid: read it as it is, like
+            # optimum-quanto (quantizing with its own scale gives back its codes).
+            scale = grid[1]
+        data, xq = self._quantize_activation(x, scale)
+        return _straight_through(x, xq), (data, scale)
 
     def _quanto_output(self, y):
         calibration_end_read(self)
         a = self.activation_qtype
-        if a is None or not isinstance(y, torch.Tensor) or not y.is_floating_point():
+        if a is None or self.dynamic_activations or not isinstance(y, torch.Tensor) or not y.is_floating_point():
             return y
         momentum = calibration_momentum()
         if momentum is None and not self.quantizes_output:
@@ -411,12 +435,14 @@ class QModuleMixin:
             # this scale and marks this module as read (calibrate.py).
             yq._quanto_activation = (a.name, self.output_scale.detach().clone(), (self,))
             calibration_note_output(self)
-        return yq
+            return yq
+        return QuantizedActivation.wrap(yq, (a.name, self.output_scale))
 
     @property
     def quantizes_output(self) -> bool:
-        """Whether forward quantizes the output (False once streamlined off by Calibration)."""
-        return self.__dict__.get("_quanto_quantize_output", True)
+        """Whether forward quantizes the output (False once streamlined off by Calibration, and
+        for dynamic activations)."""
+        return self.__dict__.get("_quanto_quantize_output", True) and not self.__dict__.get("dynamic_activations")
 
     # --- device / dtype -----------------------------------------------------------------------
 
@@ -549,7 +575,8 @@ class QModuleMixin:
     def extra_repr(self) -> str:
         base = super().extra_repr()
         q = [f"weights={self.weight_qtype.name if self.weight_qtype else None}",
-             f"activations={self.activation_qtype.name if self.activation_qtype else None}"]
+             f"activations={self.activation_qtype.name if self.activation_qtype else None}"
+             + (" (dynamic)" if self.dynamic_activations else "")]
         if self.weight_group_size:
             q.append(f"group_size={self.weight_group_size}")
         if self.activation_qtype is not None and not self.quantizes_output:
@@ -560,4 +587,5 @@ class QModuleMixin:
 
 
 def is_w8a8(m: QModuleMixin) -> bool:
+    """int8 weights and int8 activations, static or dynamic: the integer W8A8 kernels."""
     return m.weight_qtype is qint8 and m.activation_qtype is qint8
