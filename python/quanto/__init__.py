@@ -23,6 +23,8 @@ from .calibrate import Calibration  # noqa: E402
 from .nn import QConv1d, QConv2d, QEmbedding, QLayerNorm, QLinear, QModuleMixin, quantize_module  # noqa: E402
 from .optimizers import AbsmaxOptimizer, GptqOptimizer, HqqOptimizer, MaxOptimizer, Optimizer  # noqa: E402
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
+from .awq import AwqOptimizer  # noqa: E402
+from .smoothquant import SmoothQuant  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
 
 __version__ = "0.1.0"
@@ -55,4 +57,6 @@ __all__ = [
     "MaxOptimizer",
     "HqqOptimizer",
     "GptqOptimizer",
+    "AwqOptimizer",
+    "SmoothQuant",
 ]
