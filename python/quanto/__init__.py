@@ -31,6 +31,8 @@ from .optimizers import (  # noqa: E402
     ZeroPointOptimizer,
 )
 from .quantize import freeze, quantization_map, quantize, requantize  # noqa: E402
+from .awq import AwqOptimizer  # noqa: E402
+from .smoothquant import SmoothQuant  # noqa: E402
 from . import models  # noqa: E402  (transformers helpers; transformers is imported on first use)
 from . import export  # noqa: E402  (quanto.export(src, out, format=...): compressed-tensors and GGUF exports)
 from . import hf_quantizer  # noqa: E402  (transformers quantization method; imports transformers on first use)
@@ -76,6 +78,8 @@ __all__ = [
     "GptqOptimizer",
     "SymmetricOptimizer",
     "ZeroPointOptimizer",
+    "AwqOptimizer",
+    "SmoothQuant",
     "QuantoConfig",
     "export",
 ]

@@ -135,6 +135,8 @@ class ZeroPointOptimizer(Optimizer):
 # Python's integer zero-point ("zeropoint": min/max, then the shift rounded) and symmetric variants.
 OPTIMIZERS = {"absmax": AbsmaxOptimizer, "minmax": MaxOptimizer, "max": MaxOptimizer, "hqq": HqqOptimizer,
               "gptq": GptqOptimizer, "zeropoint": ZeroPointOptimizer, "symmetric": SymmetricOptimizer}
+# AWQ scaling (quanto.awq.AwqOptimizer, Python API only) then the named base optimizer's rounding.
+AWQ_NAMES = {"awq": "minmax", "awq+minmax": "minmax", "awq+hqq": "hqq", "awq+gptq": "gptq"}
 
 
 def default_optimizer(wtype: qtype) -> Optimizer:
@@ -146,17 +148,23 @@ def as_optimizer(value, wtype: Optional[qtype], where: str = "quantize"):
     any callable with optimum-quanto's optimizer signature. Checks the name fits the qtype."""
     if value is None:
         return None if wtype is None else default_optimizer(wtype)
+    from .awq import AwqOptimizer  # here: awq imports this module
+
     if isinstance(value, str):
         cls = OPTIMIZERS.get(value.lower())
-        if cls is None:
-            raise ValueError(f"{where}: unknown optimizer {value!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-        value = cls()
+        if value.lower() in AWQ_NAMES:
+            value = AwqOptimizer(base=AWQ_NAMES[value.lower()])
+        elif cls is None:
+            raise ValueError(f"{where}: unknown optimizer {value!r}; known: "
+                             f"{', '.join(sorted(list(OPTIMIZERS) + list(AWQ_NAMES)))}")
+        else:
+            value = cls()
     elif not callable(value):
         raise TypeError(f"{where}: optimizer must be a name, an Optimizer or a callable, got {type(value).__name__}")
     if wtype is None:
         raise ValueError(f"{where}: an optimizer applies to weights; give weights= too")
     if wtype.bits == 8 and isinstance(value, (MaxOptimizer, HqqOptimizer, GptqOptimizer, ZeroPointOptimizer,
-                                              SymmetricOptimizer)):
+                                              SymmetricOptimizer, AwqOptimizer)):
         raise ValueError(f"{where}: optimizer {type(value).__name__} is for 2/4-bit weights, got {wtype.name}")
     if wtype.bits < 8 and isinstance(value, AbsmaxOptimizer):
         raise ValueError(f"{where}: AbsmaxOptimizer is for 8-bit weights, got {wtype.name}")

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
+from .awq import AwqOptimizer, apply_awq, attach_awq
 from .nn import QModuleMixin, quantize_module, quantized_class
 from .nn.qmodule import as_qtype, resolve_group_size
 from .optimizers import as_optimizer
@@ -50,7 +51,10 @@ def quantize(
       - ``group_size``: group size of 2/4-bit weights instead of docs/format.md's default rule (it must
         divide every selected layer's input features; optimum-quanto cannot read such files);
       - ``inplace=False``: quantize a deep copy and leave ``model`` untouched;
-      - ``optimizer`` may also be a name: "absmax" (8-bit default), "minmax" (2/4-bit default), "hqq";
+      - ``optimizer`` may also be a name: "absmax" (8-bit default), "minmax" (2/4-bit default), "hqq",
+        "gptq", "awq" (``quanto.AwqOptimizer``; "awq+hqq", "awq+gptq": AWQ scaling then that rounding),
+        "symmetric", "zeropoint". "gptq" and "awq*" need calibration (``with Calibration(): model(batch)``)
+        before ``freeze(model)``; AWQ's factors are folded into the preceding layers at freeze;
       - ``embeddings=True``: also quantize nn.Embedding weights (optimum-quanto 0.2.7 cannot read them);
       - ``dynamic_activations=True`` (with ``activations``): the inputs of linear layers (Linear,
         GPT-2 Conv1D) are quantized per token at run time, each token with its own absmax scale, and
@@ -77,6 +81,10 @@ def quantize(
     if embeddings and weights is None:
         raise ValueError("quantize: embeddings=True needs weights=: an embedding has no activation-only quantization")
     optimizer = as_optimizer(optimizer, weights, "quantize")
+    if isinstance(optimizer, AwqOptimizer) and activations is not None and not dynamic_activations:
+        raise ValueError("quantize: the AWQ optimizer does not combine with static activations: at freeze it folds "
+                         "factors into the layers before the quantized ones, which would make calibrated static "
+                         "activation scales stale; quantize with activations=None or dynamic_activations=True")
     include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
     if not inplace:
         model = copy.deepcopy(model)
@@ -101,11 +109,17 @@ def quantize(
     for name, m in selected:
         quantize_module(m, weights, activations, optimizer, group_size, name=name, embeddings=embeddings,
                         dynamic_activations=dynamic_activations)
+    if isinstance(optimizer, AwqOptimizer) and selected:
+        attach_awq(model)  # notes, while calibrating, which module produces each layer's input
     return model
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
-    """Replace the float weights of every quantized module by their quantized form."""
+    """Replace the float weights of every quantized module by their quantized form.
+
+    Modules quantized with the AWQ optimizer first get their factors searched and folded into the
+    preceding layers (quanto.awq), which is why AWQ needs this model-level call."""
+    apply_awq(model)
     for _, m in model.named_modules():
         if isinstance(m, QModuleMixin):
             m.freeze()

@@ -20,6 +20,7 @@ state-dict keys, canonical shapes, and the in-memory layout a device gets) come 
 weights layer through ``torch.ops.quanto.weight_*``: Python only decides which op to call.
 """
 
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -35,6 +36,8 @@ __all__ = ["QModuleMixin", "as_qtype", "resolve_group_size"]
 ops = torch.ops.quanto
 _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2)
 _FROZEN_BUFFERS = ("weight_data", "weight_scale", "weight_shift")
+# (weakref to an input, its version, its X^T X, rows) of the last Hessian computed in calibration.
+_last_xtx = [None]
 
 
 def as_qtype(value, what: str) -> Optional[qtype]:
@@ -330,13 +333,23 @@ class QModuleMixin:
     def _accumulate_hessian(self, x: torch.Tensor):
         """Inside Calibration: add X^T X of this input (float64) for a calibrated optimizer."""
         with torch.no_grad():
-            x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+            cached = _last_xtx[0]
+            if cached is not None and cached[0]() is x and cached[1] == x._version:
+                xtx, rows = cached[2], cached[3]  # layers reading one tensor (q/k/v_proj) share the product
+            else:
+                x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+                xtx, rows = x2.T @ x2, x2.shape[0]
+                _last_xtx[0] = (weakref.ref(x), x._version, xtx, rows)
             h = self.__dict__.get("_quanto_hessian")
-            xtx = x2.T @ x2
+            # Never accumulate in place: the first product may be shared with other layers.
             self.__dict__["_quanto_hessian"] = xtx if h is None else h + xtx
-            self.__dict__["_quanto_hessian_rows"] = self.__dict__.get("_quanto_hessian_rows", 0) + x2.shape[0]
+            self.__dict__["_quanto_hessian_rows"] = self.__dict__.get("_quanto_hessian_rows", 0) + rows
 
     def _freeze_calibrated(self, w: torch.Tensor):
+        check_ready = getattr(self.optimizer, "check_ready", None)  # AWQ: the model-level step ran
+        if check_ready is not None:
+            check_ready(self)
+        _last_xtx[0] = None  # calibration is over: release the cached product
         h = self.__dict__.get("_quanto_hessian")
         if h is None:
             raise ValueError(
