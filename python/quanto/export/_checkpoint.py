@@ -42,6 +42,7 @@ class QuantizedWeight:
     group_size: Optional[int]    # qint2/qint4: the group size in use (None: per output channel)
     keys: Dict[str, str]         # part ("data", "scale", "shift") -> tensor name in the checkpoint
     zero_point: bool = False     # qint2/qint4: uint8 integer zero-point instead of a float shift
+    dynamic_activations: Optional[qtype] = None  # inputs quantized per token at run time (qint8, float8)
 
     @property
     def out_features(self) -> int:
@@ -186,7 +187,9 @@ class QuantoCheckpoint:
             gs = resolve_group_size(w, in_features, entry.get("group_size"), f"{self.where}: {name!r}")
             parts = ("data", "scale", "shift")
             keys = {part: f"{name}.{k}" for part, k in zip(parts, ops.weight_state_keys(w.name))}
-            qw = QuantizedWeight(name, module_type, w, a, shape, gs, keys)
+            dynamic = entry.get("dynamic_activations")
+            dynamic = None if dynamic is None else as_qtype(dynamic, f"{self.where}: {name!r} dynamic_activations")
+            qw = QuantizedWeight(name, module_type, w, a, shape, gs, keys, dynamic_activations=dynamic)
             self._check_stored(qw)
             self.modules[name] = qw
 

@@ -11,6 +11,13 @@ scale's dtype, with one rounding, as quanto does):
 | qint8 (symmetric, per output channel) | ``pack-quantized``, int8, symmetric, channel |
 | qfloat8_e4m3fn (per output channel) | ``naive-quantized``, float8, channel |
 
+Dynamic per-token activations (``dynamic_activations`` in quanto_qmap.json) become
+``input_activations`` ``{num_bits: 8, strategy: token, dynamic: true, symmetric: true}`` (int with
+integer weights, float with qfloat8_e4m3fn weights), the schemes vLLM runs as W8A8 / W4A8 / FP8
+dynamic: formats ``int-quantized`` (the signed integer codes as an int8 ``weight``, not packed) and
+``float-quantized``, which compressed-tensors infers for schemes that quantize activations. quanto
+scales each token by its absmax / 127 (float8: / 448), as those schemes do.
+
 Groups of ``gs`` input features become strategy ``group`` with ``group_size: gs``; one group per row
 (per output channel, or ``gs == in_features``) becomes strategy ``channel``. The formats are the ones
 compressed-tensors itself infers for such weight-only schemes (``int-quantized`` / ``float-quantized``
@@ -25,7 +32,9 @@ Tensors of a module ``m`` (compressed-tensors 0.20's layout):
 - ``m.weight_zero_point`` (asymmetric only): the zero-points ``zp - 2^(bits-1)`` packed the same way
   along the output dimension, int32 ``[ceil(out * bits / 32), in / gs]``;
 - ``m.weight_shape``: int64 ``[out, in]``;
-- float8: ``m.weight`` (float8_e4m3fn) and ``m.weight_scale`` ``[out, 1]``.
+- float8: ``m.weight`` (float8_e4m3fn) and ``m.weight_scale`` ``[out, 1]``;
+- ``int-quantized``: ``m.weight`` int8 ``[out, in]`` (``q``, signed), ``m.weight_scale`` as above and,
+  asymmetric, ``m.weight_zero_point`` int8 ``[out, in / gs]`` (``zp - 2^(bits-1)``).
 
 ``config.json`` gets ``quantization_config`` (``quant_method: compressed-tensors``, one
 ``config_groups`` entry per distinct scheme, whose ``targets`` are module names or anchored ``re:``
@@ -71,6 +80,7 @@ __all__ = ["export_compressed_tensors", "pack_int32", "FLOAT_SHIFT_ALTERNATIVES"
 # The compressed-tensors release whose layout and config schema this exporter follows.
 CT_FORMAT_VERSION = "0.20.0"
 PACK, NAIVE = "pack-quantized", "naive-quantized"
+INT_Q, FLOAT_Q = "int-quantized", "float-quantized"  # the same layouts as naive, for schemes with activations
 
 # How a user gets weights that export exactly (named in every float-shift refusal).
 FLOAT_SHIFT_ALTERNATIVES = (
@@ -81,7 +91,9 @@ FLOAT_SHIFT_ALTERNATIVES = (
     "integer zero-point and re-quantize, with the added error reported per layer")
 STATIC_ACTIVATIONS_ALTERNATIVE = (
     "quanto's calibrated static per-tensor activation scales (input and output) have no compressed-tensors "
-    "equivalent; quantize the weights only (activations=None, the CLI's default) to export")
+    "equivalent; quantize the weights only (activations=None, the CLI's default) or with per-token activations "
+    "(dynamic_activations=True, the CLI's --dynamic-activations), which export as compressed-tensors' dynamic "
+    "token schemes")
 
 
 # --- packing (compressed-tensors' dense int32 layout) ----------------------------------------------
@@ -134,6 +146,23 @@ class _ModulePlan:
         """Input features per scale (in_features for one scale per row)."""
         return self.qw.group_size or self.qw.in_features
 
+    @property
+    def unpacked(self) -> bool:
+        """Integer weights with quantized activations: compressed-tensors' int-quantized layout."""
+        return self.kind == "pack" and self.qw.dynamic_activations is not None
+
+    def input_activations(self) -> Optional[dict]:
+        a = self.qw.dynamic_activations
+        if a is None:
+            return None
+        return {"num_bits": 8, "type": "float" if a.is_floating_point else "int", "symmetric": True,
+                "strategy": "token", "group_size": None, "dynamic": True, "observer": None}
+
+    def format(self) -> str:
+        if self.kind == "fp8":
+            return NAIVE if self.qw.dynamic_activations is None else FLOAT_Q
+        return INT_Q if self.unpacked else PACK
+
     def scheme(self) -> Optional[dict]:
         if self.kind == "float":
             return None
@@ -144,8 +173,8 @@ class _ModulePlan:
                    "strategy": "channel" if per_row else "group",
                    "group_size": None if per_row else self.group_size,
                    "dynamic": False}
-        return {"weights": weights, "input_activations": None, "output_activations": None,
-                "format": NAIVE if self.kind == "fp8" else PACK}
+        return {"weights": weights, "input_activations": self.input_activations(), "output_activations": None,
+                "format": self.format()}
 
     def source(self) -> str:
         w = self.qw.weights
@@ -160,7 +189,8 @@ class _ModulePlan:
         s = self.scheme()["weights"]
         where = f"group {s['group_size']}" if s["group_size"] else "channel"
         kind = "float8_e4m3fn" if self.kind == "fp8" else f"int{s['num_bits']}"
-        return f"{self.scheme()['format']} {kind} {where} {'symmetric' if s['symmetric'] else 'asymmetric'}"
+        acts = "" if self.qw.dynamic_activations is None else f", dynamic per-token {self.qw.dynamic_activations.name}"
+        return f"{self.scheme()['format']} {kind} {where} {'symmetric' if s['symmetric'] else 'asymmetric'}{acts}"
 
 
 def _plan_modules(ckpt: QuantoCheckpoint, allow_reencode: bool) -> List[_ModulePlan]:
@@ -169,7 +199,14 @@ def _plan_modules(ckpt: QuantoCheckpoint, allow_reencode: bool) -> List[_ModuleP
         if qw.activations is not None:
             problems["static activations (" + STATIC_ACTIVATIONS_ALTERNATIVE + ")"].append(qw.name)
             continue
-        w = qw.weights
+        w, dyn = qw.weights, qw.dynamic_activations
+        if dyn is not None and (not qw.is_linear or w is None or (dyn.name == "qint8") != (not w.is_floating_point)
+                                or dyn.name not in ("qint8", "qfloat8_e4m3fn")):
+            problems["dynamic activations that compressed-tensors' schemes do not pair with these weights (it has "
+                     "int8 activations with integer weights and float8 e4m3fn activations with float8 weights, on "
+                     "Linear layers): quantize with a matching pair, or weight-only"].append(
+                f"{qw.name} ({w.name if w else 'no weights'} + {dyn.name})")
+            continue
         if not qw.is_linear:
             if allow_reencode:
                 plans.append(_ModulePlan(qw, "float", "compressed-tensors quantizes Linear layers only: "
@@ -295,6 +332,12 @@ class _ModuleTensors:
         if p.kind == "fp8":
             return [(f"{name}.weight", torch.float8_e4m3fn, [out, cols], self.fp8_weight),
                     (f"{name}.weight_scale", dtype, [out, 1], self.fp8_scale)]
+        if p.unpacked:
+            entries = [(f"{name}.weight", torch.int8, [out, cols], self.int8_weight),
+                       (f"{name}.weight_scale", dtype, [out, groups], self.scale)]
+            if not p.symmetric:
+                entries.append((f"{name}.weight_zero_point", torch.int8, [out, groups], self.int8_zero_point))
+            return entries
         per_word = 32 // p.bits
         entries = [(f"{name}.weight_packed", torch.int32, [out, -(-cols // per_word)], self.packed),
                    (f"{name}.weight_scale", dtype, [out, groups], self.scale),
@@ -326,7 +369,20 @@ class _ModuleTensors:
                        "scale": self.ckpt.get(self.plan.qw.keys["scale"])})
         return pack_int32(zp.t().contiguous(), self.plan.bits).t().contiguous()
 
+    def int8_weight(self) -> torch.Tensor:
+        half = 2 ** (self.plan.bits - 1)
+        return (self._codes().to(torch.int16) - half).to(torch.int8)
+
+    def int8_zero_point(self) -> torch.Tensor:
+        zp = self._zp({"shift": self.ckpt.get(self.plan.qw.keys["shift"]),
+                       "scale": self.ckpt.get(self.plan.qw.keys["scale"])})
+        return (zp.to(torch.int16) - 2 ** (self.plan.bits - 1)).to(torch.int8).contiguous()
+
     def packed(self) -> torch.Tensor:
+        return pack_int32(self._codes(), self.plan.bits)
+
+    def _codes(self) -> torch.Tensor:
+        """The unsigned codes [out, in] (re-encoded where the plan says so), the exported weight recorded."""
         qw, plan = self.plan.qw, self.plan
         state = self._state()
         reference = dequantized(state, qw).reshape(qw.out_features, qw.in_features)
@@ -343,7 +399,7 @@ class _ModuleTensors:
             codes = codes_2d(state, qw)
         exported = _decode(codes, zp, params_2d(state["scale"], qw), plan.group_size)
         self._record(exported, reference)
-        return pack_int32(codes, plan.bits)
+        return codes
 
     def _fp8(self):
         qw, state = self.plan.qw, self._state()

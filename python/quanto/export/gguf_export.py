@@ -271,11 +271,17 @@ def export_gguf(ckpt: QuantoCheckpoint, out_file: Path, allow_reencode: bool, re
     # Plan every tensor (and refuse) before writing anything.
     problems = []
     quantized: List[_QuantizedTensor] = []
+    dynamic_noted = False
     for qw in ckpt.modules.values():
         if qw.activations is not None:
             problems.append(f"{qw.name}: static activation quantization (llama.cpp quantizes activations its own "
                             "way); quantize the weights only to export")
             continue
+        if qw.dynamic_activations is not None and not dynamic_noted:
+            # Not an error: llama.cpp always quantizes activations at run time (blocks of 32, Q8_0 / Q8_K).
+            report.notes.append(f"dynamic per-token {qw.dynamic_activations.name} activations are not stored: "
+                                "llama.cpp quantizes the activations of its quantized matmuls itself, per block of 32")
+            dynamic_noted = True
         qt = _QuantizedTensor(ckpt, qw, gguf_name(qw.name + ".weight"), row_order(qw.name), report)
         if qt.encoding is None and not allow_reencode:
             problems.append(f"{qw.name}: {qt.why_not()}; or pass allow_reencode=True (--allow-reencode) to store it "

@@ -72,6 +72,8 @@ class QuantoConfig(QuantizationConfigMixin):
             (``"qint4"``...) or a quanto qtype. ``None`` only with ``activations``.
         activations: ``None`` (weight-only, the default) or an 8-bit qtype (``"int8"``,
             ``"float8"``...). Static activation scales need data: give ``calibration``.
+        dynamic_activations: with ``activations``, quantize the inputs of linear layers per token at
+            run time instead (no calibration; int8 weights run the integer W8A8 kernels).
         group_size: group size of 2/4-bit weights (default: docs/format.md's rule; a non-default
             one is recorded in ``quanto_qmap.json``, which optimum-quanto ignores).
         optimizer: ``None`` (the qtype's default), ``"absmax"``, ``"minmax"`` or ``"hqq"``.
@@ -89,7 +91,8 @@ class QuantoConfig(QuantizationConfigMixin):
 
     def __init__(self, weights="int8", activations=None, group_size: Optional[int] = None,
                  optimizer: Optional[str] = None, modules_to_not_convert: Optional[List[str]] = None,
-                 embeddings: bool = False, calibration: Optional[Callable] = None, **kwargs):
+                 embeddings: bool = False, calibration: Optional[Callable] = None,
+                 dynamic_activations: bool = False, **kwargs):
         self.quant_method = QUANT_METHOD
         self.weights = weights
         self.activations = activations
@@ -98,10 +101,11 @@ class QuantoConfig(QuantizationConfigMixin):
         self.modules_to_not_convert = modules_to_not_convert
         self.embeddings = embeddings
         self.calibration = calibration
+        self.dynamic_activations = dynamic_activations
         unknown = sorted(k for k in kwargs if k != "quant_method")
         if unknown:
             raise TypeError(f"QuantoConfig: unknown arguments {unknown}; valid: weights, activations, group_size, "
-                            "optimizer, modules_to_not_convert, embeddings, calibration")
+                            "optimizer, modules_to_not_convert, embeddings, calibration, dynamic_activations")
         self.post_init()
 
     def post_init(self):
@@ -151,6 +155,13 @@ class QuantoConfig(QuantizationConfigMixin):
         if self.embeddings and self.weights is None:
             raise ValueError("QuantoConfig: embeddings=True needs weights=: an embedding has no activation-only "
                              "quantization")
+        if not isinstance(self.dynamic_activations, bool):
+            raise TypeError(f"QuantoConfig: dynamic_activations must be True or False, got {self.dynamic_activations!r}")
+        if self.dynamic_activations and self.activations is None:
+            raise ValueError("QuantoConfig: dynamic_activations=True needs activations= (int8 or a float8 qtype)")
+        if self.dynamic_activations and self.calibration is not None:
+            raise ValueError("QuantoConfig: dynamic_activations=True computes activation scales per token at run "
+                             "time: it takes no calibration=")
         if self.calibration is not None and not callable(self.calibration):
             raise TypeError(f"QuantoConfig: calibration must be a callable taking the model, "
                             f"got {type(self.calibration).__name__}")

@@ -76,7 +76,8 @@ class QuantoHfQuantizer(HfQuantizer):
     def validate_environment(self, device_map=None, **kwargs):
         _check_device_map(device_map)
         cfg = self.quantization_config
-        if not self.pre_quantized and cfg.activations is not None and cfg.calibration is None:
+        if (not self.pre_quantized and cfg.activations is not None and not cfg.dynamic_activations
+                and cfg.calibration is None):
             raise ValueError(
                 "QuantoConfig: activations need static scales calibrated on data: give calibration=fn, where "
                 "fn(model) runs sample batches through the loaded model (quanto calls it inside "
@@ -102,7 +103,8 @@ class QuantoHfQuantizer(HfQuantizer):
         skip += [k.rsplit(".", 1)[0] for pair in model.all_tied_weights_keys.items() for k in pair]
         exclude = [name for name, _ in model.named_modules() if name and not should_convert_module(name, skip)]
         quantize(model, weights=cfg.weights, activations=cfg.activations, optimizer=cfg.optimizer,
-                 exclude=exclude, group_size=cfg.group_size, embeddings=cfg.embeddings)
+                 exclude=exclude, group_size=cfg.group_size, embeddings=cfg.embeddings,
+                 dynamic_activations=cfg.dynamic_activations)
         if not quantization_map(model):
             raise ValueError(f"QuantoConfig: no module of {type(model).__name__} was quantized "
                              f"(modules_to_not_convert={cfg.modules_to_not_convert!r} left nothing quantizable)")
@@ -150,7 +152,7 @@ class QuantoHfQuantizer(HfQuantizer):
             raise ValueError(f"from_pretrained: the checkpoint holds no quantized weight for these quantized modules "
                              f"(does quanto_qmap.json match the weights?): {unfilled[:10]}")
         cfg = self.quantization_config
-        if not self.pre_quantized and cfg.activations is not None:
+        if not self.pre_quantized and cfg.activations is not None and not cfg.dynamic_activations:
             with Calibration():
                 cfg.calibration(model)
         model.save_pretrained = types.MethodType(_save_pretrained_with_qmap, model)

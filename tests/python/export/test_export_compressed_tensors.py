@@ -172,6 +172,52 @@ def test_static_activations_are_refused(tmp_path):
             export(tmp_path / "q", tmp_path / "ct", allow_reencode=allow)
 
 
+@pytest.mark.parametrize("weights,activations,optimizer,group_size,fmt", [
+    ("qint8", "qint8", None, None, "int-quantized"),          # vLLM's W8A8 int8 dynamic
+    ("qint4", "qint8", "symmetric", 32, "int-quantized"),     # W4A8
+    ("qint4", "qint8", "zeropoint", 64, "int-quantized"),     # asymmetric: an int8 weight_zero_point
+    ("qfloat8", "qfloat8", None, None, "float-quantized"),    # FP8 dynamic
+])
+def test_dynamic_activations_export_as_per_token_schemes(tmp_path, weights, activations, optimizer, group_size, fmt):
+    src = save_quantized(tiny_llama(), tmp_path / "q", weights=weights, activations=activations,
+                         dynamic_activations=True, optimizer=optimizer, group_size=group_size)
+    report = export(src, tmp_path / "ct")
+    assert report.exact
+    config = json.loads((tmp_path / "ct" / "config.json").read_text())["quantization_config"]
+    assert config["format"] == fmt
+    schemes = QuantizationConfig.model_validate(config).config_groups.values()
+    for scheme in schemes:
+        a = scheme.input_activations
+        assert (a.num_bits, a.strategy, a.dynamic, a.symmetric) == (8, "token", True, True)
+        assert a.type == ("float" if weights == "qfloat8" else "int")
+        assert infer_module_format(torch.nn.Linear, scheme).value == fmt  # what compressed-tensors would write
+    tensors = _tensors(tmp_path / "ct")
+    name = "model.layers.0.mlp.up_proj"
+    assert tensors[f"{name}.weight"].dtype == (torch.float8_e4m3fn if weights == "qfloat8" else torch.int8)
+    assert (f"{name}.weight_zero_point" in tensors) == (optimizer == "zeropoint")
+    expected, got = quanto_dequantized_weights(src), ct_decompressed_weights(tmp_path / "ct")
+    assert set(got) == set(expected)
+    for n in expected:
+        assert_bitwise_equal(got[n], expected[n], n)
+    # transformers runs the scheme with compressed-tensors' own per-token fake quantization. float8: the
+    # same scales as quanto (absmax / 448); int8: compressed-tensors divides by 127.5 where quanto (and
+    # vLLM's kernels) divide by 127, so the roundings differ slightly.
+    model = tr.AutoModelForCausalLM.from_pretrained(tmp_path / "ct").eval()
+    got_logits = logits(model, IDS)
+    quanto_logits = logits(QuantizedModelForCausalLM.from_pretrained(src).model, IDS)
+    float_acts = logits(reference_model(src, tmp_path / "ref"), IDS)
+    tol = 1e-5 if weights == "qfloat8" else 3e-2
+    torch.testing.assert_close(got_logits, quanto_logits, atol=tol, rtol=0)
+    assert not torch.equal(got_logits, float_acts)  # the activations are quantized on load
+
+
+def test_dynamic_activations_without_a_matching_scheme_are_refused(tmp_path):
+    src = save_quantized(tiny_llama(), tmp_path / "q", weights="qint8", activations="qfloat8",
+                         dynamic_activations=True)
+    with pytest.raises(ExportRefused, match="int8 activations with integer weights"):
+        export(src, tmp_path / "ct")
+
+
 def test_embeddings_refused_or_stored_dequantized(tmp_path):
     model = tiny_llama()
     qmodel = quanto.quantize(model, weights="qint8", embeddings=True, exclude="lm_head")

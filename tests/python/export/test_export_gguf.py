@@ -189,3 +189,16 @@ def test_refusals_and_reencoding(tmp_path, tokenizer):
     src = save_quantized(gpt2, tmp_path / "gpt2", tokenizer, weights="qint8")
     with pytest.raises(ExportRefused, match="model_type 'llama'.*got model_type 'gpt2'"):
         export(src, tmp_path / "d.gguf", format="gguf")
+
+
+def test_dynamic_activations_export_with_a_note(tmp_path, tokenizer):
+    """llama.cpp quantizes the activations of its quantized matmuls itself: the weights export as
+    they would weight-only, and the report says the per-token activation setting is not stored."""
+    kw = dict(weights="qint4", optimizer="symmetric", group_size=32)
+    plain = save_quantized(tiny_llama(vocab_size=len(tokenizer), dtype=torch.float16), tmp_path / "w" / "q", tokenizer, **kw)
+    dynamic = save_quantized(tiny_llama(vocab_size=len(tokenizer), dtype=torch.float16), tmp_path / "d" / "q", tokenizer,
+                             activations="qint8", dynamic_activations=True, **kw)
+    export(plain, tmp_path / "w.gguf", format="gguf")
+    report = export(dynamic, tmp_path / "d.gguf", format="gguf")
+    assert any("llama.cpp quantizes the activations" in n for n in report.notes), report.notes
+    assert (tmp_path / "w.gguf").read_bytes() == (tmp_path / "d.gguf").read_bytes()  # (same folder name)

@@ -243,6 +243,27 @@ def test_static_activations_take_a_calibration_callable(tmp_path):
     assert torch.equal(run(r, inputs, key), run(q, inputs, key))
 
 
+def test_dynamic_activations_need_no_calibration(tmp_path):
+    folder, auto, inputs, key = saved(tmp_path, "llama", dtype=torch.float32)
+    cfg = quanto.QuantoConfig(weights="int8", activations="int8", dynamic_activations=True)
+    q = auto.from_pretrained(folder, quantization_config=cfg)
+    ref = quanto.quantize(auto.from_pretrained(folder).eval(), weights="qint8", activations="qint8",
+                          dynamic_activations=True, exclude="lm_head")
+    quanto.freeze(ref)
+    qmap = quanto.quantization_map(q)
+    assert qmap == quanto.quantization_map(ref)
+    assert qmap["model.layers.0.mlp.down_proj"]["dynamic_activations"] == "qint8"
+    assert torch.equal(run(q, inputs, key), run(ref, inputs, key))
+    q.save_pretrained(tmp_path / "q")
+    r = auto.from_pretrained(tmp_path / "q")
+    assert r.model.layers[0].mlp.down_proj.dynamic_activations
+    assert torch.equal(run(r, inputs, key), run(q, inputs, key))
+    with pytest.raises(ValueError, match="needs activations"):
+        quanto.QuantoConfig(weights="int8", dynamic_activations=True)
+    with pytest.raises(ValueError, match="takes no calibration"):
+        quanto.QuantoConfig(weights="int8", activations="int8", dynamic_activations=True, calibration=print)
+
+
 @pytest.mark.parametrize("device_map", ["cpu", "auto", "dict"])
 def test_device_maps(device_map, tmp_path):
     folder, *_ = saved(tmp_path)
