@@ -67,11 +67,12 @@ TEST_P(LinearPerIsa, W8MatchesReference) {
 TEST_P(LinearPerIsa, W4TiledMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   // K = 96 and 576: a short last register of codes on the batch kernels (64 or 128 codes a
-  // register); 1088: several K blocks of the GEMM. Groups of 96 cannot be scaled per register.
+  // register); 1088: several K blocks of the GEMM. Groups of 96 and 160 straddle registers (each
+  // block of a register takes its group's scale), K = 480 repeats their pattern several times.
   for (int64_t M : kBatches)
-    for (int64_t K : {32, 64, 96, 256, 576, 1088})
+    for (int64_t K : {32, 64, 96, 256, 480, 576, 1088})
       for (int64_t N : {1, 7, 30})
-        for (int64_t gs : {32, 64, 96, 128, 256})
+        for (int64_t gs : {32, 64, 96, 128, 160, 256})
           for (bool with_bias : {false, true}) {
             if (K % gs != 0 || (with_bias && M % 4 != 1)) continue;
             const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K + N));

@@ -332,7 +332,7 @@ void linear_qbits_tiled(const float* x, const uint8_t* tiled, int64_t group_size
     linear_qbits_gemv<V, Bits>(x, tiled, group_size, scale, shift, bias, s, y);
     return;
   }
-  // Prefill, and (rare) group sizes the slot layout cannot scale per register, such as 96.
+  // Prefill, and group sizes that are not whole tiled blocks (W2 groups of 32).
   const int64_t K = s.K, groups = K / group_size, row_bytes = tiled_row_bytes(Bits, K);
   gemm_blocked<FloatTile<V>>(
       x, s.M, K, s.n_begin, s.n_end, WeightRows{tiled, row_bytes, Bits},

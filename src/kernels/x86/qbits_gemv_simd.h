@@ -14,7 +14,10 @@
 //
 // Scales: a group is one or more whole 16-byte tiled blocks, and a register holds kBlocks
 // blocks (4 lanes each). When groups span whole registers, one accumulator per group is scaled
-// once; when a register holds several groups, its lanes take their group's scale (lane_runs).
+// once; when a register holds several groups, its lanes take their group's scale (lane_runs);
+// any other group size (96 codes: the default for 576-wide layers, such as SmolLM2's) gives each
+// block of a register its group's scale, from a per-phase lane index (lane_blocks): the pattern
+// of groups over registers repeats every lcm(group, register) codes.
 // The shift term is Σ_g h_g Σ_{k in g} x_k, from x's group sums.
 #pragma once
 
@@ -23,6 +26,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <numeric>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -43,6 +47,8 @@ inline void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p
 
 template <class V, int Bits>
 struct Slots {
+  using Vec = V;
+  using V_F = typename V::F;
   static constexpr int kLanes = V::kWidth;
   static constexpr int kSlots = 32 / Bits;
   static constexpr int64_t kBlockCodes = tile_block_codes(Bits);
@@ -128,50 +134,106 @@ void slot_order_x(const float* x, int64_t K, float scale, float* out) {
 }
 
 // Where a row's scales come from for one register of codes. Registers are walked in order with
-// their first group at hand (a division per register would cost as much as its decoding).
+// a cursor (a division per register would cost as much as its decoding).
 template <class V, int Bits>
 struct ScalePlan {
   using S = Slots<V, Bits>;
+  enum Mode { kWhole, kRuns, kBlocks };
+  // kBlocks: one phase per register of a period; its first group relative to the period's and,
+  // per lane, the offset of the lane's group from that first group.
+  struct Phase {
+    int64_t g0;
+    int span;  // groups the register touches
+    alignas(64) int32_t lane_offset[S::kLanes];
+  };
   int64_t group_size, groups;
-  bool whole;         // groups span whole registers: one scale per group
-  int64_t per_group;  // then: registers per group
-  int runs;           // otherwise: groups per register (lane runs)
-  ScalePlan(int64_t gs, int64_t K)
-      : group_size(gs), groups(K / gs), whole(gs % S::kChunkCodes == 0),
-        per_group(whole ? gs / S::kChunkCodes : 1), runs(whole ? 1 : static_cast<int>(S::kChunkCodes / gs)) {}
-  // Lane scales of a full register whose first group is g, in a row whose scales start at row_scale.
-  [[gnu::always_inline]] typename V::F lanes(const float* row_scale, int64_t g) const {
-    if (whole) return V::set1(row_scale[g]);
-    return V::lane_runs(row_scale + g, runs);
+  Mode mode;
+  int64_t per_group = 1;  // kWhole: registers per group
+  int runs = 1;           // kRuns: groups per register (lane runs)
+  int64_t period_groups = 0;
+  std::vector<Phase> phases;  // kBlocks: registers per period
+  ScalePlan(int64_t gs, int64_t K) : group_size(gs), groups(K / gs) {
+    if (gs % S::kChunkCodes == 0) {
+      mode = kWhole;
+      per_group = gs / S::kChunkCodes;
+    } else if (S::kChunkCodes % gs == 0 && S::kChunkCodes / gs <= V::kMaxLaneRuns) {
+      mode = kRuns;
+      runs = static_cast<int>(S::kChunkCodes / gs);
+    } else {
+      mode = kBlocks;
+      const int64_t period_codes = std::lcm(gs, S::kChunkCodes);
+      period_groups = period_codes / gs;
+      for (int64_t c = 0; c < period_codes / S::kChunkCodes; ++c) {
+        Phase p{};
+        p.g0 = c * S::kChunkCodes / gs;
+        int last = 0;
+        for (int l = 0; l < S::kLanes; ++l) {
+          const int64_t first_code = c * S::kChunkCodes + (l / 4) * S::kBlockCodes;  // lane l: block l / 4
+          p.lane_offset[l] = static_cast<int32_t>(first_code / gs - p.g0);
+          last = std::max(last, static_cast<int>(p.lane_offset[l]));
+        }
+        p.span = last + 1;
+        phases.push_back(p);
+      }
+    }
   }
-  // The same for the last register of a row, which may hold fewer groups (its missing codes are 0).
-  typename V::F lanes_tail(const float* row_scale, int64_t g) const {
-    if (whole || g + runs <= groups) return lanes(row_scale, g);
-    float part[V::kMaxLaneRuns] = {};
-    for (int64_t i = g; i < groups; ++i) part[i - g] = row_scale[i];
-    return V::lane_runs(part, runs);
-  }
+  bool whole() const { return mode == kWhole; }
 };
 
-// The first group of each register of a row, register after register.
+// The scales of each register of a row, register after register.
 template <class Plan>
 struct GroupCursor {
   const Plan& plan;
-  int64_t g = 0, left;
+  int64_t g = 0;  // the register's first group
+  int64_t left;   // kWhole: registers left in the group
+  size_t phase = 0;
+  int64_t period_base = 0;
   explicit GroupCursor(const Plan& p) : plan(p), left(p.per_group) {}
   void next() {
-    if (!plan.whole) g += plan.runs;
-    else if (--left == 0) ++g, left = plan.per_group;
+    switch (plan.mode) {
+      case Plan::kWhole:
+        if (--left == 0) ++g, left = plan.per_group;
+        break;
+      case Plan::kRuns:
+        g += plan.runs;
+        break;
+      case Plan::kBlocks:
+        if (++phase == plan.phases.size()) phase = 0, period_base += plan.period_groups;
+        g = period_base + plan.phases[phase].g0;
+        break;
+    }
+  }
+  // Lane scales of a full register, in a row whose scales start at row_scale.
+  [[gnu::always_inline]] typename Plan::S::V_F lanes(const float* row_scale) const {
+    switch (plan.mode) {
+      case Plan::kWhole: return Plan::S::Vec::set1(row_scale[g]);
+      case Plan::kRuns: return Plan::S::Vec::lane_runs(row_scale + g, plan.runs);
+      default: {
+        const auto& p = plan.phases[phase];
+        return Plan::S::Vec::lane_blocks(row_scale + g, p.lane_offset, p.span);
+      }
+    }
+  }
+  // The same for the last register of a row, which may hold fewer groups (its missing codes are
+  // 0: their lanes take any finite scale, here the row's last).
+  typename Plan::S::V_F lanes_tail(const float* row_scale) const {
+    using Vec = typename Plan::S::Vec;
+    if (plan.mode == Plan::kWhole) return lanes(row_scale);
+    alignas(64) float part[Plan::S::kLanes];
+    for (int l = 0; l < Plan::S::kLanes; ++l) {
+      const int64_t lane_group =
+          plan.mode == Plan::kRuns ? g + l / (Plan::S::kLanes / plan.runs) : g + plan.phases[phase].lane_offset[l];
+      part[l] = row_scale[std::min(lane_group, plan.groups - 1)];
+    }
+    return Vec::load(part);
   }
 };
 
-// The layout supports these group sizes with this register width: groups of whole registers,
-// or registers of whole groups.
+// The layout supports every group size of whole tiled blocks: groups of whole registers,
+// registers of whole groups, or each block its group's scale.
 template <class V, int Bits>
 bool slot_gemv_supports(int64_t group_size) {
-  using S = Slots<V, Bits>;
-  if (group_size % S::kChunkCodes == 0) return true;
-  return S::kChunkCodes % group_size == 0 && S::kChunkCodes / group_size <= V::kMaxLaneRuns;
+  return group_size % Slots<V, Bits>::kBlockCodes == 0;
 }
 
 // One register of codes per row, at byte offset off: Partial for the last, short register of a
@@ -207,7 +269,7 @@ template <class V, int Bits, int NR>
   using Packed = decltype(V::load_packed(nullptr));
   F acc[NR];
   for (int r = 0; r < NR; ++r) acc[r] = V::zero();
-  if (plan.whole) {  // one accumulator per group, scaled once
+  if (plan.whole()) {  // one accumulator per group, scaled once
     const int64_t per_group = plan.group_size / S::kChunkCodes;
     for (int64_t g = 0; g < plan.groups; ++g) {
       F gacc[NR];
@@ -219,15 +281,16 @@ template <class V, int Bits, int NR>
       }
       for (int r = 0; r < NR; ++r) acc[r] = V::fma(gacc[r], V::set1(scale[r * plan.groups + g]), acc[r]);
     }
-  } else {  // each register scaled lane by lane (register c starts at group c · runs); the last may be short
+  } else {  // each register scaled lane by lane; the last may be short
     const int64_t full = K / S::kChunkCodes;
-    for (int64_t c = 0; c < full; ++c) {
+    GroupCursor<ScalePlan<V, Bits>> group(plan);
+    for (int64_t c = 0; c < full; ++c, group.next()) {
       Packed w[NR];
       load_rows<V, false, NR>(rows, row_bytes, c * S::kChunkBytes, w);
       F cacc[NR];
       for (int r = 0; r < NR; ++r) cacc[r] = V::zero();
       slot_fma_rows<V, Bits, NR>(xs + c * S::kChunkCodes, w, cacc);
-      for (int r = 0; r < NR; ++r) acc[r] = V::fma(cacc[r], plan.lanes(scale + r * plan.groups, c * plan.runs), acc[r]);
+      for (int r = 0; r < NR; ++r) acc[r] = V::fma(cacc[r], group.lanes(scale + r * plan.groups), acc[r]);
     }
     if (full * S::kChunkCodes < K) {
       Packed w[NR];
@@ -235,8 +298,7 @@ template <class V, int Bits, int NR>
       F cacc[NR];
       for (int r = 0; r < NR; ++r) cacc[r] = V::zero();
       slot_fma_rows<V, Bits, NR>(xs + full * S::kChunkCodes, w, cacc);
-      for (int r = 0; r < NR; ++r)
-        acc[r] = V::fma(cacc[r], plan.lanes_tail(scale + r * plan.groups, full * plan.runs), acc[r]);
+      for (int r = 0; r < NR; ++r) acc[r] = V::fma(cacc[r], group.lanes_tail(scale + r * plan.groups), acc[r]);
     }
   }
   for (int r = 0; r < NR; ++r) dots[r] = V::hsum(acc[r]);
@@ -260,10 +322,10 @@ template <class V, int Bits, int MB, int NR>
     F sv[NR];
     if (c < full) {
       load_rows<V, false, NR>(rows, row_bytes, c * S::kChunkBytes, w);
-      for (int r = 0; r < NR; ++r) sv[r] = plan.lanes(scale + r * plan.groups, group.g);
+      for (int r = 0; r < NR; ++r) sv[r] = group.lanes(scale + r * plan.groups);
     } else {
       load_rows<V, true, NR>(rows, row_bytes, c * S::kChunkBytes, w);
-      for (int r = 0; r < NR; ++r) sv[r] = plan.lanes_tail(scale + r * plan.groups, group.g);
+      for (int r = 0; r < NR; ++r) sv[r] = group.lanes_tail(scale + r * plan.groups);
     }
     const float* xc = xs + c * S::kChunkCodes;
 #pragma GCC unroll 16

@@ -106,6 +106,10 @@ struct Vec {
     return _mm256_set_m128(_mm_set1_ps(s[1]), _mm_set1_ps(s[0]));
   }
   static constexpr int kMaxLaneRuns = 2;
+  // Block b (lanes 4b..4b+3) holding s[offset[4b]]; offsets below span.
+  static F lane_blocks(const float* s, const int32_t* offset, int /*span*/) {
+    return _mm256_set_m128(_mm_set1_ps(s[offset[4]]), _mm_set1_ps(s[offset[0]]));
+  }
   // int8 dot products through int16 (no saturation: |a·b| <= 2^14, two per int32 lane).
   using I = __m256i;
   static constexpr int kI8Step = 16;  // int8 values per widened register

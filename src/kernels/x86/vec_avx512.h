@@ -88,6 +88,12 @@ struct Vec {
                                  _mm512_castps128_ps512(_mm_loadu_ps(s)));
   }
   static constexpr int kMaxLaneRuns = 4;
+  // Lane l holding s[offset[l]] (offset: 64-byte aligned, values below span <= 4): only the
+  // span scales are read, so the last register of the last row reads nothing past the scales.
+  static F lane_blocks(const float* s, const int32_t* offset, int span) {
+    return _mm512_permutexvar_ps(_mm512_load_si512(offset),
+                                 _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << span) - 1u), s));
+  }
   // int8 dot products through int16 (no saturation: |a·b| <= 2^14, two per int32 lane).
   using I = __m512i;
   static constexpr int kI8Step = 32;  // int8 values per widened register
