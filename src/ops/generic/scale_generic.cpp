@@ -19,6 +19,30 @@ void check_finite_range(const char* op, const at::Tensor& r) {
   TORCH_CHECK_VALUE(at::isfinite(r).all().item<bool>(), op, ": x contains NaN or inf, so its range is undefined");
 }
 
+// A parameter computed from finite values can still overflow a half-precision dtype.
+void check_no_overflow(const char* op, const at::Tensor& t, c10::ScalarType dtype) {
+  TORCH_CHECK_VALUE(at::isfinite(t).all().item<bool>(), op, ": the range of x overflows ", dtype,
+                    "; quantize it in float32");
+}
+
+// x as a 2-D block with one group per row (axis 0) or per column (axis -1), the dimension to
+// reduce over, and the shapes of the 2/4-bit scale and shift (the same checks for every optimizer).
+struct Groups {
+  at::Tensor x2;
+  int64_t reduce_dim;
+  const QType* q;
+  std::vector<int64_t> scale_sizes, shift_sizes;
+};
+
+Groups affine_groups(const char* op, const at::Tensor& x, c10::string_view qtype, int64_t axis,
+                     std::optional<int64_t> group_size) {
+  Grouping g;
+  const auto [scale_spec, shift_spec] = minmax_scale_shift_spec(x, qtype, axis, group_size, &g);
+  // The grouped block is a plain reshape/permute (cpu_utils), valid on any device.
+  return {cpu::grouped_2d(x, g), g.axis == 0 ? 1 : 0, &checked_qtype(op, qtype), concrete(scale_spec.sizes),
+          concrete(shift_spec.sizes)};
+}
+
 }  // namespace
 
 at::Tensor absmax_scale(const at::Tensor& x, c10::string_view qtype, std::optional<int64_t> axis) {
@@ -45,43 +69,31 @@ std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, c10::
                                                       std::optional<int64_t> group_size) {
   NonDifferentiable guard;
   const char* op = "minmax_scale_shift";
-  Grouping g;
-  const auto [scale_spec, shift_spec] = minmax_scale_shift_spec(x, qtype, axis, group_size, &g);
-  const QType& q = checked_qtype(op, qtype);
-  // The grouped block is a plain reshape/permute (cpu_utils), valid on any device.
-  const at::Tensor x2 = cpu::grouped_2d(x, g);
-  const int64_t dim = g.axis == 0 ? 1 : 0;
-  const at::Tensor mn = x2.amin(dim).to(at::kFloat), mx = x2.amax(dim).to(at::kFloat);
+  const Groups g = affine_groups(op, x, qtype, axis, group_size);
+  const at::Tensor mn = g.x2.amin(g.reduce_dim).to(at::kFloat), mx = g.x2.amax(g.reduce_dim).to(at::kFloat);
   check_finite_range(op, mn);
   check_finite_range(op, mx);
-  auto [scale, shift] = minmax_params(mn, mx, (1 << q.bits) - 1, x.scalar_type());
-  // max - min can overflow float16 even when both are finite.
-  TORCH_CHECK_VALUE(at::isfinite(scale).all().item<bool>(), op, ": the range of x overflows ", x.scalar_type(),
-                    "; quantize it in float32");
-  return {scale.reshape(concrete(scale_spec.sizes)), shift.reshape(concrete(shift_spec.sizes))};
+  auto [scale, shift] = minmax_params(mn, mx, (1 << g.q->bits) - 1, x.scalar_type());
+  check_no_overflow(op, scale, x.scalar_type());  // max - min can overflow float16 even when both are finite
+  return {scale.reshape(g.scale_sizes), shift.reshape(g.shift_sizes)};
 }
 
 std::tuple<at::Tensor, at::Tensor> symmetric_scale_shift(const at::Tensor& x, c10::string_view qtype, int64_t axis,
                                                          std::optional<int64_t> group_size) {
   NonDifferentiable guard;
   const char* op = "symmetric_scale_shift";
-  Grouping g;
-  // Same checks and shapes as min/max (checked_affine_qtype: 2/4-bit only).
-  const auto [scale_spec, shift_spec] = minmax_scale_shift_spec(x, qtype, axis, group_size, &g);
-  const QType& q = checked_qtype(op, qtype);
-  const at::Tensor x2 = cpu::grouped_2d(x, g);
-  const at::Tensor amax = x2.abs().amax(g.axis == 0 ? 1 : 0).to(at::kFloat);
+  const Groups g = affine_groups(op, x, qtype, axis, group_size);  // 2/4-bit only, as min/max
+  const at::Tensor amax = g.x2.abs().amax(g.reduce_dim).to(at::kFloat);
   check_finite_range(op, amax);
-  const int64_t zero_point = int64_t{1} << (q.bits - 1);
+  const int64_t zero_point = int64_t{1} << (g.q->bits - 1);
   // amax / (2^(bits-1) - 1/2): the largest magnitude lands half a step past the positive end and is
   // clamped there, so no value is off by more than half a step and the whole code range is used.
   at::Tensor scale = round_to(div_exact(amax, static_cast<double>(zero_point) - 0.5), x.scalar_type());
   scale = at::where(scale == 0, 1.0, scale).to(x.scalar_type());
   // A power-of-two multiple: exact in every float dtype, so shift / scale is exactly the zero-point.
   const at::Tensor shift = scale * static_cast<double>(zero_point);
-  TORCH_CHECK_VALUE(at::isfinite(shift).all().item<bool>(), op, ": the range of x overflows ", x.scalar_type(),
-                    "; quantize it in float32");
-  return {scale.reshape(concrete(scale_spec.sizes)), shift.reshape(concrete(shift_spec.sizes))};
+  check_no_overflow(op, shift, x.scalar_type());
+  return {scale.reshape(g.scale_sizes), shift.reshape(g.shift_sizes)};
 }
 
 at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, c10::string_view qtype) {
