@@ -69,10 +69,11 @@ void QModule<D>::resolve_spec(const QuantSpec& spec) {
   std::optional<int64_t> gs;
   if (wq) {
     find_weight_optimizer(spec.optimizer.empty() ? default_optimizer_name(*wq) : spec.optimizer);
-    const bool for_bits = spec.optimizer == "minmax" || spec.optimizer == "hqq" || spec.optimizer == "gptq";
+    const bool for_bits = spec.optimizer == "minmax" || spec.optimizer == "symmetric" || spec.optimizer == "hqq" ||
+                          spec.optimizer == "gptq";
     TORCH_CHECK_VALUE(!(spec.optimizer == "absmax" && wq->bits < 8) && !(for_bits && wq->bits == 8), who,
                       ": optimizer '", spec.optimizer, "' does not apply to ", wq->name,
-                      " (absmax: 8-bit qtypes, minmax, hqq and gptq: qint2/qint4)");
+                      " (absmax: 8-bit qtypes; minmax, symmetric, hqq and gptq: qint2/qint4)");
     const auto shape = weight_shape();
     const int64_t in = numel_of(shape) / shape.at(0);
     if (wq->bits < 8) {

@@ -278,9 +278,11 @@ TEST(QModule, ErrorsNameTheProblem) {
   bad.group_size = 48;
   EXPECT_THROW(q->quantize(bad), c10::Error);  // 48 does not divide 64
   EXPECT_THROW(q->quantize(spec("qint8", "qint4")), c10::Error);
-  QuantSpec badopt = spec("qint8");
-  badopt.optimizer = "hqq";
-  EXPECT_THROW(q->quantize(badopt), c10::Error);
+  for (const char* opt : {"minmax", "symmetric", "hqq", "gptq"}) {  // 2/4-bit optimizers, refused when quantizing
+    QuantSpec badopt = spec("qint8");
+    badopt.optimizer = opt;
+    EXPECT_THROW(q->quantize(badopt), c10::Error) << opt;
+  }
   EXPECT_THROW(q->qweight(), c10::Error);  // not quantized
 }
 
