@@ -128,6 +128,7 @@ bench: build
 	$(PY) bench/bench_ops.py
 	$(PY) bench/bench_linear.py
 	$(PY) bench/bench_decode.py
+	$(PY) bench/bench_minilm.py
 	$(PY) bench/bench_hqq.py
 
 clean:
