@@ -65,7 +65,7 @@ test-python: build
 	for isa in $$($(PY) -c 'import quanto, torch; print(*torch.ops.quanto.supported_cpu_isas()[:-1])'); do \
 	  echo "== QUANTO_CPU_ISA=$$isa"; \
 	  QUANTO_CPU_ISA=$$isa $(PY) -m pytest -q tests/python/test_quantize.py tests/python/test_scales.py \
-	    tests/python/test_linear.py tests/python/test_weight_format.py || exit 1; \
+	    tests/python/test_linear.py tests/python/test_weight_format.py tests/python/api/test_api_w4a8.py || exit 1; \
 	done
 
 # Real models from packages (all-MiniLM-L6-v2, SmolLM2-135M GGUF) and random transformers configs

@@ -19,7 +19,8 @@ machine supports (avx2, avx512, avx512bf16), each in a child process with QUANTO
 torch's own kernels held to the same instruction set (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS,
 ONEDNN_MAX_CPU_ISA), so an AVX-512 machine also shows what an AVX2-only one gets. Each tier's table
 starts with its measured read bandwidth, and gives W8, W4 (groups of 128 and 32), W2 and FP8
-(e4m3fn) times against torch fp32 / bf16 linear, as speed-ups over the fastest of the two and, for
+(e4m3fn) times, and W4A8 (int4 group 128) and W8A8 with dynamic per-token int8 activations (the
+quantization of x included), against torch fp32 / bf16 linear, as speed-ups over the fastest of the two and, for
 batches up to 8, as GB/s of codes + scales (+ shifts) read and their fraction of that bandwidth.
 
 Run: make bench            (QUANTO_BENCH_QUICK=1 for one shape and fewer batches)
@@ -208,7 +209,7 @@ def main_table(bw):
         print(f"{'':>12} batch 1: " + "; ".join(notes))
 
 
-ISA_COLUMNS = ["W8", "W4g128", "W4g32", "W2", "FP8"]
+ISA_COLUMNS = ["W8", "W4g128", "W4g32", "W2", "FP8", "W4A8", "W8A8"]
 
 
 def isa_layers(N, K):
@@ -219,12 +220,27 @@ def isa_layers(N, K):
     s8 = ops.absmax_scale(w, "qint8", 0)
     q8 = ops.symmetric_quantize(w, s8, "qint8", 0)
     layers["W8"] = (lambda x: ops.linear_qbytes(x, q8, s8), nbytes(q8, s8))
+    tiled_w4 = {}
     for name, qtype, bits, group in (("W4g128", "qint4", 4, 128), ("W4g32", "qint4", 4, 32), ("W2", "qint2", 2, 128)):
         sc, sh = ops.minmax_scale_shift(w, qtype, 0, group)
         codes = ops.pack_codes(ops.affine_quantize(w, sc, sh, qtype, 0, group), bits)
         tiled = ops.tile_qbits(codes, bits, N, K, group)
+        tiled_w4[name] = tiled, sc, sh
         layers[name] = (lambda x, t=tiled, a=sc, b=sh, n=bits, g=group: ops.linear_qbits_tiled(x, t, a, b, n, g),
                         nbytes(tiled, sc, sh))
+    # int8 activations (dynamic, per token: the quantization of x is part of each call) with the
+    # W4g128 weight (integer W4A8 kernel) and the W8 weight in the layout a frozen W8A8 layer gets
+    # on this tier (VNNI-packed on avx512bf16, canonical below).
+    t4, sc4, sh4 = tiled_w4["W4g128"]
+    layers["W4A8"] = (lambda x: ops.linear_w4a8_tiled(*ops.quantize_per_token(x, "qint8"), t4, sc4, sh4, 128, None,
+                                                      x.dtype), nbytes(t4, sc4, sh4))
+    if ops.weight_layout("qint8", [N, K], None, torch.device("cpu"), "qint8") == "packed_w8a8":
+        p8 = ops.pack_w8a8(q8)
+        layers["W8A8"] = (lambda x: ops.linear_w8a8_packed(*ops.quantize_per_token(x, "qint8"), p8, s8, N, None,
+                                                           x.dtype), nbytes(p8, s8))
+    else:
+        layers["W8A8"] = (lambda x: ops.linear_w8a8(*ops.quantize_per_token(x, "qint8"), q8, s8, None, x.dtype),
+                          nbytes(q8, s8))
     sf = ops.absmax_scale(w, "qfloat8", 0)
     qf = ops.symmetric_quantize(w, sf, "qfloat8", 0)
     layers["FP8"] = (lambda x: ops.linear_qbytes(x, qf, sf), nbytes(qf, sf))

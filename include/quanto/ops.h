@@ -109,6 +109,11 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
 at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
                               const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                               const std::optional<at::Tensor>& bias = std::nullopt);
+// int8 activations (one scale, or one per row of x) × tiled 4-bit weights: exact int32 dot
+// products per group, y = x_scale · Σ_g (scale_g · dot_g − shift_g · Σ_g x) + bias, in out_dtype.
+at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                             const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                             const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype);
 // int8 activations (0-dim scale) × int8 weights, int32 accumulation, output in out_dtype.
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,

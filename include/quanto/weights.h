@@ -126,8 +126,8 @@ struct QWeight {
 
   // y = x @ W^T + bias for a 2-d weight, through the op the layout calls for; x is float.
   at::Tensor linear(const at::Tensor& x, const std::optional<at::Tensor>& bias) const;
-  // int8 activation codes x int8 weights (qint8 only), int32 accumulation, y in out_dtype; x_scale
-  // holds one value (static, per tensor) or one per row of x (dynamic, per token).
+  // int8 activation codes x int8 (qint8) or 4-bit (qint4: W4A8) weights, int32 accumulation, y in
+  // out_dtype; x_scale holds one value (static, per tensor) or one per row of x (dynamic, per token).
   at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const std::optional<at::Tensor>& bias,
                          c10::ScalarType out_dtype) const;
   // The same for codes x_data quantized from the float activations `x`: when autograd records, the

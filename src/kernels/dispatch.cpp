@@ -40,6 +40,7 @@ constexpr KernelTable avx2_table() {
   t.b16.affine_quantize_zp = &avx2::affine_quantize_zp_bf16;
   t.linear.linear_w8a8 = &avx2::linear_w8a8;
   t.linear.linear_w8a8_packed = &avx2::linear_w8a8_packed;
+  t.linear.linear_w4a8_tiled = &avx2::linear_w4a8_tiled;
   t.linear.linear_w8 = &avx2::linear_w8;
   t.linear.linear_fp8 = &avx2::linear_fp8;
   t.linear.linear_w4_tiled = &avx2::linear_w4_tiled;
@@ -63,6 +64,7 @@ constexpr KernelTable avx512_table() {
   t.b16.affine_quantize_zp = &avx512::affine_quantize_zp_bf16;
   t.linear.linear_w8a8 = &avx512::linear_w8a8;
   t.linear.linear_w8a8_packed = &avx512::linear_w8a8_packed;
+  t.linear.linear_w4a8_tiled = &avx512::linear_w4a8_tiled;
   t.linear.linear_w8 = &avx512::linear_w8;
   t.linear.linear_fp8 = &avx512::linear_fp8;
   t.linear.linear_w4_tiled = &avx512::linear_w4_tiled;
@@ -77,6 +79,7 @@ constexpr KernelTable avx512bf16_table() {
   t.isa = CpuIsa::avx512bf16;
   t.linear.linear_w8a8 = &avx512bf16::linear_w8a8_vnni;
   t.linear.linear_w8a8_packed = &avx512bf16::linear_w8a8_packed_vnni;
+  t.linear.linear_w4a8_tiled = &avx512bf16::linear_w4a8_tiled_vnni;
   t.linear.linear_w4_tiled_bf16x = &avx512bf16::linear_w4_tiled_bf16x;
   t.linear.linear_w2_tiled_bf16x = &avx512bf16::linear_w2_tiled_bf16x;
   t.linear.linear_w8_bf16x = &avx512bf16::linear_w8_bf16x;

@@ -85,8 +85,16 @@ using LinearW8A8Fn = void (*)(const int8_t*, const float*, int64_t, const int8_t
 // W8A8 on the packed layout (kernels/ref/linear_ref.h, pack_w8a8_ref).
 using LinearW8A8PackedFn = void (*)(const int8_t*, const float*, int64_t, const uint8_t*, const float*, int64_t,
                                     const float*, LinearShape, float*);
+// W4A8: int8 activations × tiled 4-bit weights (kernels/ref/tiled_ref.h, linear_w4a8_tiled_ref).
+// From kW4A8PrefillMinRows rows of x, the VNNI kernel unpacks the codes kW4A8ChannelBlock output
+// channels at a time (channels in lanes), so the op layer hands threads whole blocks.
+inline constexpr int64_t kW4A8PrefillMinRows = 16;
+inline constexpr int64_t kW4A8ChannelBlock = 64;
+using LinearW4A8TiledFn = void (*)(const int8_t*, const float*, int64_t, const uint8_t*, int64_t, const float*,
+                                   const float*, const float*, LinearShape, float*);
 struct LinearKernels {
   LinearW8A8Fn linear_w8a8;
+  LinearW4A8TiledFn linear_w4a8_tiled;
   LinearW8A8PackedFn linear_w8a8_packed;
   LinearW8Fn linear_w8;
   LinearFp8Fn linear_fp8;
@@ -102,6 +110,7 @@ constexpr LinearKernels reference_linear_kernels() {
   LinearKernels k{};
   k.linear_w8a8 = &linear_w8a8_ref;
   k.linear_w8a8_packed = &linear_w8a8_packed_ref;
+  k.linear_w4a8_tiled = &linear_w4a8_tiled_ref;
   k.linear_w8 = &linear_int8_ref<float>;
   k.linear_fp8 = &linear_fp8_ref<float>;
   k.linear_w4_tiled = &linear_w4_tiled_ref;

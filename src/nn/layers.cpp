@@ -78,9 +78,11 @@ at::Tensor QLinearImpl::forward(const at::Tensor& x) {
   }
   const QWeight w = qweight();
   at::Tensor y;
-  if (activation_qtype_ && activation_qtype_->name == "qint8" && weight_qtype_->name == "qint8") {
-    // int8 x int8 with int32 accumulation: the activation codes go to the kernel as they are,
-    // with one scale per token (dynamic) or the calibrated per-tensor one (static).
+  if (activation_qtype_ && activation_qtype_->name == "qint8" &&
+      (weight_qtype_->name == "qint8" || weight_qtype_->name == "qint4")) {
+    // int8 activations x int8 (W8A8) or 4-bit (W4A8) weights with int32 accumulation: the
+    // activation codes go to the kernel as they are, with one scale per token (dynamic) or the
+    // calibrated per-tensor one (static).
     calibrate_input(x);
     const QActivation qx = dynamic_activations() ? QActivation::quantize_per_token(x, *activation_qtype_)
                                                  : QActivation::quantize(x, *activation_qtype_, input_scale);

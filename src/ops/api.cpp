@@ -132,6 +132,15 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   return h.call(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
 }
 
+at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                             const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                             const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                    int64_t, const std::optional<at::Tensor>&, c10::ScalarType)>("quanto::linear_w4a8_tiled");
+  return h.call(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
+}
+
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
   static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,

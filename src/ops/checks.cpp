@@ -193,21 +193,26 @@ c10::SymInt qbits_out_features(const char* op, const at::Tensor& x, const at::Te
   return N;
 }
 
-void check_w8a8(const char* op, const at::Tensor& x_data, const at::Tensor& x_scale,
-                const at::Tensor& w_data, const at::Tensor& w_scale, c10::ScalarType out_dtype) {
+void check_int8_activations(const char* op, const at::Tensor& x_data, const at::Tensor& x_scale,
+                            c10::ScalarType out_dtype) {
   check_dtype(op, "x_data", x_data, at::kChar);
-  check_dtype(op, "w_data", w_data, at::kChar);
   check_nonempty(op, "x_data", x_data);
-  TORCH_CHECK_VALUE(w_data.dim() == 2, op, ": w_data must be 2-d [N, K], got ", sizes_str(w_data.sym_sizes()));
   check_float(op, "x_scale", x_scale);
   const c10::SymInt rows = x_data.sym_numel() / x_data.sym_size(-1);
   TORCH_CHECK_VALUE(x_scale.sym_numel().sym_eq(1).guard_bool(__FILE__, __LINE__) ||
                         x_scale.sym_numel().sym_eq(rows).guard_bool(__FILE__, __LINE__),
                     op, ": x_scale must hold one value (static, per tensor) or one per row of x (dynamic, per token: ",
                     rows, "), got shape ", sizes_str(x_scale.sym_sizes()));
-  check_channel_scale(op, "w_scale", w_scale, w_data.sym_size(0));
   TORCH_CHECK_TYPE(out_dtype == at::kFloat || out_dtype == at::kBFloat16 || out_dtype == at::kHalf,
                    op, ": out_dtype must be float32, bfloat16 or float16, got ", out_dtype);
+}
+
+void check_w8a8(const char* op, const at::Tensor& x_data, const at::Tensor& x_scale,
+                const at::Tensor& w_data, const at::Tensor& w_scale, c10::ScalarType out_dtype) {
+  check_int8_activations(op, x_data, x_scale, out_dtype);
+  check_dtype(op, "w_data", w_data, at::kChar);
+  TORCH_CHECK_VALUE(w_data.dim() == 2, op, ": w_data must be 2-d [N, K], got ", sizes_str(w_data.sym_sizes()));
+  check_channel_scale(op, "w_scale", w_scale, w_data.sym_size(0));
 }
 
 }  // namespace quanto::ops

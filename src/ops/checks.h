@@ -62,6 +62,9 @@ void check_bias(const char* op, const std::optional<at::Tensor>& bias, const c10
 c10::SymInt qbits_out_features(const char* op, const at::Tensor& x, const at::Tensor& packed,
                                const at::Tensor& scale, const at::Tensor& shift, int64_t bits,
                                int64_t group_size);
+// int8 activation codes with a scale per tensor or per row of x, and a float output dtype.
+void check_int8_activations(const char* op, const at::Tensor& x_data, const at::Tensor& x_scale,
+                            c10::ScalarType out_dtype);
 void check_w8a8(const char* op, const at::Tensor& x_data, const at::Tensor& x_scale,
                 const at::Tensor& w_data, const at::Tensor& w_scale, c10::ScalarType out_dtype);
 

@@ -101,8 +101,9 @@ TORCH_LIBRARY(quanto, m) {
   m.def("weight_linear(Tensor x, Tensor[] state, str qtype, int[] shape, int? group_size, str layout, "
         "Tensor? bias=None) -> Tensor");
   // x: the float activations x_data was quantized from (gradients reach it straight through).
+  // qtype qint8 (W8A8) or qint4 (W4A8, which needs the weight's group_size).
   m.def("weight_linear_w8a8(Tensor x, Tensor x_data, Tensor x_scale, Tensor[] state, str qtype, int[] shape, "
-        "str layout, Tensor? bias, ScalarType out_dtype) -> Tensor");
+        "str layout, Tensor? bias, ScalarType out_dtype, int? group_size=None) -> Tensor");
 
   // Scales.
   m.def("absmax_scale(Tensor x, str qtype, int? axis=None) -> Tensor");
@@ -140,6 +141,10 @@ TORCH_LIBRARY(quanto, m) {
   m.def("linear_qbytes(Tensor x, Tensor w_data, Tensor w_scale, Tensor? bias=None) -> Tensor");
   m.def("linear_qbits(Tensor x, Tensor w_packed, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
   m.def("linear_qbits_tiled(Tensor x, Tensor w_tiled, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
+  // W4A8: int8 activation codes (x_scale: one value, or one per row of x) × a tiled 4-bit weight,
+  // integer dot products per group (a uint8 w_shift is a zero-point, as in linear_qbits_tiled).
+  m.def("linear_w4a8_tiled(Tensor x_data, Tensor x_scale, Tensor w_tiled, Tensor w_scale, Tensor w_shift, "
+        "int group_size, Tensor? bias, ScalarType out_dtype) -> Tensor");
   m.def("linear_w8a8(Tensor x_data, Tensor x_scale, Tensor w_data, Tensor w_scale, Tensor? bias, ScalarType out_dtype) -> Tensor");
   // W8A8 on weights pre-packed once (at freeze/load) into the VNNI kernels' layout; exact round trip.
   m.def("pack_w8a8(Tensor w_data) -> Tensor");

@@ -289,11 +289,12 @@ TensorSpec untile_qbits_spec(const at::Tensor& tiled, int64_t bits, int64_t out_
   return {canonical_packed_sizes(bits, out_features, in_features, group_size), at::kByte};
 }
 
-TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
-                                   const at::Tensor& w_shift, int64_t bits, int64_t group_size,
-                                   const std::optional<at::Tensor>& bias) {
-  const char* op = "linear_qbits_tiled";
-  check_float(op, "x", x);
+namespace {
+
+// A tiled weight with its scale and shift, on x's device: returns {N, K}.
+std::pair<int64_t, int64_t> check_tiled_weight(const char* op, const at::Tensor& x, const at::Tensor& w_tiled,
+                                               const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t bits,
+                                               int64_t group_size) {
   check_dtype(op, "w_tiled", w_tiled, at::kByte);
   TORCH_CHECK_VALUE(w_tiled.dim() == 2, op, ": w_tiled must be 2-d [N, K * bits / 8], got ",
                     sizes_str(w_tiled.sym_sizes()));
@@ -308,8 +309,29 @@ TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tile
   TORCH_CHECK_VALUE(sym_equal(w_scale.sym_numel(), groups) && sym_equal(w_shift.sym_numel(), groups), op,
                     ": w_scale and w_shift must hold one value per group (", groups, "), got ", w_scale.sym_numel(),
                     " and ", w_shift.sym_numel());
+  return {N, K};
+}
+
+}  // namespace
+
+TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
+                                   const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                                   const std::optional<at::Tensor>& bias) {
+  const char* op = "linear_qbits_tiled";
+  check_float(op, "x", x);
+  const auto [N, K] = check_tiled_weight(op, x, w_tiled, w_scale, w_shift, bits, group_size);
   check_bias(op, bias, N);
   return {linear_out_sizes(op, x, K, N), x.scalar_type()};
+}
+
+TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                                  const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                                  const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  const char* op = "linear_w4a8_tiled";
+  check_int8_activations(op, x_data, x_scale, out_dtype);
+  const auto [N, K] = check_tiled_weight(op, x_data, w_tiled, w_scale, w_shift, 4, group_size);
+  check_bias(op, bias, N);
+  return {linear_out_sizes(op, x_data, K, N), out_dtype};
 }
 
 TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,

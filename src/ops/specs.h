@@ -68,6 +68,10 @@ TensorSpec untile_qbits_spec(const at::Tensor& tiled, int64_t bits, int64_t out_
 TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
                                    const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                                    const std::optional<at::Tensor>& bias);
+// W4A8: int8 activation codes (scale per tensor or per row) × a tiled 4-bit weight.
+TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                                  const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                                  const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype);
 TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                             const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
                             c10::ScalarType out_dtype);

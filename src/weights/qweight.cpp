@@ -143,8 +143,19 @@ at::Tensor QWeight::linear(const at::Tensor& x, const std::optional<at::Tensor>&
 
 at::Tensor QWeight::linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale,
                                 const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) const {
-  TORCH_CHECK_VALUE(bytes.defined() && qtype().name == "qint8" && bytes.shape().size() == 2,
-                    "QWeight::linear_w8a8: needs a 2-d qint8 weight, got ", defined() ? qtype().name : "none");
+  TORCH_CHECK_VALUE(defined() && (qtype().name == "qint8" || qtype().name == "qint4") && shape().size() == 2,
+                    "QWeight::linear_w8a8: needs a 2-d qint8 or qint4 weight, got ",
+                    defined() ? qtype().name : "none");
+  if (bits.defined()) {
+    // W4A8: integer dot products on the tiled layout; any other layout (the canonical one of a
+    // device without CPU kernels, or groups that cannot be tiled) runs the float path on the
+    // dequantized activations, the same values within float rounding.
+    if (layout() == WeightLayout::tiled)
+      return ops::linear_w4a8_tiled(x_data, x_scale, bits.data(), bits.scale(), bits.shift(), bits.kernel_group_size(),
+                                    bias, out_dtype);
+    const at::Tensor x = x_data.to(at::kFloat) * x_scale.to(at::kFloat);
+    return linear(x, bias.has_value() ? std::optional<at::Tensor>(bias->to(at::kFloat)) : std::nullopt).to(out_dtype);
+  }
   if (layout() == WeightLayout::packed_w8a8) {
     return ops::linear_w8a8_packed(x_data, x_scale, bytes.data(), bytes.scale(), bytes.shape()[0], bias, out_dtype);
   }

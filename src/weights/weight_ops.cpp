@@ -59,8 +59,8 @@ at::Tensor weight_linear(const at::Tensor& x, at::TensorList state, c10::string_
 at::Tensor weight_linear_w8a8(const at::Tensor& x, const at::Tensor& x_data, const at::Tensor& x_scale,
                               at::TensorList state, c10::string_view qtype, at::IntArrayRef shape,
                               c10::string_view layout, const std::optional<at::Tensor>& bias,
-                              c10::ScalarType out_dtype) {
-  return held_weight("weight_linear_w8a8", state, qtype, shape, std::nullopt, layout)
+                              c10::ScalarType out_dtype, std::optional<int64_t> group_size) {
+  return held_weight("weight_linear_w8a8", state, qtype, shape, group_size, layout)
       .linear_w8a8(x, x_data, x_scale, bias, out_dtype);
 }
 

@@ -342,6 +342,91 @@ TEST_P(LinearPerIsa, W8A8PackedMatchesReferenceExactly) {
 
 // float8 weights over every code but the NaNs, on both the float path and (where present) the
 // bf16 GEMM path: products are exact in both.
+// W4A8 against an independent double-precision evaluation of the formula (the reference is
+// checked the same way), within float rounding of the magnitudes summed (|x_k · code_k · scale|
+// and |x_k · shift| over k: cancellation, between the scale and shift terms or between lanes of
+// partial sums, makes a tolerance relative to the output alone meaningless).
+TEST_P(LinearPerIsa, W4A8MatchesReference) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  // K = 96 and 576: a short last chunk (64 or 128 codes a register); gs = K: one group per
+  // output row; 96: groups that neither fill nor divide a chunk. M: every tile remainder, and
+  // prefill sizes (16, 17, 32: each remainder of the VNNI prefill tile of 3 rows). extreme: codes 0 / 15 and x -128 / 127 only (int16 pair sums at their limits).
+  const std::vector<int64_t> batches{1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 32};
+  int cases = 0;
+  for (int64_t M : batches)
+    for (int64_t K : {32, 64, 96, 256, 576, 1088})
+      for (int64_t N : {1, 7, 30, 150})  // 150: several blocks of 64 channels on the VNNI prefill path
+        for (int64_t listed : {32, 64, 96, 128, 256, 0})  // 0: one group per output row (gs = K)
+          for (int variant = 0; variant < 4; ++variant) {  // bit 0: zero-point shift; bit 1: extreme values
+            if (listed == 0 && K <= 256) continue;  // K is listed already
+            const int64_t gs = listed == 0 ? K : listed;
+            if (K % gs != 0) continue;
+            if (M > 9 && (N == 7 || variant == 1)) continue;  // keep prefill sizes cheap
+            if (N == 150 && (M < 16 || variant != 0)) continue;
+            const bool zero_point = variant & 1, extreme = variant & 2;
+            const uint32_t seed = static_cast<uint32_t>(M * 1000003 + K * 101 + N * 7 + gs + variant);
+            std::mt19937 gen(seed);
+            std::vector<uint8_t> codes(static_cast<size_t>(N * K));
+            std::vector<int8_t> x(static_cast<size_t>(M * K));
+            for (auto& c : codes)
+              c = static_cast<uint8_t>(extreme ? 15 * std::uniform_int_distribution<int>(0, 1)(gen)
+                                               : std::uniform_int_distribution<int>(0, 15)(gen));
+            for (auto& v : x)
+              v = static_cast<int8_t>(extreme ? (std::uniform_int_distribution<int>(0, 1)(gen) ? 127 : -128)
+                                              : std::uniform_int_distribution<int>(-128, 127)(gen));
+            std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
+            tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+            const int64_t groups = K / gs;
+            const auto scale = random_values<float>(static_cast<size_t>(N * groups), seed + 1, 0.1f);
+            std::vector<float> shift = random_values<float>(static_cast<size_t>(N * groups), seed + 2, 0.5f);
+            if (zero_point)  // shift = zp · scale, as the op layer turns a uint8 zero-point into a float shift
+              for (size_t i = 0; i < shift.size(); ++i)
+                shift[i] = static_cast<float>(std::uniform_int_distribution<int>(0, 15)(gen)) * scale[i];
+            const auto x_scale = random_values<float>(static_cast<size_t>(M), seed + 3, 0.01f);
+            const auto bias = random_values<float>(static_cast<size_t>(N), seed + 4);
+            const int64_t xs_stride = (M + K) % 2;  // per token or per tensor
+            const float* b = (N + M) % 2 ? bias.data() : nullptr;
+            std::vector<double> exact(static_cast<size_t>(M * N)), mag(exact.size());
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t n = 0; n < N; ++n) {
+                double acc = 0.0, abs_acc = 0.0;
+                for (int64_t g = 0; g < groups; ++g) {
+                  int64_t dot = 0, xsum = 0, abs_dot = 0, abs_xsum = 0;  // the kernels may split a group's sums
+                  for (int64_t kk = g * gs; kk < (g + 1) * gs; ++kk) {
+                    const int64_t xk = x[m * K + kk];
+                    dot += xk * codes[n * K + kk];
+                    xsum += xk;
+                    abs_dot += std::abs(xk) * codes[n * K + kk];
+                    abs_xsum += std::abs(xk);
+                  }
+                  const double sc = scale[n * groups + g], sh = shift[n * groups + g];
+                  acc += sc * dot - sh * xsum;
+                  abs_acc += std::fabs(sc) * abs_dot + std::fabs(sh) * abs_xsum;
+                }
+                const double xsc = x_scale[m * xs_stride];
+                exact[m * N + n] = xsc * acc + (b ? b[n] : 0.0);
+                mag[m * N + n] = std::fabs(xsc) * abs_acc + (b ? std::fabs(b[n]) : 0.0);
+              }
+            std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+            linear_w4a8_tiled_ref(x.data(), x_scale.data(), xs_stride, tiled.data(), gs, scale.data(), shift.data(), b,
+                                  {M, K, N, 0, N}, want.data());
+            const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+            k.linear_w4a8_tiled(x.data(), x_scale.data(), xs_stride, tiled.data(), gs, scale.data(), shift.data(), b,
+                                {M, K, N, 0, mid}, got.data());
+            k.linear_w4a8_tiled(x.data(), x_scale.data(), xs_stride, tiled.data(), gs, scale.data(), shift.data(), b,
+                                {M, K, N, mid, N}, got.data());
+            for (size_t i = 0; i < got.size(); ++i) {
+              const double tol = 1e-5 * mag[i] + 1e-30;
+              ASSERT_NEAR(want[i], exact[i], tol) << "reference M=" << M << " K=" << K << " N=" << N << " gs=" << gs
+                                                  << " variant=" << variant << " at " << i;
+              ASSERT_NEAR(got[i], exact[i], tol) << "kernel M=" << M << " K=" << K << " N=" << N << " gs=" << gs
+                                                 << " variant=" << variant << " at " << i;
+            }
+            ++cases;
+          }
+  EXPECT_GT(cases, 500);
+}
+
 TEST_P(LinearPerIsa, Fp8MatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   for (Fp8Format format : {Fp8Format::e4m3fn, Fp8Format::e4m3fnuz, Fp8Format::e5m2})

@@ -82,7 +82,7 @@ TEST(DynamicActivations, W8A8UsesTheIntegerKernelWithPerTokenScales) {
 TEST(DynamicActivations, OtherWeightsAndFloat8RunTheFloatPathOnPerTokenValues) {
   for (const std::string wq : {"qint4", "qint2", "qfloat8", "qint8"}) {
     for (const std::string aq : {"qint8", "qfloat8", "qfloat8_e5m2"}) {
-      if (wq == "qint8" && aq == "qint8") continue;  // the W8A8 kernel (above)
+      if ((wq == "qint8" || wq == "qint4") && aq == "qint8") continue;  // the W8A8 / W4A8 kernels
       SCOPED_TRACE(wq + " x " + aq);
       torch::manual_seed(1);
       QLinear q(64, 24);
@@ -93,6 +93,34 @@ TEST(DynamicActivations, OtherWeightsAndFloat8RunTheFloatPathOnPerTokenValues) {
       const at::Tensor xq = QActivation::quantize_per_token(x, quanto::qtype_from_name(aq)).dequantize();
       EXPECT_TRUE(at::equal(q(x), q->qweight().linear(xq, q->bias)));
     }
+  }
+}
+
+TEST(DynamicActivations, W4A8RunsTheIntegerKernelWithinFloatRoundingOfTheFloatPath) {
+  quanto::ops::ForceGenericPath cpu_kernels(false);  // the tiled layout, even under QUANTO_FORCE_GENERIC
+  for (const int64_t M : {1, 5, 33}) {
+    SCOPED_TRACE(M);
+    torch::manual_seed(1);
+    QLinear q(256, 24);
+    q->quantize(dynamic_spec("qint4"));
+    q->freeze();
+    ASSERT_EQ(q->qweight().layout(), quanto::WeightLayout::tiled);
+    at::NoGradGuard g;
+    const at::Tensor x = randn({M, 256}, 3);
+    const QActivation qx = QActivation::quantize_per_token(x, quanto::qint8);
+    const at::Tensor y = q(x);
+    EXPECT_TRUE(at::equal(y, quanto::ops::linear_w4a8_tiled(qx.data(), qx.scale(), q->qweight().bits.data(),
+                                                             q->qweight().bits.scale(), q->qweight().bits.shift(),
+                                                             q->qweight().bits.kernel_group_size(), q->bias,
+                                                             at::kFloat)));
+    // The float path on the dequantized activations: the same sums up to float rounding, bounded
+    // by the magnitudes summed (|x| · (|code · scale| + |shift|) <= |x| · (|w| + 2 |shift|)).
+    const at::Tensor want = q->qweight().linear(qx.dequantize(), q->bias);
+    const at::Tensor w = q->qweight().dequantize();
+    const at::Tensor shift = q->qweight().bits.shift().to(at::kFloat).reshape({24, -1});
+    const at::Tensor wabs = w.abs() + 2 * shift.abs().repeat_interleave(256 / shift.size(1), 1);
+    const at::Tensor mag = at::linear(qx.dequantize().abs(), wabs, q->bias.abs());
+    EXPECT_TRUE(((y - want).abs() <= 1e-5 * mag).all().item<bool>());
   }
 }
 

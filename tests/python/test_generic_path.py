@@ -372,6 +372,25 @@ def test_linear_qbits_tiled(device, dtype, M, bits, N, K, group_size, zeropoint,
     assert_close_sums(got, want, magnitude(x, w_terms), K, b, BF16_WEIGHTS[dtype])
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("out_dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("M", [(1,), (3,), (17,), (2, 3)])
+@pytest.mark.parametrize("N,K,group_size", [(1, 32, 32), (7, 96, 32), (33, 256, 128), (5, 256, 256)])
+@pytest.mark.parametrize("per_token", [False, True])
+@pytest.mark.parametrize("zeropoint", [False, True])
+def test_linear_w4a8_tiled(device, out_dtype, M, N, K, group_size, per_token, zeropoint):
+    x = random_tensor((*M, K), torch.float32).reshape(-1, K)
+    x_scale = ops.absmax_scale(x, "qint8", 0 if per_token else None)
+    xq = ops.symmetric_quantize(x, x_scale, "qint8", 0 if per_token else None)
+    packed, scale, shift, w_terms = qbits_weight(N, K, 4, group_size, zeropoint)
+    tiled = ops.tile_qbits(packed, 4, N, K, group_size)
+    b = random_tensor((N,), torch.float32) if zeropoint else None
+    want, got = both_paths(ops.linear_w4a8_tiled, xq.reshape(*M, K), x_scale, tiled, scale, shift, group_size, b,
+                           out_dtype, device=device)
+    terms = magnitude(xq.float() * x_scale.float(), w_terms).reshape(*M, N)
+    assert_close_sums(got, want, terms, K, b)
+
+
 def int8_operands(x_shape, N, per_token):
     K = x_shape[-1]
     x = random_tensor(x_shape, torch.float32)
@@ -583,6 +602,7 @@ def opcheck_samples():
         (ops.linear_qbits, (grad, packed, scale, shift, 4, 32, None)),
         (ops.linear_qbits_tiled, (torch.randn(5, 64).to(torch.bfloat16), tiled, scale, zp, 4, 32, torch.randn(16))),
         (ops.linear_w8a8, (xq, xs, wq, ws, None, torch.float32)),
+        (ops.linear_w4a8_tiled, (xq, xs, tiled, scale, zp, 32, torch.randn(16), torch.bfloat16)),
         (ops.pack_w8a8, (wq,)),
         (ops.unpack_w8a8, (wp, 8, 64)),
         (ops.linear_w8a8_packed, (xq, xs, wp, ws, 8, torch.randn(8), torch.bfloat16)),

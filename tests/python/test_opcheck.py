@@ -49,6 +49,9 @@ def samples():
         (ops.linear_qbytes, (torch.randn(3, 64), wq, ws, torch.randn(8))),
         (ops.linear_qbits, (torch.randn(3, 64), packed, scale, shift, 4, 32, None)),
         (ops.linear_w8a8, (xq, xs, wq, ws, None, torch.float32)),
+        (ops.linear_w4a8_tiled, (xq, xs, tiled, scale, shift, 32, torch.randn(16), torch.float32)),
+        (ops.linear_w4a8_tiled, (*ops.quantize_per_token(torch.randn(2, 3, 64), "qint8"), tiled, scale, zp, 32, None,
+                                 torch.bfloat16)),
         (ops.quantize_per_token, (torch.randn(2, 3, 64), "qint8")),
         (ops.quantize_per_token, (xb, "qint8")),
     ]

@@ -5,7 +5,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .qmodule import QModuleMixin, is_w8a8
+from .qmodule import QModuleMixin, has_int8_activation_kernel
 
 __all__ = ["QLinear", "QConv1DMixin", "qlinear_forward"]
 
@@ -19,9 +19,9 @@ def qlinear_forward(m: QModuleMixin, x: torch.Tensor, xq: Optional[Tuple[torch.T
         w = m._fake_quantized_weight() if m.weight_qtype is not None else m._parameters["weight"]
         return F.linear(x, m._canonical_weight(w), bias)
     shape = list(m._quanto_qshape)
-    if xq is not None and is_w8a8(m):
+    if xq is not None and has_int8_activation_kernel(m):
         return ops.weight_linear_w8a8(x, xq[0], xq[1], m._held_weight(), m.weight_qtype.name, shape,
-                                      m._quanto_layout, bias, x.dtype)
+                                      m._quanto_layout, bias, x.dtype, m.weight_group_size)
     return ops.weight_linear(x, m._held_weight(), m.weight_qtype.name, shape, m.weight_group_size, m._quanto_layout,
                              bias)
 

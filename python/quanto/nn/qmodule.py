@@ -28,7 +28,7 @@ import torch
 from ..calibrate import (calibration_begin_read, calibration_end_read, calibration_momentum, calibration_note_output,
                          calibration_note_read)
 from ..optimizers import as_optimizer
-from ..qtypes import qint8, qtype, qtype_from_name, qtypes
+from ..qtypes import qint4, qint8, qtype, qtype_from_name, qtypes
 from .qactivation import QuantizedActivation, activation_grid, quantize_per_token
 
 __all__ = ["QModuleMixin", "as_qtype", "resolve_group_size"]
@@ -602,3 +602,9 @@ class QModuleMixin:
 def is_w8a8(m: QModuleMixin) -> bool:
     """int8 weights and int8 activations, static or dynamic: the integer W8A8 kernels."""
     return m.weight_qtype is qint8 and m.activation_qtype is qint8
+
+
+def has_int8_activation_kernel(m: QModuleMixin) -> bool:
+    """int8 activations (static or dynamic) times int8 (W8A8) or 4-bit (W4A8) weights: the int8
+    activation codes go to the integer kernels as they are (ops.weight_linear_w8a8)."""
+    return m.activation_qtype is qint8 and (m.weight_qtype is qint8 or m.weight_qtype is qint4)

@@ -57,6 +57,28 @@ void linear_w4_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_siz
   linear_tiled_ref<w4_code>(x, tiled, group_size, scale, shift, bias, s, y);
 }
 
+void linear_w4a8_tiled_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
+                           int64_t group_size, const float* scale, const float* shift, const float* bias,
+                           LinearShape s, float* y) {
+  const int64_t groups = s.K / group_size;
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t n = s.n_begin; n < s.n_end; ++n) {
+      float acc = 0.0f;
+      for (int64_t g = 0; g < groups; ++g) {
+        int32_t dot = 0, xsum = 0;
+        for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) {
+          const int32_t xk = x[m * s.K + k];
+          dot += xk * static_cast<int32_t>(w4_code(tiled, s.K, n, k));
+          xsum += xk;
+        }
+        const int64_t p = n * groups + g;
+        acc += scale[p] * static_cast<float>(dot) - shift[p] * static_cast<float>(xsum);
+      }
+      const float out = x_scale[m * x_scale_stride] * acc;
+      y[m * s.N + n] = bias ? out + bias[n] : out;
+    }
+}
+
 void tile_w2_ref(const uint8_t* codes, int64_t K, int64_t n_begin, int64_t n_end, uint8_t* tiled) {
   for (int64_t n = n_begin; n < n_end; ++n)
     for (int64_t k = 0; k < K; ++k) {

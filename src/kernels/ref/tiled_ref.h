@@ -26,6 +26,17 @@ void untile_w4_ref(const uint8_t* tiled, int64_t K, int64_t n_begin, int64_t n_e
 void linear_w4_tiled_ref(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                          const float* shift, const float* bias, LinearShape s, float* y);
 
+// W4A8: int8 activation codes x [M, K] with a float scale per tensor (x_scale_stride 0, static
+// calibration) or per row (1, dynamic per token), times tiled 4-bit weights as in
+// linear_w4_tiled_ref. With exact int32 sums per (row of x, group g):
+//   dot_g = Σ_{k in g} x_k · code_k,   xsum_g = Σ_{k in g} x_k,
+//   y[m, n] = x_scale[m] · Σ_g (scale[n, g] · dot_g − shift[n, g] · xsum_g) + bias[n],
+// the sum over groups in float, in group order. The optimised variants compute the same int32
+// sums (integer u8 × s8 dot products); only their float summation order differs.
+void linear_w4a8_tiled_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
+                           int64_t group_size, const float* scale, const float* shift, const float* bias,
+                           LinearShape s, float* y);
+
 // The tiled 2-bit layout: row n holds K / 4 bytes, in blocks of 64 codes (16 bytes) where byte i
 // holds codes i, i + 16, i + 32, i + 48 at bits 0, 2, 4, 6, so a 16-byte load decodes to 64
 // weights in order. It needs K % 64 == 0 (group_size a multiple of 64).

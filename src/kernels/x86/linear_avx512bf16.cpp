@@ -1,6 +1,6 @@
 // Kernels for the avx512bf16 tier (AVX-512 plus BF16 and VNNI; built with -mavx512bf16
 // -mavx512vnni on top of the AVX-512 flags): weight-only linear for bfloat16 activations, and
-// W8A8 with vpdpbusd.
+// W8A8 and W4A8 with vpdpbusd.
 //
 // A 4-bit code c becomes the bf16 weight 128 + c with a single OR (0x4300 | c is exactly
 // bf16(128 + c), since bf16's ulp is 1 on [128, 256)), and vdpbf16ps multiplies 32 of them by
@@ -13,10 +13,12 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/dispatch.h"
 #include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_simd.h"
 #include "kernels/x86/linear_x86.h"
 #include "kernels/x86/vec_avx512.h"
+#include "kernels/x86/w4a8_simd.h"
 
 namespace quanto::kernels::avx512bf16 {
 namespace {
@@ -472,6 +474,162 @@ std::vector<uint8_t> x_as_u8(const int8_t* x, int64_t M, int64_t K, int64_t ldx)
   return xu;
 }
 
+// The AVX-512 traits with vpdpbusd for W4A8's u8 (code) × s8 (x) dot products: one instruction
+// per 64 products where AVX-512BW needs vpmaddubsw, vpmaddwd and an add per 64 (w4a8_simd.h).
+struct VnniVec : avx512::Vec {
+  static I dot2_u8s8(I acc, I u1, I s1, I u2, I s2) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, u1, s1), u2, s2);
+  }
+};
+
+// ---- W4A8 prefill (M >= kW4A8PrefillMinRows): channels in lanes ----
+// The GEMV-shaped kernel (w4a8_simd.h) holds k in its lanes, so every (row of x, weight row,
+// group) pays an int -> float conversion and an FMA, as much as its dot products when a group is
+// one 128-code register. Here, as in the packed W8A8 kernel, each int32 lane is one output channel
+// and each vpdpbusd adds 4 consecutive k: a block of kW4A8BlockN channels is unpacked once per call
+// into u8 quads (codes, the unsigned operand, so x needs no offset), 4 bytes of x are broadcast,
+// and a group costs one conversion and one FMA per 16 channels against group_size / 4 vpdpbusd.
+constexpr int64_t kW4A8BlockN = kW4A8ChannelBlock;  // channels per block (kernels/dispatch.h): 4 zmm
+constexpr int kW4A8BlockRegs = static_cast<int>(kW4A8BlockN / 16);
+constexpr int kW4A8PrefillRows = 3;  // rows of x per tile: 12 int32 + 12 float accumulators + 4 codes + 1 x
+
+// The 16 × 16 dword matrix r (row i in r[i]) transposed in place: r[j] lane i = old r[i] lane j.
+inline void transpose16_epi32(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved per 128-bit lane
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // u[4b + c], 128-bit lane L: rows 4b .. 4b + 3 of column 4L + c.
+  for (int b = 0; b < 4; ++b) {
+    u[4 * b + 0] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
+    u[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
+    u[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
+    u[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {  // column 4L + c gathers lane L of u[c], u[4 + c], u[8 + c], u[12 + c]
+    const __m512i v = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), w = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512i w2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
+    r[c] = _mm512_shuffle_i32x4(v, v2, 0x88);
+    r[8 + c] = _mm512_shuffle_i32x4(v, v2, 0xDD);
+    r[4 + c] = _mm512_shuffle_i32x4(w, w2, 0x88);
+    r[12 + c] = _mm512_shuffle_i32x4(w, w2, 0xDD);
+  }
+}
+
+// Codes of channels [n0, n0 + nb) of a tiled 4-bit weight as u8 quads:
+// out[(q · kW4A8BlockN + j) · 4 + i] = code(n0 + j, 4q + i), 0 for j >= nb. K % 32 == 0.
+// codes: kW4A8BlockN · K bytes of scratch (the block's codes in natural order, row by row), from
+// which 16 channels × 16 quads at a time are one dword transpose (scalar copies cost most of a
+// prefill call, gathers more).
+void w4_block_quads(const uint8_t* tiled, int64_t K, int64_t n0, int64_t nb, uint8_t* codes, uint8_t* out) {
+  const int64_t quads = K / 4, row_bytes = K / 2;
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (int64_t j = 0; j < kW4A8BlockN; ++j) {
+    uint8_t* row = codes + j * K;
+    if (j >= nb) {
+      std::memset(row, 0, static_cast<size_t>(K));
+      continue;
+    }
+    const uint8_t* t = tiled + (n0 + j) * row_bytes;
+    for (int64_t k = 0; k < K; k += kTileCodes) {  // a tiled block: codes k..k+15 low, k+16..k+31 high
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + k / 2));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(row + k), _mm_and_si128(b, low4));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(row + k + 16), _mm_and_si128(_mm_srli_epi16(b, 4), low4));
+    }
+  }
+  const int64_t whole = quads - quads % 16;
+  for (int64_t j0 = 0; j0 < kW4A8BlockN; j0 += 16)
+    for (int64_t q0 = 0; q0 < whole; q0 += 16) {
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(codes + (j0 + i) * K + 4 * q0);
+      transpose16_epi32(r);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out + ((q0 + i) * kW4A8BlockN + j0) * 4, r[i]);
+    }
+  for (int64_t q = whole; q < quads; ++q)
+    for (int64_t j = 0; j < kW4A8BlockN; ++j) std::memcpy(out + (q * kW4A8BlockN + j) * 4, codes + j * K + 4 * q, 4);
+}
+
+// MR rows of x against one block: acc[i][r] lane l = Σ_g scale[g, 16r + l] · dot_g(row i, channel 16r + l).
+template <int MR>
+[[gnu::noinline]] void w4a8_quads_tile(const int8_t* x, int64_t K, const uint8_t* quads, int64_t groups,
+                                       int64_t group_quads, const float* block_scale,
+                                       __m512 out[][kW4A8BlockRegs]) {
+  __m512 acc[MR][kW4A8BlockRegs];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kW4A8BlockRegs; ++r) acc[i][r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i iacc[MR][kW4A8BlockRegs];
+    for (int i = 0; i < MR; ++i)
+      for (int r = 0; r < kW4A8BlockRegs; ++r) iacc[i][r] = _mm512_setzero_si512();
+    for (int64_t q = g * group_quads; q < (g + 1) * group_quads; ++q) {
+      const uint8_t* wq = quads + q * kW4A8BlockN * 4;
+      __m512i w[kW4A8BlockRegs];
+      for (int r = 0; r < kW4A8BlockRegs; ++r) w[r] = _mm512_loadu_si512(wq + 64 * r);
+      for (int i = 0; i < MR; ++i) {
+        int32_t quad;
+        std::memcpy(&quad, x + i * K + 4 * q, sizeof(quad));
+        const __m512i xb = _mm512_set1_epi32(quad);
+        for (int r = 0; r < kW4A8BlockRegs; ++r) iacc[i][r] = _mm512_dpbusd_epi32(iacc[i][r], w[r], xb);
+      }
+    }
+    for (int r = 0; r < kW4A8BlockRegs; ++r) {
+      const __m512 sv = _mm512_loadu_ps(block_scale + g * kW4A8BlockN + 16 * r);
+      for (int i = 0; i < MR; ++i) acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][r]), sv, acc[i][r]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < kW4A8BlockRegs; ++r) out[i][r] = acc[i][r];
+}
+
+void w4a8_prefill_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
+                       int64_t group_size, const float* scale, const float* shift, const float* bias, LinearShape s,
+                       float* y) {
+  const int64_t K = s.K, M = s.M, groups = K / group_size;
+  std::vector<float> xsum(static_cast<size_t>(M * groups));  // exact int32 group sums of x, as float
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t t = 0;
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
+      xsum[m * groups + g] = static_cast<float>(t);
+    }
+  std::vector<uint8_t> codes(static_cast<size_t>(K * kW4A8BlockN)), quads(static_cast<size_t>(K * kW4A8BlockN));
+  std::vector<float> block_scale(static_cast<size_t>(groups * kW4A8BlockN));
+  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kW4A8BlockN) {
+    const int64_t nb = std::min(kW4A8BlockN, s.n_end - n0);
+    w4_block_quads(tiled, K, n0, nb, codes.data(), quads.data());
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t j = 0; j < kW4A8BlockN; ++j)
+        block_scale[g * kW4A8BlockN + j] = j < nb ? scale[(n0 + j) * groups + g] : 0.0f;
+    auto tile = [&](auto mr, int64_t m0) {
+      constexpr int MR = decltype(mr)::value;
+      __m512 acc[MR][kW4A8BlockRegs];
+      w4a8_quads_tile<MR>(x + m0 * K, K, quads.data(), groups, group_size / 4, block_scale.data(), acc);
+      for (int i = 0; i < MR; ++i) {
+        alignas(64) float dots[kW4A8BlockN];
+        for (int r = 0; r < kW4A8BlockRegs; ++r) _mm512_store_ps(dots + 16 * r, acc[i][r]);
+        const int64_t m = m0 + i;
+        for (int64_t j = 0; j < nb; ++j) {
+          const int64_t n = n0 + j;
+          const float v = x_scale[m * x_scale_stride] *
+                          (dots[j] - simd::dot<avx512::Vec>(shift + n * groups, xsum.data() + m * groups, groups));
+          y[m * s.N + n] = bias ? v + bias[n] : v;
+        }
+      }
+    };
+    int64_t m0 = 0;
+    for (; m0 + kW4A8PrefillRows <= M; m0 += kW4A8PrefillRows) tile(std::integral_constant<int, kW4A8PrefillRows>{}, m0);
+    switch (M - m0) {
+      case 2: tile(std::integral_constant<int, 2>{}, m0); break;
+      case 1: tile(std::integral_constant<int, 1>{}, m0); break;
+      default: break;
+    }
+    static_assert(kW4A8PrefillRows == 3, "one case per remainder");
+    static_assert(kW4A8BlockN == 64, "4 zmm of channels");
+  }
+}
+
 }  // namespace
 
 void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
@@ -503,6 +661,16 @@ void linear_w8a8_packed_vnni(const int8_t* x, const float* x_scale, int64_t x_sc
   const int64_t ldx = 4 * w8a8_quads(s.K);
   const std::vector<uint8_t> xu = x_as_u8(x, s.M, s.K, ldx);
   linear_w8a8_packed_u8(xu.data(), ldx, packed, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y);
+}
+
+void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
+                            int64_t group_size, const float* scale, const float* shift, const float* bias,
+                            LinearShape s, float* y) {
+  if (s.M >= kW4A8PrefillMinRows) {
+    w4a8_prefill_vnni(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);
+    return;
+  }
+  simd::linear_w4a8_tiled<VnniVec>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);
 }
 
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,

@@ -1,5 +1,5 @@
-// x86 variants of the weight-only linear kernels (contracts: kernels/ref/linear_ref.h and
-// kernels/ref/tiled_ref.h, with float x and y). One namespace per ISA translation unit.
+// x86 variants of the linear kernels (contracts: kernels/ref/linear_ref.h and
+// kernels/ref/tiled_ref.h, with float x and y, or int8 x for W8A8 / W4A8). One namespace per ISA translation unit.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +20,10 @@ namespace quanto::kernels {
   void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,          \
                    const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y); \
   void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,  \
-                          const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
+                          const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y); \
+  void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,    \
+                         int64_t group_size, const float* scale, const float* shift, const float* bias,          \
+                         LinearShape s, float* y);
 
 namespace avx2 {
 QUANTO_DECLARE_LINEAR_X86
@@ -56,6 +59,11 @@ QUANTO_DECLARE_LINEAR_X86
   void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,  \
                           const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) { \
     simd::linear_w8a8_packed<Vec>(x, x_scale, x_scale_stride, packed, w_scale, w_scale_stride, bias, s, y);  \
+  }                                                                                                        \
+  void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,    \
+                         int64_t group_size, const float* scale, const float* shift, const float* bias,          \
+                         LinearShape s, float* y) {                                                        \
+    simd::linear_w4a8_tiled<Vec>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);     \
   }
 
 }  // namespace quanto::kernels

@@ -124,6 +124,18 @@ struct Vec {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
     return _mm_cvtsi128_si32(s);
   }
+  // ---- W4A8 (kernels/x86/w4a8_simd.h): u8 codes × s8 activations, exact int32 sums ----
+  static I load_i(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  // The low / high nibble of every byte, as u8.
+  static I nibbles_lo(I w) { return _mm256_and_si256(w, _mm256_set1_epi8(0x0F)); }
+  static I nibbles_hi(I w) { return _mm256_and_si256(_mm256_srli_epi16(w, 4), _mm256_set1_epi8(0x0F)); }
+  // acc + Σ over each int32 lane's 4 bytes of u1·s1 + u2·s2. vpmaddubsw pairs stay inside int16
+  // for u <= 15 (2 · 15 · 128 = 3840), and so does the sum of two of them, so nothing saturates.
+  static I dot2_u8s8(I acc, I u1, I s1, I u2, I s2) {
+    const I pairs = _mm256_add_epi16(_mm256_maddubs_epi16(u1, s1), _mm256_maddubs_epi16(u2, s2));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  static F cvt_i32(I v) { return _mm256_cvtepi32_ps(v); }
   static F add(F a, F b) { return _mm256_add_ps(a, b); }
   static F div(F a, F b) { return _mm256_div_ps(a, b); }
   static F min(F a, F b) { return _mm256_min_ps(a, b); }

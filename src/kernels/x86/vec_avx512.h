@@ -103,6 +103,18 @@ struct Vec {
   }
   static I madd(I acc, I a, I b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
   static int32_t hsum_i32(I v) { return _mm512_reduce_add_epi32(v); }
+  // ---- W4A8 (kernels/x86/w4a8_simd.h): u8 codes × s8 activations, exact int32 sums ----
+  static I load_i(const int8_t* p) { return _mm512_loadu_si512(p); }
+  // The low / high nibble of every byte, as u8.
+  static I nibbles_lo(I w) { return _mm512_and_si512(w, _mm512_set1_epi8(0x0F)); }
+  static I nibbles_hi(I w) { return _mm512_and_si512(_mm512_srli_epi16(w, 4), _mm512_set1_epi8(0x0F)); }
+  // acc + Σ over each int32 lane's 4 bytes of u1·s1 + u2·s2 (AVX-512BW, no VNNI): vpmaddubsw
+  // pairs stay inside int16 for u <= 15 (2 · 15 · 128 = 3840), and so does the sum of two.
+  static I dot2_u8s8(I acc, I u1, I s1, I u2, I s2) {
+    const I pairs = _mm512_add_epi16(_mm512_maddubs_epi16(u1, s1), _mm512_maddubs_epi16(u2, s2));
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+  }
+  static F cvt_i32(I v) { return _mm512_cvtepi32_ps(v); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F div(F a, F b) { return _mm512_div_ps(a, b); }
   static F min(F a, F b) { return _mm512_min_ps(a, b); }

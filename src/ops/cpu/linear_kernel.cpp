@@ -1,4 +1,4 @@
-// CPU: reference matmuls linear_qbytes / linear_qbits / linear_w8a8 (correctness first; the
+// CPU: matmuls linear_qbytes / linear_qbits / linear_w8a8 / linear_w4a8_tiled (correctness first; the
 // fast kernels replace the bodies, not the contracts).
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -119,6 +119,36 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   });
 }
 
+at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                             const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                             const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  const TensorSpec spec =
+      linear_w4a8_tiled_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
+  const int64_t N = w_tiled.size(0), K = x_data.size(-1), M = x_data.numel() / K;
+  const at::Tensor xc = x_data.contiguous(), tc = w_tiled.contiguous();
+  const at::Tensor xs = as_float(x_scale), sc = as_float(w_scale);
+  // A zero-point becomes the equivalent float shift, as in linear_qbits_tiled.
+  const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
+  const auto bc = float_bias(bias);
+  const auto fn = kernels::kernels().linear.linear_w4a8_tiled;
+  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
+  auto run = [&](kernels::LinearShape s) {
+    fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1, data_as<const uint8_t>(tc), group_size,
+       sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, y.data_ptr<float>());
+  };
+  if (M < kernels::kW4A8PrefillMinRows) {
+    over_channels(M, K, N, run);
+  } else {
+    // Prefill: threads take whole blocks of channels (the VNNI kernel unpacks a block at a time).
+    const int64_t blocks = (N + kernels::kW4A8ChannelBlock - 1) / kernels::kW4A8ChannelBlock;
+    parallel_rows(blocks, 1, [&](int64_t b0, int64_t b1) {
+      run(kernels::LinearShape{M, K, N, b0 * kernels::kW4A8ChannelBlock,
+                               std::min(N, b1 * kernels::kW4A8ChannelBlock)});
+    });
+  }
+  return out_dtype == at::kFloat ? y : y.to(out_dtype);
+}
+
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
   const TensorSpec spec = linear_w8a8_spec(x_data, x_scale, w_data, w_scale, bias, out_dtype);
@@ -185,6 +215,7 @@ TORCH_LIBRARY_IMPL(quanto, CPU, m) {
   m.impl("linear_qbytes", &CpuOrGeneric<&linear_qbytes, &generic::linear_qbytes>::call);
   m.impl("linear_qbits", &CpuOrGeneric<&linear_qbits, &generic::linear_qbits>::call);
   m.impl("linear_qbits_tiled", &CpuOrGeneric<&linear_qbits_tiled, &generic::linear_qbits_tiled>::call);
+  m.impl("linear_w4a8_tiled", &CpuOrGeneric<&linear_w4a8_tiled, &generic::linear_w4a8_tiled>::call);
   m.impl("linear_w8a8", &CpuOrGeneric<&linear_w8a8, &generic::linear_w8a8>::call);
   m.impl("pack_w8a8", &CpuOrGeneric<&pack_w8a8, &generic::pack_w8a8>::call);
   m.impl("unpack_w8a8", &CpuOrGeneric<&unpack_w8a8, &generic::unpack_w8a8>::call);

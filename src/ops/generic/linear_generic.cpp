@@ -117,6 +117,22 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   return float_linear(x, dequantized_qbits(codes, w_scale, w_shift, group_size), std::nullopt, bias);
 }
 
+at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                             const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                             const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  NonDifferentiable guard;
+  const TensorSpec spec =
+      linear_w4a8_tiled_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
+  // The activations and the weight dequantized to float32: the CPU kernel's integer group sums
+  // and this agree within float rounding.
+  const int64_t K = x_data.size(-1), M = x_data.numel() / K;
+  const at::Tensor x = x_data.reshape({M, K}).to(at::kFloat) *
+                       x_scale.to(at::kFloat).reshape({x_scale.numel() == 1 ? 1 : M, 1});
+  const at::Tensor codes = tiled_codes(w_tiled, 4, w_tiled.size(0), K);
+  const at::Tensor y = float_linear(x, dequantized_qbits(codes, w_scale, w_shift, group_size), std::nullopt, bias);
+  return y.to(out_dtype).reshape(concrete(spec.sizes));
+}
+
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
   NonDifferentiable guard;
@@ -163,6 +179,7 @@ TORCH_LIBRARY_IMPL(quanto, CompositeExplicitAutograd, m) {
   m.impl("linear_qbytes", &linear_qbytes);
   m.impl("linear_qbits", &linear_qbits);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled);
+  m.impl("linear_w4a8_tiled", &linear_w4a8_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
   m.impl("pack_w8a8", &pack_w8a8);
   m.impl("unpack_w8a8", &unpack_w8a8);

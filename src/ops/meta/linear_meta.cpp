@@ -23,6 +23,13 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   return empty_from_spec(linear_qbits_tiled_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias), x);
 }
 
+at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                             const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                             const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  return empty_from_spec(
+      linear_w4a8_tiled_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype), x_data);
+}
+
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
   return empty_from_spec(linear_w8a8_spec(x_data, x_scale, w_data, w_scale, bias, out_dtype), x_data);
@@ -47,6 +54,7 @@ TORCH_LIBRARY_IMPL(quanto, Meta, m) {
   m.impl("linear_qbytes", &linear_qbytes);
   m.impl("linear_qbits", &linear_qbits);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled);
+  m.impl("linear_w4a8_tiled", &linear_w4a8_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
   m.impl("pack_w8a8", &pack_w8a8);
   m.impl("unpack_w8a8", &unpack_w8a8);

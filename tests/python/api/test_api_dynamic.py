@@ -1,8 +1,8 @@
 """Dynamic activations: quantize(..., activations=qint8 | qfloat8*, dynamic_activations=True).
 
 Each input token of a linear layer is quantized with its own absmax scale computed at run time
-(no calibration) and the output stays float; int8 x int8 runs the integer W8A8 kernels. Checked
-against a reference written from docs/format.md (section 7.2) with plain torch ops, and through
+(no calibration) and the output stays float; int8 x int8 runs the integer W8A8 kernels (int4 x int8
+the W4A8 one: test_api_w4a8.py). Checked against a reference written from docs/format.md (section 7.2) with plain torch ops, and through
 freeze / quantization map / requantize / Module.to / torch.compile; optimum-quanto 0.2.7 reads the
 files as weight-only."""
 
@@ -64,7 +64,8 @@ def test_w8a8_is_the_integer_kernel_on_per_token_codes(dtype):
         assert torch.equal(model.up(x[1:2, 4:5]), y[1:2, 4:5])
 
 
-@pytest.mark.parametrize("weights,activations", [("qint4", "qint8"), ("qint2", "qint8"), ("qfloat8", "qint8"),
+# qint4 weights with qint8 activations run the integer W4A8 kernel instead (test_api_w4a8.py).
+@pytest.mark.parametrize("weights,activations", [("qint2", "qint8"), ("qfloat8", "qint8"),
                                                  ("qint8", "qfloat8"), ("qint4", "qfloat8_e5m2")])
 def test_other_weights_and_float8_run_the_float_path_on_per_token_values(weights, activations):
     model = dynamic_mlp(weights, activations)
