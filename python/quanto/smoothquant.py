@@ -48,25 +48,35 @@ class SmoothQuant:
         include, exclude: fnmatch patterns on linear-layer names, as in ``quanto.quantize``: only
             groups with at least one selected reader are smoothed (every reader of a smoothed
             input gets the factor, so the float model stays exact).
+        group_size: one factor per block of ``group_size`` consecutive input channels (from the
+            block's max|X| and max|W|) instead of one per channel. A 2/4-bit weight quantized
+            with that group size then has each group scaled as a whole, so its rounding is the
+            same as before smoothing: W4A8 keeps the weights' grid (SmolLM2's float weights are
+            its GGUF's groups of 32 exactly) while its activations are smoothed.
 
     After the scope: ``smoothed`` maps each predecessor to the linear layers it was folded into,
     ``skipped`` maps each unsmoothed group (readers joined by ",") to the reason.
     """
 
     def __init__(self, model: torch.nn.Module, alpha: float = 0.5,
-                 include: Optional[Union[str, List[str]]] = None, exclude: Optional[Union[str, List[str]]] = None):
+                 include: Optional[Union[str, List[str]]] = None, exclude: Optional[Union[str, List[str]]] = None,
+                 group_size: Optional[int] = None):
         from .quantize import _patterns  # quantize's pattern checks (import here: quantize imports us)
 
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"SmoothQuant: model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"SmoothQuant: alpha (migration strength) must be a number in [0, 1], got {alpha!r}")
+        if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
+                                       or group_size < 1):
+            raise ValueError(f"SmoothQuant: group_size must be a positive int or None, got {group_size!r}")
         quantized = [n for n, m in model.named_modules() if isinstance(m, QModuleMixin)]
         if quantized:
             raise ValueError(f"SmoothQuant: the model is already quantized ({quantized[0]!r}, ...): smooth the float "
                              "model first, then quantize it")
         self.model = model
         self.alpha = float(alpha)
+        self.group_size = group_size
         self.include, self.exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
         self.smoothed: Dict[str, List[str]] = {}
         self.skipped: Dict[str, str] = {}
@@ -105,6 +115,9 @@ class SmoothQuant:
         groups = [g for g in recorder.groups(self.model) if any(self._selected(n) for n in g.readers)]
         check_groups(self.model, groups, recorder.first_inputs)
         modules = dict(self.model.named_modules())
+        for g in groups:  # before any fold, so a bad group size leaves the model as it was
+            if g.predecessor is not None:
+                self._check_blocks(g, modules)
         # Later groups first: a fold into a linear predecessor (up_proj) changes that layer's
         # weight, which the group reading the same input as it (gate/up) then sees.
         for g in reversed(groups):
@@ -116,6 +129,19 @@ class SmoothQuant:
         self._amax = {}
         return False
 
+    def _check_blocks(self, group, modules):
+        """group_size must cut the predecessor's channels into whole blocks, inside each head under
+        grouped-query attention (each head_dim block of the predecessor is repeated for the readers)."""
+        g = self.group_size
+        if g is None:
+            return
+        channels = out_first_weight(modules[group.readers[0]]).shape[1] // group.repeat
+        if channels % g or (group.repeat > 1 and group.head_dim % g):
+            where = f" (head_dim {group.head_dim})" if group.repeat > 1 else ""
+            raise ValueError(f"SmoothQuant: group_size {g} does not divide the {channels} channels{where} that "
+                             f"{group.predecessor} passes to {', '.join(group.readers)}; use a divisor, or "
+                             "group_size=None (one factor per channel)")
+
     def _factors(self, group, modules) -> torch.Tensor:
         """s = max|X| ** alpha / max|W| ** (1 - alpha), per predecessor channel."""
         x = self._amax[group.readers[0]]
@@ -124,6 +150,12 @@ class SmoothQuant:
         w = torch.stack([out_first_weight(modules[n]).detach().abs().amax(0).float().cpu()
                          for n in group.readers]).amax(0)
         x, w = group.reduce(x.cpu(), "amax"), group.reduce(w, "amax")
+        g = self.group_size
+        if g is not None:
+            # Blocks of predecessor channels are blocks of reader channels when they fit in a head
+            # (grouped-query attention repeats each head_dim block of the predecessor).
+            x = x.view(-1, g).amax(1, keepdim=True).expand(-1, g).reshape(-1)
+            w = w.view(-1, g).amax(1, keepdim=True).expand(-1, g).reshape(-1)
         s = x.clamp(min=1e-5).pow(self.alpha) / w.clamp(min=1e-5).pow(1.0 - self.alpha)
         # A channel that never fired, or whose weights are all zero, keeps its scale.
         return torch.where((x > 0) & (w > 0), s, torch.ones_like(s))
