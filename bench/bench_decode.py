@@ -19,6 +19,8 @@ Settings (transformers' generate path, eager, dynamic KV cache):
 
 Decode: tokens/s of greedy decoding with the KV cache after a 32-token prompt (median step).
 Prefill: tokens/s of one forward over a 128-token prompt (best of 3).
+Compiled: on SmolLM2, quanto W4 g32 + head8 under torch.compile(fullgraph=True) with a static KV
+cache (what PyTorch users can add without leaving transformers).
 Profile: for quanto W4 g32 + head8, a decode step split into quanto's kernels, torch's matmuls
 (float layers), other torch ops and everything else (Python, transformers, dispatch): wall time
 minus the profiled op time.
@@ -102,6 +104,25 @@ def prefill_tps(model, reps=3):
 
 
 @torch.no_grad()
+def compiled_decode_tps(model, new_tokens=32):
+    """Greedy decode tokens/s of ``model.forward`` under torch.compile(fullgraph=True) with
+    transformers' static KV cache (fixed shapes): the time of generating 8 + new_tokens tokens minus
+    that of 8 (prompt, first steps and compilation excluded)."""
+    ids = torch.tensor([PROMPT])
+    model.forward = torch.compile(model.forward, fullgraph=True, dynamic=False)
+
+    def generate(n):
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, cache_implementation="static")
+        return time.perf_counter() - start
+
+    with torch.no_grad():
+        generate(8), generate(8 + new_tokens)  # compiles (the static cache's length differs: one graph each)
+        short, long = generate(8), generate(8 + new_tokens)
+    return new_tokens / (long - short)
+
+
+@torch.no_grad()
 def decode_profile(model, steps=8):
     """ms per decode step: (quanto kernels, torch matmuls, other torch ops, the rest, wall)."""
     from torch.profiler import ProfilerActivity, profile
@@ -167,7 +188,7 @@ def row(label, lib, dec, pre, base_dec, base_pre):
     print(f"| {label} | {lib} | {dec:.1f} | {dec / base_dec:.2f} | {pre:.0f} | {pre / base_pre:.2f} |", flush=True)
 
 
-def bench_model(loader):
+def bench_model(loader, compile_too=False):
     floats = {}
     for dtype in (torch.float32, torch.bfloat16):
         found = loader(dtype)
@@ -196,9 +217,15 @@ def bench_model(loader):
         del q
         gc.collect()
     q = quanto_variant(model, "qint4", 32, head8=True)
+    if compile_too:
+        start = time.perf_counter()
+        tps = compiled_decode_tps(quanto_variant(model, "qint4", 32, head8=True))
+        print(f"| W4 g32 + head8, torch.compile + static cache (compiled in {time.perf_counter() - start:.0f} s) | "
+              f"quanto | {tps:.1f} | {tps / base_dec:.2f} | - | - |", flush=True)
     kern, mm, other, rest, wall = decode_profile(q)
-    print(f"\nquanto W4 g32 + head8, one decode step: {wall:.2f} ms = quanto kernels {kern:.2f} + torch matmuls "
-          f"{mm:.2f} + other torch ops {other:.2f} + everything else (Python, transformers, dispatch) {rest:.2f}")
+    print(f"\nquanto W4 g32 + head8, one decode step (under the profiler, which slows small ops): {wall:.2f} ms = "
+          f"quanto kernels {kern:.2f} + torch matmuls {mm:.2f} + other torch ops {other:.2f} + everything else "
+          f"(Python, transformers, dispatch) {rest:.2f}")
     del q
     gc.collect()
     return name, model
@@ -254,7 +281,7 @@ def quantization_times():
 
 def main():
     for loader in (smollm2, llama_1b):
-        if bench_model(loader) is None:
+        if bench_model(loader, compile_too=loader is smollm2) is None:  # compiling the 1.1B model takes minutes
             print(f"\n({loader.__name__}: not available, skipped)")
         gc.collect()
     llama_cpp_rows(torch.get_num_threads())
