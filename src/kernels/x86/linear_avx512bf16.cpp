@@ -188,17 +188,7 @@ void w4_batch_g128(const bf16* x, const uint8_t* tiled, int64_t group_size, cons
       for (int m = 0; m < MB; ++m) store(m, n, dots[m][0]);
     }
   };
-  switch (s.M) {
-    case 2: rows(std::integral_constant<int, 2>{}); break;
-    case 3: rows(std::integral_constant<int, 3>{}); break;
-    case 4: rows(std::integral_constant<int, 4>{}); break;
-    case 5: rows(std::integral_constant<int, 5>{}); break;
-    case 6: rows(std::integral_constant<int, 6>{}); break;
-    case 7: rows(std::integral_constant<int, 7>{}); break;
-    case 8: rows(std::integral_constant<int, 8>{}); break;
-    default: break;
-  }
-  static_assert(simd::kGemmMinRows == 9, "one case per batch size");
+  simd::with_static_rows<2, simd::kGemmMinRows - 1>(s.M, rows);
 }
 
 // ---- W2 GEMV, group sizes that are multiples of 128, K % 256 == 0 ----
@@ -620,12 +610,7 @@ void w4a8_prefill_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_st
     };
     int64_t m0 = 0;
     for (; m0 + kW4A8PrefillRows <= M; m0 += kW4A8PrefillRows) tile(std::integral_constant<int, kW4A8PrefillRows>{}, m0);
-    switch (M - m0) {
-      case 2: tile(std::integral_constant<int, 2>{}, m0); break;
-      case 1: tile(std::integral_constant<int, 1>{}, m0); break;
-      default: break;
-    }
-    static_assert(kW4A8PrefillRows == 3, "one case per remainder");
+    simd::with_static_rows<1, kW4A8PrefillRows - 1>(M - m0, [&](auto mb) { tile(mb, m0); });
     static_assert(kW4A8BlockN == 64, "4 zmm of channels");
   }
 }

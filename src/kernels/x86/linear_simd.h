@@ -22,6 +22,7 @@
 #include "kernels/ref/tiled_ref.h"
 #include "kernels/x86/gemm_simd.h"
 #include "kernels/x86/qbits_gemv_simd.h"
+#include "kernels/x86/static_rows.h"
 
 namespace quanto::kernels::simd {
 
@@ -137,17 +138,7 @@ void linear_bytes(const float* x, const typename D::Byte* w, const D& dec, Decod
       for (int m = 0; m < MB; ++m) emit(m, n, dots[m][0] * post[m]);
     }
   };
-  switch (M) {
-    case 1: run(std::integral_constant<int, 1>{}); break;
-    case 2: run(std::integral_constant<int, 2>{}); break;
-    case 3: run(std::integral_constant<int, 3>{}); break;
-    case 4: run(std::integral_constant<int, 4>{}); break;
-    case 5: run(std::integral_constant<int, 5>{}); break;
-    case 6: run(std::integral_constant<int, 6>{}); break;
-    case 7: run(std::integral_constant<int, 7>{}); break;
-    case 8: run(std::integral_constant<int, 8>{}); break;
-    default: break;
-  }
+  with_static_rows<1, kGemvMaxRows>(M, run);
 }
 
 template <class V>

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "kernels/ref/tiled_ref.h"
+#include "kernels/x86/static_rows.h"
 
 namespace quanto::kernels::simd {
 
@@ -416,17 +417,7 @@ void linear_qbits_gemv(const float* x, const uint8_t* tiled, int64_t group_size,
       for (int m = 0; m < MB; ++m) store(m, n, dots[m][0]);
     }
   };
-  switch (M) {
-    case 2: run(std::integral_constant<int, 2>{}); break;
-    case 3: run(std::integral_constant<int, 3>{}); break;
-    case 4: run(std::integral_constant<int, 4>{}); break;
-    case 5: run(std::integral_constant<int, 5>{}); break;
-    case 6: run(std::integral_constant<int, 6>{}); break;
-    case 7: run(std::integral_constant<int, 7>{}); break;
-    case 8: run(std::integral_constant<int, 8>{}); break;
-    default: break;
-  }
-  static_assert(kGemvMaxRows == 8, "one case per batch size");
+  with_static_rows<2, kGemvMaxRows>(M, run);
 }
 
 }  // namespace quanto::kernels::simd

@@ -164,14 +164,8 @@ void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_st
     };
     int64_t m0 = 0;
     for (; m0 + kW4A8MaxTileRows <= M; m0 += kW4A8MaxTileRows) tile(std::integral_constant<int, kW4A8MaxTileRows>{}, m0);
-    switch (M - m0) {
-      case 3: tile(std::integral_constant<int, 3>{}, m0); break;
-      case 2: tile(std::integral_constant<int, 2>{}, m0); break;
-      case 1: tile(std::integral_constant<int, 1>{}, m0); break;
-      default: break;
-    }
+    with_static_rows<1, kW4A8MaxTileRows - 1>(M - m0, [&](auto mb) { tile(mb, m0); });
   };
-  static_assert(kW4A8MaxTileRows == 4, "one case per remainder");
   // The tile width follows the largest tile of x this call runs (a single row: 2 or 4 rows).
   auto over_rows = [&](auto nr) {
     constexpr int NR = decltype(nr)::value;
