@@ -92,3 +92,12 @@ LLAMA_GROUPS = {  # predecessor -> readers, per layer (v_proj -> o_proj shares f
 def llama_groups(layers=2):
     return {f"model.layers.{i}.{p}": [f"model.layers.{i}.{r}" for r in readers]
             for i in range(layers) for p, readers in LLAMA_GROUPS.items()}
+
+
+def relative_error(model, reference, x) -> float:
+    """Mean squared output error of ``model`` relative to ``reference``'s mean square, on ``x``."""
+    with torch.no_grad():
+        y, want = model(x), reference(x)
+    if hasattr(y, "logits"):
+        y, want = y.logits, want.logits
+    return float((y - want).pow(2).mean() / want.pow(2).mean())

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 from optimum.quanto import QuantizedModelForCausalLM as OQModelForCausalLM
-from outlier_models import llama_groups, mlp_batches, outlier_mlp, tiny_llama, token_batches
+from outlier_models import llama_groups, mlp_batches, outlier_mlp, relative_error, tiny_llama, token_batches
 
 import quanto
 from quanto.awq import apply_awq
@@ -25,14 +25,6 @@ def quantized(model, optimizer, batches, weights="qint4", group_size=32, **kwarg
             for b in batches:
                 q(b)
     return quanto.freeze(q)
-
-
-def relative_error(model, reference, x):
-    with torch.no_grad():
-        y, want = model(x), reference(x)
-    if hasattr(y, "logits"):
-        y, want = y.logits, want.logits
-    return float((y - want).pow(2).mean() / want.pow(2).mean())
 
 
 def test_awq_beats_its_base_on_the_outlier_mlp():

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from optimum.quanto import QuantizedModelForCausalLM as OQModelForCausalLM
-from outlier_models import llama_groups, mlp_batches, outlier_mlp, tiny_llama, token_batches
+from outlier_models import llama_groups, mlp_batches, outlier_mlp, relative_error, tiny_llama, token_batches
 from safetensors.torch import load_file
 
 import quanto
@@ -28,14 +28,6 @@ def smoothed(model, batches, alpha):
         for b in batches:
             model(b)
     return model
-
-
-def relative_error(model, reference, x):
-    with torch.no_grad():
-        y, want = model(x), reference(x)
-    if hasattr(y, "logits"):
-        y, want = y.logits, want.logits
-    return float((y - want).pow(2).mean() / want.pow(2).mean())
 
 
 def test_smoothquant_lowers_w8a8_error_on_outlier_mlp():
