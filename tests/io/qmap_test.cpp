@@ -9,6 +9,22 @@ namespace qm = quanto::qmap;
 using quanto::io_test::read_bytes;
 using quanto::io_test::TempDir;
 
+namespace {
+
+// The message parse gives for a map holding one module "fc" with this entry ("accepted" if none).
+std::string error_of(const std::string& entry) {
+  try {
+    qm::parse("{\"fc\": " + entry + "}");
+  } catch (const qm::MapError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
 TEST(Qmap, ParsesOptimumQuantoShape) {
   // json.dump(quantization_map(model), f, indent=4) as optimum-quanto writes it.
   const char* text = R"({
@@ -89,15 +105,6 @@ TEST(Qmap, OptionalEntriesQuantoWrites) {
   EXPECT_NE(dumped.find("\"quantize_output\": false"), std::string::npos) << dumped;
   EXPECT_EQ(qm::dump({{"fc", {"qint4", "none"}}}).find("group_size"), std::string::npos) << "absent stays absent";
 
-  auto error_of = [](const std::string& entry) -> std::string {
-    try {
-      qm::parse("{\"fc\": " + entry + "}");
-    } catch (const qm::MapError& e) {
-      return e.what();
-    }
-    return "accepted";
-  };
-  auto has = [](const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; };
   EXPECT_TRUE(has(error_of(R"({"weights": "qint4", "activations": "none", "group_size": true})"),
                   "\"group_size\" must be a positive integer, got true"));
   EXPECT_TRUE(has(error_of(R"({"weights": "qint4", "activations": "none", "group_size": [32]})"),
@@ -132,15 +139,6 @@ TEST(Qmap, DynamicActivationsEntry) {
   EXPECT_NE(dumped.find("\"dynamic_activations\": \"qint8\""), std::string::npos) << dumped;
   EXPECT_EQ(qm::dump({{"fc", {"qint8", "none"}}}).find("dynamic_activations"), std::string::npos);
 
-  auto error_of = [](const std::string& entry) -> std::string {
-    try {
-      qm::parse("{\"fc\": " + entry + "}");
-    } catch (const qm::MapError& e) {
-      return e.what();
-    }
-    return "accepted";
-  };
-  auto has = [](const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; };
   EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "none", "dynamic_activations": "qint4"})"),
                   "must be qint8 or a float8 qtype")) << "4-bit activations do not exist";
   EXPECT_TRUE(has(error_of(R"({"weights": "qint8", "activations": "none", "dynamic_activations": "none"})"),
