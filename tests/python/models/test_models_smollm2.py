@@ -53,7 +53,7 @@ def test_int4_perplexity_bounded(fp32, int4, smollm2_text_ids):
 def test_w8a8_dynamic_perplexity_close_to_fp32(fp32, smollm2, smollm2_text_ids):
     """int8 weights + int8 activations quantized per token at run time (no calibration). Static
     per-tensor scales (optimum-quanto's scheme) give ~63 on the whole text against 22.81 in float;
-    per-token gives 24.70 there (W8 weight-only: 23.16; examples/dynamic_activations_table.py)."""
+    per-token gives 24.70 there (W8 weight-only: 23.16; examples/python_model_tables.py recipes)."""
     q = QuantizedModelForCausalLM.quantize(smollm2[0], weights="qint8", activations="qint8",
                                            dynamic_activations=True, inplace=False)
     ppl, ppl_dyn = fp32[0], perplexity(q, smollm2_text_ids, 512)
