@@ -153,7 +153,28 @@ struct ScalePlan {
   int runs = 1;           // kRuns: groups per register (lane runs)
   int64_t period_groups = 0;
   std::vector<Phase> phases;  // kBlocks: registers per period
+  // kRuns, kBlocks: the last register of a row when it is short (K not a multiple of a
+  // register): its lanes' groups from tail.g0, computed once here (at K = 576 with groups of 32
+  // the per-row divisions this replaces cost more than the row's other registers together).
+  // Lanes past K hold zero codes and take the row's last group.
+  Phase tail{};
   ScalePlan(int64_t gs, int64_t K) : group_size(gs), groups(K / gs) {
+    set_modes(gs);
+    if (mode == kWhole) return;
+    const int64_t start = K / S::kChunkCodes * S::kChunkCodes;
+    tail.g0 = std::min(start / gs, groups - 1);
+    int last = 0;
+    for (int l = 0; l < S::kLanes; ++l) {
+      const int64_t group = std::min((start + (l / 4) * S::kBlockCodes) / gs, groups - 1);
+      tail.lane_offset[l] = static_cast<int32_t>(group - tail.g0);
+      last = std::max(last, static_cast<int>(tail.lane_offset[l]));
+    }
+    tail.span = last + 1;
+  }
+  bool whole() const { return mode == kWhole; }
+
+ private:
+  void set_modes(int64_t gs) {
     if (gs % S::kChunkCodes == 0) {
       mode = kWhole;
       per_group = gs / S::kChunkCodes;
@@ -178,7 +199,6 @@ struct ScalePlan {
       }
     }
   }
-  bool whole() const { return mode == kWhole; }
 };
 
 // The scales of each register of a row, register after register.
@@ -218,15 +238,8 @@ struct GroupCursor {
   // The same for the last register of a row, which may hold fewer groups (its missing codes are
   // 0: their lanes take any finite scale, here the row's last).
   typename Plan::S::V_F lanes_tail(const float* row_scale) const {
-    using Vec = typename Plan::S::Vec;
     if (plan.mode == Plan::kWhole) return lanes(row_scale);
-    alignas(64) float part[Plan::S::kLanes];
-    for (int l = 0; l < Plan::S::kLanes; ++l) {
-      const int64_t lane_group =
-          plan.mode == Plan::kRuns ? g + l / (Plan::S::kLanes / plan.runs) : g + plan.phases[phase].lane_offset[l];
-      part[l] = row_scale[std::min(lane_group, plan.groups - 1)];
-    }
-    return Vec::load(part);
+    return Plan::S::Vec::lane_blocks(row_scale + plan.tail.g0, plan.tail.lane_offset, plan.tail.span);
   }
 };
 
