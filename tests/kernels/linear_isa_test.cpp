@@ -26,6 +26,26 @@ std::vector<uint8_t> random_codes(size_t n, int bits, uint32_t seed) {
   return v;
 }
 
+// What the bf16 prefill GEMM computes for 2/4-bit weights: each weight dequantized in one fused
+// multiply-add, c·s − h, rounded to bf16; the products summed in double.
+std::vector<float> bf16_weight_linear_ref(const std::vector<float>& x, const std::vector<uint8_t>& codes,
+                                          int64_t group_size, const std::vector<float>& scale,
+                                          const std::vector<float>& shift, const float* bias, LinearShape s) {
+  const int64_t groups = s.K / group_size;
+  std::vector<float> y(static_cast<size_t>(s.M * s.N));
+  for (int64_t m = 0; m < s.M; ++m)
+    for (int64_t n = 0; n < s.N; ++n) {
+      double acc = bias ? bias[n] : 0.0;
+      for (int64_t k = 0; k < s.K; ++k) {
+        const int64_t g = n * groups + k / group_size;
+        const float w = to_float(bf16_from_float(std::fma(static_cast<float>(codes[n * s.K + k]), scale[g], -shift[g])));
+        acc += static_cast<double>(x[m * s.K + k]) * w;
+      }
+      y[m * s.N + n] = static_cast<float>(acc);
+    }
+  return y;
+}
+
 // Tolerance relative to the largest output: float summation order (2e-5), or bf16 weights (1e-2).
 void expect_close(const std::vector<float>& got, const std::vector<float>& want, const char* what,
                   float tol = 2e-5f) {
@@ -126,9 +146,9 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
   // K = 512 with groups of 256: two 128-code chunks per group on the batch-1 path; K = 1088:
   // several K blocks of the GEMM.
-  for (int64_t M : {1, 2, 3, 5, 8, 9, 17})
+  for (int64_t M : {1, 2, 3, 5, 8, 9, 17, 40})
     for (int64_t K : {32, 64, 256, 512, 1088})
-      for (int64_t N : {1, 7, 16})
+      for (int64_t N : {1, 7, 16, 53})
         for (int64_t gs : {32, 64, 128, 256})
           for (bool with_bias : {false, true}) {
             if (K % gs != 0 || (K == 512) != (gs == 256) || (K == 1088 && gs > 64)) continue;
@@ -150,8 +170,12 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
                                     got.data());
             k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N},
                                     got.data());
-            // Prefill batches take the GEMM path, whose weights are rounded to bf16.
+            // Prefill batches take the GEMM path, whose weights are rounded to bf16: close to the
+            // float reference, and as close as float summation allows to the same rounding.
             expect_close(got, want, "w4 tiled, bf16 activations", M > 8 ? 1e-2f : 2e-5f);
+            if (M > 8)
+              expect_close(got, bf16_weight_linear_ref(x, codes, gs, scale, shift, b, {M, K, N, 0, N}),
+                           "w4 tiled, bf16 activations and weights");
           }
 }
 
@@ -163,7 +187,7 @@ TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
   // the bf16 GEMM.
   for (int64_t M : {1, 2, 3, 4, 9})
     for (int64_t K : {64, 256, 384, 512})
-      for (int64_t N : {1, 7, 16})
+      for (int64_t N : {1, 7, 16, 53})
         for (int64_t gs : {64, 128, 256})
           for (bool with_bias : {false, true}) {
             if (K % gs != 0) continue;
@@ -189,16 +213,20 @@ TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
             // result is small next to those terms, so float rounding shows more than for W4.
             // Prefill batches take the GEMM path, whose weights are rounded to bf16.
             expect_close(got, want, "w2 tiled, bf16 activations", M > 8 ? 1e-2f : 1e-4f);
+            if (M > 8)
+              expect_close(got, bf16_weight_linear_ref(x, codes, gs, scale, shift, b, {M, K, N, 0, N}),
+                           "w2 tiled, bf16 activations and weights");
           }
 }
 
 TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w8_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
-  // M = 4, 5: the float GEMV; 9, 17: the bf16 GEMM (K = 1056: two K blocks).
-  for (int64_t M : {4, 5, 9, 17})
+  // M = 4, 5: the float GEMV; 9, 17, 40: the bf16 GEMM (K = 1056: two K blocks; N = 53: a
+  // full panel of 48 channels and a partial one).
+  for (int64_t M : {4, 5, 9, 17, 40})
     for (int64_t K : {32, 96, 256, 1056})
-      for (int64_t N : {1, 7, 16})
+      for (int64_t N : {1, 7, 16, 53})
         for (bool with_bias : {false, true}) {
           const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 21);
           std::vector<float> x(xb.size());
@@ -215,6 +243,10 @@ TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
           k.linear_w8_bf16x(xb.data(), w.data(), scale.data(), 1, b, {M, K, N, 0, mid}, got.data());
           k.linear_w8_bf16x(xb.data(), w.data(), scale.data(), 1, b, {M, K, N, mid, N}, got.data());
           expect_close(got, want, "w8, bf16 activations");  // int8 and bf16 products are exact
+          // One scale for the whole tensor (stride 0).
+          linear_int8_ref<float>(x.data(), w.data(), scale.data(), 0, b, {M, K, N, 0, N}, want.data());
+          k.linear_w8_bf16x(xb.data(), w.data(), scale.data(), 0, b, {M, K, N, 0, N}, got.data());
+          expect_close(got, want, "w8 per-tensor scale, bf16 activations");
         }
 }
 

@@ -10,8 +10,9 @@
 // once, at the end. The decoded panel keeps rows contiguous along k (as the weights are stored),
 // so decoding needs no transposition.
 //
-// A policy P names the element types and the multiply-accumulate: float (FloatTile below) or
-// bf16 pairs with vdpbf16ps (linear_avx512bf16.cpp).
+// A policy P names the element types and the multiply-accumulate (FloatTile below: the float
+// kernels of the avx2 and avx512 tiers; bf16 activations have their own driver,
+// gemm_bf16_panels.h).
 #pragma once
 
 #include <xmmintrin.h>

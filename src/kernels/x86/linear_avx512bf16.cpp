@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/x86/gemm_bf16_panels.h"
 #include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_simd.h"
 #include "kernels/x86/linear_x86.h"
@@ -248,36 +249,41 @@ void w2_dot_rows_c256(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
     dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
 }
 
-// ---- GEMM (M >= kGemmMinRows): the blocked driver of gemm_simd.h with vdpbf16ps ----
-// Weights are decoded once per call into bf16 panels; the micro-kernel multiplies pairs of bf16
-// into fp32 accumulators. Here W4 weights are dequantized to bf16 (c·s − h, rounded once, as in
-// any bf16 GEMM); int8 and float8 weights are exact in bf16 and keep their per-channel scale for
-// the end.
+// ---- GEMM (M >= kGemmMinRows): channels in lanes with vdpbf16ps (gemm_bf16_panels.h) ----
+// Weights are decoded once per call into bf16 panels. W4 and W2 weights are dequantized to bf16
+// (c·s − h, rounded once, as in any bf16 GEMM); int8 and float8 weights are exact in bf16 and
+// keep their per-channel scale for the epilogue.
 
 using simd::kGemmMinRows;
-constexpr int kMaxRows = 4;  // rows of x per W8A8 micro-tile: 16 accumulators + 4 weights + 1 x
 
-struct Bf16Tile {
-  using Elem = bf16;
-  using In = __m512bh;
-  using Acc = __m512;
-  static constexpr int kStep = 32, kAccFloats = 16;
-  static constexpr int kMR = 4, kNR = 6;  // 24 accumulators + 4 x + 1 weight register
-  static constexpr int64_t kKc = 2048;    // a panel of 6 rows × 2048 k is 24 KiB, x's 4 rows 16 KiB
-  static constexpr int kPanelTiles = 1;
-  static In load(const bf16* p) { return reinterpret_cast<__m512bh>(_mm512_loadu_si512(p)); }
-  static Acc madd(Acc acc, In x, In w) { return _mm512_dpbf16_ps(acc, x, w); }
-  static Acc zero() { return _mm512_setzero_ps(); }
-  static Acc load_acc(const float* p) { return _mm512_loadu_ps(p); }
-  static void store_acc(float* p, Acc v) { _mm512_storeu_ps(p, v); }
-  static float hsum(Acc v) { return avx512::Vec::hsum(v); }
+// Prefetch (into L2) for the GEMM's decoding, which reads each row in K blocks: the hardware
+// prefetcher follows those short runs poorly. Codes of 8-bit weights, or 2/4-bit codes with
+// their groups' scales and shifts (with groups of 32 those are half as many bytes as the codes).
+struct BytePrefetch {
+  const void* w;
+  int64_t K;
+  void operator()(int64_t n, int64_t k0, int64_t count) const { simd::WeightRows{w, K, 8}.prefetch(n, k0, count); }
 };
+struct GroupedPrefetch {
+  const uint8_t* tiled;
+  int bits;
+  int64_t K, group_size;
+  const float *scale, *shift;
+  void operator()(int64_t n, int64_t k0, int64_t count) const {
+    simd::WeightRows{tiled, K * bits / 8, bits}.prefetch(n, k0, count);
+    const int64_t groups = K / group_size, g0 = k0 / group_size, g1 = (k0 + count - 1) / group_size + 1;
+    for (const float* p : {scale, shift})
+      for (int64_t g = g0; g < g1; g += 16) _mm_prefetch(reinterpret_cast<const char*>(p + n * groups + g), _MM_HINT_T1);
+  }
+};
+constexpr int kMaxRows = 4;  // rows of x per W8A8 micro-tile: 16 accumulators + 4 weights + 1 x
 
 // Tiled 4-bit codes [k0, k0 + count) of one row as bf16(c · s_g − h_g).
 void decode_w4_range(const uint8_t* row, int64_t k0, int64_t count, int64_t group_size, const float* scale,
                      const float* shift, bf16* out) {
-  for (int64_t k = k0, end = k0 + count; k < end;) {
-    const int64_t g = k / group_size, group_end = std::min(end, (g + 1) * group_size);  // a division a group
+  // One division a call: with groups of 32 a division per group was the decoding's critical path.
+  for (int64_t k = k0, end = k0 + count, g = k0 / group_size; k < end; ++g) {
+    const int64_t group_end = std::min(end, (g + 1) * group_size);
     const __m512 sv = _mm512_set1_ps(scale[g]), hv = _mm512_set1_ps(-shift[g]);
     for (; k < group_end; k += kTileCodes) {
       const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2)));
@@ -291,8 +297,8 @@ void decode_w4_range(const uint8_t* row, int64_t k0, int64_t count, int64_t grou
 // Tiled 2-bit codes [k0, k0 + count) of one row as bf16(c · s_g − h_g).
 void decode_w2_range(const uint8_t* row, int64_t k0, int64_t count, int64_t group_size, const float* scale,
                      const float* shift, bf16* out) {
-  for (int64_t k = k0, end = k0 + count; k < end;) {
-    const int64_t g = k / group_size, group_end = std::min(end, (g + 1) * group_size);
+  for (int64_t k = k0, end = k0 + count, g = k0 / group_size; k < end; ++g) {
+    const int64_t group_end = std::min(end, (g + 1) * group_size);
     const __m512 sv = _mm512_set1_ps(scale[g]), hv = _mm512_set1_ps(-shift[g]);
     for (; k < group_end; k += kTile2Codes) {
       __m512 codes[4];
@@ -321,13 +327,10 @@ void decode_bytes_range(const typename Decoder::Byte* row, int64_t count, const 
 template <class Decoder>
 void linear_bytes_bf16x(const bf16* x, const typename Decoder::Byte* w, const Decoder& dec, const float* scale,
                         int64_t scale_stride, const float* bias, LinearShape s, float* y) {
-  simd::gemm_blocked<Bf16Tile>(
-      x, s.M, s.K, s.n_begin, s.n_end, simd::WeightRows{w, s.K, 8},
+  gemm_bf16_panels(
+      x, s.M, s.K, s.N, s.n_begin, s.n_end,
       [&](int64_t n, int64_t k0, int64_t count, bf16* out) { decode_bytes_range(w + n * s.K + k0, count, dec, out); },
-      [&](int64_t m, int64_t n, float d) {
-        const float v = d * scale[n * scale_stride];
-        y[m * s.N + n] = bias ? v + bias[n] : v;
-      });
+      BytePrefetch{w, s.K}, PanelEpilogue{scale, scale_stride, bias}, y);
 }
 
 // Exact float8 -> float for the bf16 panels.
@@ -680,12 +683,12 @@ void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
                            const float* shift, const float* bias, LinearShape s, float* y) {
   const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
   if (s.M >= kGemmMinRows) {
-    simd::gemm_blocked<Bf16Tile>(
-        x, s.M, K, s.n_begin, s.n_end, simd::WeightRows{tiled, row_bytes, 4},
+    gemm_bf16_panels(
+        x, s.M, K, s.N, s.n_begin, s.n_end,
         [&](int64_t n, int64_t k0, int64_t count, bf16* out) {
           decode_w4_range(tiled + n * row_bytes, k0, count, group_size, scale + n * groups, shift + n * groups, out);
         },
-        [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; });
+        GroupedPrefetch{tiled, 4, K, group_size, scale, shift}, PanelEpilogue{nullptr, 0, bias}, y);
     return;
   }
   if (group_size % 128 != 0) {
@@ -713,12 +716,12 @@ void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
   const int64_t K = s.K;
   if (s.M >= kGemmMinRows) {
     const int64_t groups = K / group_size, row_bytes = K / 4;
-    simd::gemm_blocked<Bf16Tile>(
-        x, s.M, K, s.n_begin, s.n_end, simd::WeightRows{tiled, row_bytes, 2},
+    gemm_bf16_panels(
+        x, s.M, K, s.N, s.n_begin, s.n_end,
         [&](int64_t n, int64_t k0, int64_t count, bf16* out) {
           decode_w2_range(tiled + n * row_bytes, k0, count, group_size, scale + n * groups, shift + n * groups, out);
         },
-        [&](int64_t m, int64_t n, float d) { y[m * s.N + n] = bias ? d + bias[n] : d; });
+        GroupedPrefetch{tiled, 2, K, group_size, scale, shift}, PanelEpilogue{nullptr, 0, bias}, y);
     return;
   }
   if (s.M > 1 || group_size % 128 != 0 || K % 256 != 0) {
