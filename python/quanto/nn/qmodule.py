@@ -402,6 +402,12 @@ class QModuleMixin:
             # Scales from this input, per token: nothing to calibrate, whatever produced x.
             if not self._quantize_input or x.numel() == 0:
                 return x, None
+            if (self.frozen and getattr(self, "_linear_weight", False) and has_int8_activation_kernel(self)
+                    and not (torch.is_grad_enabled() and x.requires_grad)):
+                # The integer kernel reads only the codes, and no gradient needs the dequantized
+                # copy: skip it (x itself is passed along for its shape and dtype).
+                data, scale = ops.quantize_per_token(x, a.name)
+                return x, (data, scale)
             with torch.no_grad():
                 data, scale, xq = quantize_per_token(x.detach(), a.name)
             return _straight_through(x, xq), (data, scale)

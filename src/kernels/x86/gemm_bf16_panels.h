@@ -26,6 +26,7 @@
 
 #include "kernels/numeric.h"
 #include "kernels/x86/static_rows.h"
+#include "kernels/x86/transpose_avx512.h"
 
 namespace quanto::kernels::avx512bf16 {
 namespace {
@@ -41,31 +42,6 @@ inline constexpr int64_t kPanelKc = 1024;
 struct alignas(64) PanelVec {
   uint32_t pair[16];
 };
-
-// out[p] (p < 16) = pair p of every in[r] (r < 16): a 16 × 16 transpose of 32-bit elements.
-inline void transpose16x16_epi32(const __m512i in[16], __m512i out[16]) {
-  __m512i a[16], b[16];
-  for (int i = 0; i < 16; i += 2) {
-    a[i] = _mm512_unpacklo_epi32(in[i], in[i + 1]);
-    a[i + 1] = _mm512_unpackhi_epi32(in[i], in[i + 1]);
-  }
-  // b[4q + c], 128-bit lane L: rows 4q .. 4q + 3 of pair 4L + c.
-  for (int q = 0; q < 16; q += 4) {
-    b[q] = _mm512_unpacklo_epi64(a[q], a[q + 2]);
-    b[q + 1] = _mm512_unpackhi_epi64(a[q], a[q + 2]);
-    b[q + 2] = _mm512_unpacklo_epi64(a[q + 1], a[q + 3]);
-    b[q + 3] = _mm512_unpackhi_epi64(a[q + 1], a[q + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512i e0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88), e1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xDD);
-    const __m512i f0 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88),
-                  f1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xDD);
-    out[c] = _mm512_shuffle_i32x4(e0, f0, 0x88);
-    out[8 + c] = _mm512_shuffle_i32x4(e0, f0, 0xDD);
-    out[4 + c] = _mm512_shuffle_i32x4(e1, f1, 0x88);
-    out[12 + c] = _mm512_shuffle_i32x4(e1, f1, 0xDD);
-  }
-}
 
 // c[i][v] += Σ_p pair p of x row i · pair p of panel vector v, over `pairs` pairs of k. The
 // panel holds kPanelVecs vectors per pair; x rows are ldx bf16 apart.
@@ -156,10 +132,10 @@ void gemm_bf16_panels(const bf16* x, int64_t M, int64_t K, int64_t N, int64_t n_
         for (int64_t p = 0; p < pairs; p += 16) {
           const int64_t valid = std::min<int64_t>(16, pairs - p);
           const __mmask16 mask = static_cast<__mmask16>(valid == 16 ? 0xFFFFu : (1u << valid) - 1u);
-          __m512i in[16], out[16];
-          for (int r = 0; r < 16; ++r) in[r] = _mm512_maskz_loadu_epi32(mask, decoded.data() + r * kc_max + 2 * p);
-          transpose16x16_epi32(in, out);
-          for (int64_t q = 0; q < valid; ++q) _mm512_store_si512(panel[(p + q) * kPanelVecs + v].pair, out[q]);
+          __m512i t[16];
+          for (int r = 0; r < 16; ++r) t[r] = _mm512_maskz_loadu_epi32(mask, decoded.data() + r * kc_max + 2 * p);
+          avx512::transpose16_epi32(t);  // t[q]: pair p + q of the 16 channels
+          for (int64_t q = 0; q < valid; ++q) _mm512_store_si512(panel[(p + q) * kPanelVecs + v].pair, t[q]);
         }
       }
       const bool first = k0 == 0;

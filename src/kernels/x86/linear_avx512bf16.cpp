@@ -18,6 +18,7 @@
 #include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_simd.h"
 #include "kernels/x86/linear_x86.h"
+#include "kernels/x86/transpose_avx512.h"
 #include "kernels/x86/vec_avx512.h"
 #include "kernels/x86/w4a8_simd.h"
 
@@ -390,8 +391,11 @@ constexpr int kLanes = static_cast<int>(kW8A8BlockN / 16);  // zmm registers per
 constexpr int kPackRows = 6;                                 // 24 accumulators + 4 weights + 1 x
 constexpr int64_t kPackedMinRows = 16;                       // below this, unpacked weights keep the row path
 
+// Always inlined: compiled out of line, with `out` a pointer, GCC 12 kept every accumulator both
+// in a register and on the stack, moving it out and back around each vpdpbusd (half speed).
 template <int MR>
-void w8a8_packed_tile(const uint8_t* xu, int64_t ldx, const uint8_t* block, int64_t quads, __m512i out[][kLanes]) {
+[[gnu::always_inline]] inline void w8a8_packed_tile(const uint8_t* xu, int64_t ldx, const uint8_t* block,
+                                                    int64_t quads, __m512i out[][kLanes]) {
   __m512i acc[MR][kLanes];  // local, so the accumulators live in registers
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < kLanes; ++j) acc[i][j] = _mm512_setzero_si512();
@@ -461,9 +465,18 @@ void linear_w8a8_packed_u8(const uint8_t* xu, int64_t ldx, const uint8_t* packed
 
 // Rows of x as u8 (x + 128), padded to whole quads with the u8 code of 0.
 std::vector<uint8_t> x_as_u8(const int8_t* x, int64_t M, int64_t K, int64_t ldx) {
-  std::vector<uint8_t> xu(static_cast<size_t>(M * ldx), 0x80);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < K; ++k) xu[m * ldx + k] = static_cast<uint8_t>(x[m * K + k]) ^ 0x80u;
+  std::vector<uint8_t> xu(static_cast<size_t>(M * ldx));
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t m = 0; m < M; ++m) {
+    // 64 bytes a step; the masked tail reads nothing past the row and writes 0x80 (x = 0) up to ldx.
+    for (int64_t k = 0; k < ldx; k += 64) {
+      const int64_t left = std::max<int64_t>(0, K - k);
+      const __mmask64 mask = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+      const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, x + m * K + k), flip);
+      _mm512_mask_storeu_epi8(xu.data() + m * ldx + k, ldx - k >= 64 ? ~__mmask64{0} : (__mmask64{1} << (ldx - k)) - 1,
+                              v);
+    }
+  }
   return xu;
 }
 
@@ -484,32 +497,7 @@ struct VnniVec : avx512::Vec {
 // and a group costs one conversion and one FMA per 16 channels against group_size / 4 vpdpbusd.
 constexpr int64_t kW4A8BlockN = kW4A8ChannelBlock;  // channels per block (kernels/dispatch.h): 4 zmm
 constexpr int kW4A8BlockRegs = static_cast<int>(kW4A8BlockN / 16);
-constexpr int kW4A8PrefillRows = 3;  // rows of x per tile: 12 int32 + 12 float accumulators + 4 codes + 1 x
-
-// The 16 × 16 dword matrix r (row i in r[i]) transposed in place: r[j] lane i = old r[i] lane j.
-inline void transpose16_epi32(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved per 128-bit lane
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  // u[4b + c], 128-bit lane L: rows 4b .. 4b + 3 of column 4L + c.
-  for (int b = 0; b < 4; ++b) {
-    u[4 * b + 0] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
-    u[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
-    u[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
-    u[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {  // column 4L + c gathers lane L of u[c], u[4 + c], u[8 + c], u[12 + c]
-    const __m512i v = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), w = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
-    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
-    const __m512i w2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
-    r[c] = _mm512_shuffle_i32x4(v, v2, 0x88);
-    r[8 + c] = _mm512_shuffle_i32x4(v, v2, 0xDD);
-    r[4 + c] = _mm512_shuffle_i32x4(w, w2, 0x88);
-    r[12 + c] = _mm512_shuffle_i32x4(w, w2, 0xDD);
-  }
-}
+constexpr int kW4A8PrefillRows = 6;  // rows of x per tile: 24 int32 accumulators + 4 codes + 1 x
 
 // Codes of channels [n0, n0 + nb) of a tiled 4-bit weight as u8 quads:
 // out[(q · kW4A8BlockN + j) · 4 + i] = code(n0 + j, 4q + i), 0 for j >= nb. K % 32 == 0.
@@ -537,43 +525,34 @@ void w4_block_quads(const uint8_t* tiled, int64_t K, int64_t n0, int64_t nb, uin
     for (int64_t q0 = 0; q0 < whole; q0 += 16) {
       __m512i r[16];
       for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(codes + (j0 + i) * K + 4 * q0);
-      transpose16_epi32(r);
+      avx512::transpose16_epi32(r);
       for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out + ((q0 + i) * kW4A8BlockN + j0) * 4, r[i]);
     }
   for (int64_t q = whole; q < quads; ++q)
     for (int64_t j = 0; j < kW4A8BlockN; ++j) std::memcpy(out + (q * kW4A8BlockN + j) * 4, codes + j * K + 4 * q, 4);
 }
 
-// MR rows of x against one block: acc[i][r] lane l = Σ_g scale[g, 16r + l] · dot_g(row i, channel 16r + l).
+// MR rows of x against one block: acc[i][16r + l] = Σ_g scale[g, 16r + l] · dot_g(row i, channel
+// 16r + l), dot_g exact in int32 (block_csum128: 128 · the group's code sum per channel). The
+// float sums are updated once a group.
 template <int MR>
-[[gnu::noinline]] void w4a8_quads_tile(const int8_t* x, int64_t K, const uint8_t* quads, int64_t groups,
-                                       int64_t group_quads, const float* block_scale,
-                                       __m512 out[][kW4A8BlockRegs]) {
-  __m512 acc[MR][kW4A8BlockRegs];
+void w4a8_quads_tile(const uint8_t* xu, int64_t K, const uint8_t* quads, int64_t groups, int64_t group_quads,
+                     const float* block_scale, const int32_t* block_csum128, float acc[][kW4A8BlockN]) {
   for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kW4A8BlockRegs; ++r) acc[i][r] = _mm512_setzero_ps();
+    for (int r = 0; r < kW4A8BlockRegs; ++r) _mm512_store_ps(acc[i] + 16 * r, _mm512_setzero_ps());
   for (int64_t g = 0; g < groups; ++g) {
-    __m512i iacc[MR][kW4A8BlockRegs];
-    for (int i = 0; i < MR; ++i)
-      for (int r = 0; r < kW4A8BlockRegs; ++r) iacc[i][r] = _mm512_setzero_si512();
-    for (int64_t q = g * group_quads; q < (g + 1) * group_quads; ++q) {
-      const uint8_t* wq = quads + q * kW4A8BlockN * 4;
-      __m512i w[kW4A8BlockRegs];
-      for (int r = 0; r < kW4A8BlockRegs; ++r) w[r] = _mm512_loadu_si512(wq + 64 * r);
-      for (int i = 0; i < MR; ++i) {
-        int32_t quad;
-        std::memcpy(&quad, x + i * K + 4 * q, sizeof(quad));
-        const __m512i xb = _mm512_set1_epi32(quad);
-        for (int r = 0; r < kW4A8BlockRegs; ++r) iacc[i][r] = _mm512_dpbusd_epi32(iacc[i][r], w[r], xb);
-      }
-    }
+    // The group's Σ (x + 128) · code: the packed W8A8 tile, whose quads have this block's shape
+    // (x the unsigned operand, codes the signed one).
+    __m512i dots[MR][kW4A8BlockRegs];
+    w8a8_packed_tile<MR>(xu + 4 * g * group_quads, K, quads + g * group_quads * kW4A8BlockN * 4, group_quads, dots);
     for (int r = 0; r < kW4A8BlockRegs; ++r) {
       const __m512 sv = _mm512_loadu_ps(block_scale + g * kW4A8BlockN + 16 * r);
-      for (int i = 0; i < MR; ++i) acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i][r]), sv, acc[i][r]);
+      const __m512i cv = _mm512_loadu_si512(block_csum128 + g * kW4A8BlockN + 16 * r);
+      for (int i = 0; i < MR; ++i)
+        _mm512_store_ps(acc[i] + 16 * r, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots[i][r], cv)), sv,
+                                                         _mm512_load_ps(acc[i] + 16 * r)));
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < kW4A8BlockRegs; ++r) out[i][r] = acc[i][r];
 }
 
 void w4a8_prefill_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
@@ -587,34 +566,55 @@ void w4a8_prefill_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_st
       for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
       xsum[m * groups + g] = static_cast<float>(t);
     }
+  const std::vector<uint8_t> xu = x_as_u8(x, M, K, K);
   std::vector<uint8_t> codes(static_cast<size_t>(K * kW4A8BlockN)), quads(static_cast<size_t>(K * kW4A8BlockN));
-  std::vector<float> block_scale(static_cast<size_t>(groups * kW4A8BlockN));
+  std::vector<int32_t> block_csum128(static_cast<size_t>(groups * kW4A8BlockN));
+  // The block's scales and shifts group by group, channels in lanes (0 past the last channel).
+  std::vector<float> block_scale(static_cast<size_t>(groups * kW4A8BlockN)),
+      block_shift(static_cast<size_t>(groups * kW4A8BlockN));
   for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kW4A8BlockN) {
     const int64_t nb = std::min(kW4A8BlockN, s.n_end - n0);
     w4_block_quads(tiled, K, n0, nb, codes.data(), quads.data());
     for (int64_t g = 0; g < groups; ++g)
-      for (int64_t j = 0; j < kW4A8BlockN; ++j)
+      for (int64_t j = 0; j < kW4A8BlockN; ++j) {
         block_scale[g * kW4A8BlockN + j] = j < nb ? scale[(n0 + j) * groups + g] : 0.0f;
+        block_shift[g * kW4A8BlockN + j] = j < nb ? shift[(n0 + j) * groups + g] : 0.0f;
+        int32_t c = 0;  // codes past the last channel are 0
+        for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) c += codes[j * K + k];
+        block_csum128[g * kW4A8BlockN + j] = 128 * c;
+      }
+    __m512 bias_v[kW4A8BlockRegs];
+    __mmask16 mask[kW4A8BlockRegs];
+    for (int r = 0; r < kW4A8BlockRegs; ++r) {
+      const int64_t left = std::clamp<int64_t>(nb - 16 * r, 0, 16);
+      mask[r] = static_cast<__mmask16>((1u << left) - 1u);
+      bias_v[r] = bias ? _mm512_maskz_loadu_ps(mask[r], bias + n0 + 16 * r) : _mm512_setzero_ps();
+    }
+    // y = x_scale · (Σ_g s_g dot_g − Σ_g h_g xsum_g) + bias, 16 channels a vector (a scalar
+    // shift dot product per output cost as much as the integer dot products at K = 384).
     auto tile = [&](auto mr, int64_t m0) {
       constexpr int MR = decltype(mr)::value;
-      __m512 acc[MR][kW4A8BlockRegs];
-      w4a8_quads_tile<MR>(x + m0 * K, K, quads.data(), groups, group_size / 4, block_scale.data(), acc);
+      alignas(64) float acc[MR][kW4A8BlockN];
+      w4a8_quads_tile<MR>(xu.data() + m0 * K, K, quads.data(), groups, group_size / 4, block_scale.data(),
+                          block_csum128.data(), acc);
       for (int i = 0; i < MR; ++i) {
-        alignas(64) float dots[kW4A8BlockN];
-        for (int r = 0; r < kW4A8BlockRegs; ++r) _mm512_store_ps(dots + 16 * r, acc[i][r]);
         const int64_t m = m0 + i;
-        for (int64_t j = 0; j < nb; ++j) {
-          const int64_t n = n0 + j;
-          const float v = x_scale[m * x_scale_stride] *
-                          (dots[j] - simd::dot<avx512::Vec>(shift + n * groups, xsum.data() + m * groups, groups));
-          y[m * s.N + n] = bias ? v + bias[n] : v;
+        const __m512 xs = _mm512_set1_ps(x_scale[m * x_scale_stride]);
+        for (int r = 0; r < kW4A8BlockRegs; ++r) {
+          if (mask[r] == 0) continue;
+          __m512 corr = _mm512_setzero_ps();
+          for (int64_t g = 0; g < groups; ++g)
+            corr = _mm512_fmadd_ps(_mm512_loadu_ps(block_shift.data() + g * kW4A8BlockN + 16 * r),
+                                   _mm512_set1_ps(xsum[m * groups + g]), corr);
+          const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_load_ps(acc[i] + 16 * r), corr), xs, bias_v[r]);
+          _mm512_mask_storeu_ps(y + m * s.N + n0 + 16 * r, mask[r], v);
         }
       }
     };
     int64_t m0 = 0;
     for (; m0 + kW4A8PrefillRows <= M; m0 += kW4A8PrefillRows) tile(std::integral_constant<int, kW4A8PrefillRows>{}, m0);
     simd::with_static_rows<1, kW4A8PrefillRows - 1>(M - m0, [&](auto mb) { tile(mb, m0); });
-    static_assert(kW4A8BlockN == 64, "4 zmm of channels");
+    static_assert(kW4A8BlockN == kW8A8BlockN, "W4A8 blocks run the packed W8A8 tile");
   }
 }
 
