@@ -222,9 +222,9 @@ TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
 TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w8_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
-  // M = 4, 5: the float GEMV; 9, 17, 40: the bf16 GEMM (K = 1056: two K blocks; N = 53: a
+  // M = 2-8: the vdpbf16ps GEMV; 9, 17, 40: the bf16 GEMM (K = 1056: two K blocks; N = 53: a
   // full panel of 48 channels and a partial one).
-  for (int64_t M : {4, 5, 9, 17, 40})
+  for (int64_t M : {2, 4, 5, 8, 9, 17, 40})
     for (int64_t K : {32, 96, 256, 1056})
       for (int64_t N : {1, 7, 16, 53})
         for (bool with_bias : {false, true}) {

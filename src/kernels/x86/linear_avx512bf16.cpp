@@ -334,6 +334,56 @@ void linear_bytes_bf16x(const bf16* x, const typename Decoder::Byte* w, const De
       BytePrefetch{w, s.K}, PanelEpilogue{scale, scale_stride, bias}, y);
 }
 
+// ---- 8-bit weights, batches of 2 to 8 rows: vdpbf16ps GEMV ----
+// 32 weights are decoded once to bf16 (exact) and multiplied against 32 bf16 activations of
+// every row of x: one vdpbf16ps per row where the float GEMV needed two FMAs, and x is never
+// converted. Lanes hold k, so each output is one horizontal sum at the end of its row.
+template <int MB, int NR, class Decoder>
+[[gnu::noinline]] void bytes_dot_batch_bf16(const bf16* x, int64_t K, const typename Decoder::Byte* w,
+                                            const Decoder& dec, float dots[][NR]) {
+  __m512 acc[MB][NR];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m512bh wv[NR];
+    for (int r = 0; r < NR; ++r) {
+      const auto* row = w + r * K + k;
+      if (k % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(row + simd::kPrefetchRows * K), _MM_HINT_T1);
+      wv[r] = _mm512_cvtne2ps_pbh(dec.vec(row + 16), dec.vec(row));
+    }
+    for (int m = 0; m < MB; ++m) {
+      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(x + m * K + k));
+      for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], wv[r], xv);
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) dots[m][r] = hsum(acc[m][r]);
+}
+
+template <class Decoder>
+void linear_bytes_batch_bf16x(const bf16* x, const typename Decoder::Byte* w, const Decoder& dec, const float* scale,
+                              int64_t scale_stride, const float* bias, LinearShape s, float* y) {
+  auto store = [&](int64_t m, int64_t n, float d) {
+    const float v = d * scale[n * scale_stride];
+    y[m * s.N + n] = bias ? v + bias[n] : v;
+  };
+  simd::with_static_rows<2, simd::kGemmMinRows - 1>(s.M, [&](auto mb) {
+    constexpr int MB = decltype(mb)::value, NR = MB <= 4 ? 4 : 2;  // MB · NR accumulators
+    int64_t n = s.n_begin;
+    for (; n + NR <= s.n_end; n += NR) {
+      float dots[MB][NR];
+      bytes_dot_batch_bf16<MB, NR>(x, s.K, w + n * s.K, dec, dots);
+      for (int m = 0; m < MB; ++m)
+        for (int r = 0; r < NR; ++r) store(m, n + r, dots[m][r]);
+    }
+    for (; n < s.n_end; ++n) {
+      float dots[MB][1];
+      bytes_dot_batch_bf16<MB, 1>(x, s.K, w + n * s.K, dec, dots);
+      for (int m = 0; m < MB; ++m) store(m, n, dots[m][0]);
+    }
+  });
+}
+
 // Exact float8 -> float for the bf16 panels.
 struct Fp8ExactDecoder {
   using Byte = uint8_t;
@@ -663,8 +713,12 @@ void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_sca
 
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
                      LinearShape s, float* y) {
-  if (s.M < kGemmMinRows) {  // bandwidth-bound: the float GEMV decodes each weight once for all rows
-    avx512::linear_w8(to_float_rows(x, s.M * s.K).data(), w, scale, scale_stride, bias, s, y);
+  if (s.M == 1) {  // bandwidth-bound: the float GEMV
+    avx512::linear_w8(to_float_rows(x, s.K).data(), w, scale, scale_stride, bias, s, y);
+    return;
+  }
+  if (s.M < kGemmMinRows) {
+    linear_bytes_batch_bf16x(x, w, simd::Int8Decoder<avx512::Vec>{}, scale, scale_stride, bias, s, y);
     return;
   }
   linear_bytes_bf16x(x, w, simd::Int8Decoder<avx512::Vec>{}, scale, scale_stride, bias, s, y);
@@ -672,8 +726,12 @@ void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t
 
 void linear_fp8_bf16x(const bf16* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride,
                       const float* bias, LinearShape s, float* y) {
+  if (s.M == 1) {
+    avx512::linear_fp8(to_float_rows(x, s.K).data(), w, format, scale, scale_stride, bias, s, y);
+    return;
+  }
   if (s.M < kGemmMinRows) {
-    avx512::linear_fp8(to_float_rows(x, s.M * s.K).data(), w, format, scale, scale_stride, bias, s, y);
+    linear_bytes_batch_bf16x(x, w, Fp8ExactDecoder{format}, scale, scale_stride, bias, s, y);
     return;
   }
   linear_bytes_bf16x(x, w, Fp8ExactDecoder{format}, scale, scale_stride, bias, s, y);

@@ -21,8 +21,8 @@ void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_sca
                             int64_t group_size, const float* scale, const float* shift, const float* bias,
                             LinearShape s, float* y);
 
-// int8 weights [N, K] with K % 32 == 0, bf16 activations: the batched (GEMM) path, meant for
-// M >= 4 (the op layer sends smaller batches to the float GEMV, which is bandwidth bound).
+// int8 weights [N, K] with K % 32 == 0, bf16 activations: vdpbf16ps on the exactly converted
+// weights, a GEMV for M = 2-8 and the panel GEMM above (M = 1 runs the float GEMV).
 void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t scale_stride, const float* bias,
                      LinearShape s, float* y);
 

@@ -48,8 +48,9 @@ at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at
   const bool int8 = wc.scalar_type() == at::kChar;
   const auto format = fp8_format(wc.scalar_type());
   const bool has_bf16_kernel = int8 ? table.linear_w8_bf16x != nullptr : table.linear_fp8_bf16x != nullptr;
-  if (x.scalar_type() == at::kBFloat16 && M >= 4 && K % 32 == 0 && has_bf16_kernel) {
-    // Batched bf16 activations: bf16 dot products on exactly converted 8-bit weights.
+  if (x.scalar_type() == at::kBFloat16 && M >= 2 && K % 32 == 0 && has_bf16_kernel) {
+    // Batched bf16 activations: bf16 dot products on exactly converted 8-bit weights (batch 1,
+    // bandwidth-bound, runs the float GEMV).
     const at::Tensor xb = x.contiguous();
     at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
     over_channels(M, K, N, [&](kernels::LinearShape s) {
