@@ -15,7 +15,7 @@ W8A8 table compares quanto's linear_w8a8 (canonical int8 weight) and linear_w8a8
 VNNI layout frozen layers hold) with torch fp32 linear and torch._int_mm.
 
 The "isa" table (first by default) runs quanto's weight-only kernels once per CPU ISA tier this
-machine supports (avx2, avx512, avx512bf16), each in a child process with QUANTO_CPU_ISA set and
+machine supports (avx2, avx512, avx512vnni, avx512bf16), each in a child process with QUANTO_CPU_ISA set and
 torch's own kernels held to the same instruction set (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS,
 ONEDNN_MAX_CPU_ISA), so an AVX-512 machine also shows what an AVX2-only one gets. Each tier's table
 starts with its measured read bandwidth, and gives W8, W4 (groups of 128 and 32), W2 and FP8
@@ -55,6 +55,8 @@ TORCH_ISA_ENV = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
                "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "avx512vnni": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                   "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"},
     "avx512bf16": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
                    "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
 }
@@ -230,7 +232,7 @@ def isa_layers(N, K):
                         nbytes(tiled, sc, sh))
     # int8 activations (dynamic, per token: the quantization of x is part of each call) with the
     # W4g128 weight (integer W4A8 kernel) and the W8 weight in the layout a frozen W8A8 layer gets
-    # on this tier (VNNI-packed on avx512bf16, canonical below).
+    # on this tier (VNNI-packed on avx512vnni and avx512bf16, canonical below).
     t4, sc4, sh4 = tiled_w4["W4g128"]
     layers["W4A8"] = (lambda x: ops.linear_w4a8_tiled(*ops.quantize_per_token(x, "qint8"), t4, sc4, sh4, 128, None,
                                                       x.dtype), nbytes(t4, sc4, sh4))

@@ -6,6 +6,7 @@
 #if defined(__x86_64__)
 #include "kernels/x86/hqq_x86.h"
 #include "kernels/x86/linear_bf16_x86.h"
+#include "kernels/x86/linear_vnni_x86.h"
 #include "kernels/x86/linear_x86.h"
 #include "kernels/x86/quantize_x86.h"
 #endif
@@ -73,13 +74,20 @@ constexpr KernelTable avx512_table() {
   return t;
 }
 
-// AVX-512 plus the bf16 and VNNI dot products where they pay off.
-constexpr KernelTable avx512bf16_table() {
+// AVX-512 plus VNNI's int8 dot products for W8A8 and W4A8.
+constexpr KernelTable avx512vnni_table() {
   KernelTable t = avx512_table();
+  t.isa = CpuIsa::avx512vnni;
+  t.linear.linear_w8a8 = &avx512vnni::linear_w8a8_vnni;
+  t.linear.linear_w8a8_packed = &avx512vnni::linear_w8a8_packed_vnni;
+  t.linear.linear_w4a8_tiled = &avx512vnni::linear_w4a8_tiled_vnni;
+  return t;
+}
+
+// The VNNI tier plus bf16 dot products for bf16 activations.
+constexpr KernelTable avx512bf16_table() {
+  KernelTable t = avx512vnni_table();
   t.isa = CpuIsa::avx512bf16;
-  t.linear.linear_w8a8 = &avx512bf16::linear_w8a8_vnni;
-  t.linear.linear_w8a8_packed = &avx512bf16::linear_w8a8_packed_vnni;
-  t.linear.linear_w4a8_tiled = &avx512bf16::linear_w4a8_tiled_vnni;
   t.linear.linear_w4_tiled_bf16x = &avx512bf16::linear_w4_tiled_bf16x;
   t.linear.linear_w2_tiled_bf16x = &avx512bf16::linear_w2_tiled_bf16x;
   t.linear.linear_w8_bf16x = &avx512bf16::linear_w8_bf16x;
@@ -89,6 +97,7 @@ constexpr KernelTable avx512bf16_table() {
 
 constexpr KernelTable kAvx2 = avx2_table();
 constexpr KernelTable kAvx512 = avx512_table();
+constexpr KernelTable kAvx512Vnni = avx512vnni_table();
 constexpr KernelTable kAvx512Bf16 = avx512bf16_table();
 #endif
 
@@ -114,10 +123,16 @@ const char* isa_name(CpuIsa isa) {
       return "avx2";
     case CpuIsa::avx512:
       return "avx512";
+    case CpuIsa::avx512vnni:
+      return "avx512vnni";
     case CpuIsa::avx512bf16:
       return "avx512bf16";
   }
   return "unknown";
+}
+
+bool isa_has_vnni(const std::string& name) {
+  return name == isa_name(CpuIsa::avx512vnni) || name == isa_name(CpuIsa::avx512bf16);
 }
 
 bool cpu_supports(CpuIsa isa) {
@@ -132,9 +147,10 @@ bool cpu_supports(CpuIsa isa) {
       return cpu_supports(CpuIsa::avx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512dq");
+    case CpuIsa::avx512vnni:
+      return cpu_supports(CpuIsa::avx512) && __builtin_cpu_supports("avx512vnni");
     case CpuIsa::avx512bf16:
-      return cpu_supports(CpuIsa::avx512) && __builtin_cpu_supports("avx512bf16") &&
-             __builtin_cpu_supports("avx512vnni");
+      return cpu_supports(CpuIsa::avx512vnni) && __builtin_cpu_supports("avx512bf16");
 #endif
     default:
       return false;
@@ -157,8 +173,9 @@ CpuIsa parse_isa(const std::string& name) {
                                     accepted_names());
       return isa;
     }
-  throw std::invalid_argument("QUANTO_CPU_ISA=" + name +
-                              " is unknown; accepted values: generic, avx2, avx512, avx512bf16");
+  std::string names;
+  for (CpuIsa isa : kAllIsas) names += std::string(names.empty() ? "" : ", ") + isa_name(isa);
+  throw std::invalid_argument("QUANTO_CPU_ISA=" + name + " is unknown; accepted values: " + names);
 }
 
 const KernelTable& kernel_table(CpuIsa isa) {
@@ -171,6 +188,8 @@ const KernelTable& kernel_table(CpuIsa isa) {
       return kAvx2;
     case CpuIsa::avx512:
       return kAvx512;
+    case CpuIsa::avx512vnni:
+      return kAvx512Vnni;
     case CpuIsa::avx512bf16:
       return kAvx512Bf16;
 #endif

@@ -2,7 +2,7 @@
 //
 // Each ISA has a table of function pointers; entries without an optimised variant point to the
 // scalar reference (or are nullptr where the op layer has another path). The table is chosen once, from the CPU's features, or from the
-// QUANTO_CPU_ISA environment variable (generic | avx2 | avx512 | avx512bf16) so one machine can exercise
+// QUANTO_CPU_ISA environment variable (generic | avx2 | avx512 | avx512vnni | avx512bf16) so one machine can exercise
 // every variant it supports. Build flags never decide this.
 #pragma once
 
@@ -19,12 +19,16 @@
 
 namespace quanto::kernels {
 
+// avx512vnni: AVX-512 plus the VNNI int8 dot product (Cascade Lake, Ice Lake);
 // avx512bf16: AVX-512 plus the BF16 and VNNI dot-product instructions (Zen 4, Cooper Lake,
 // Sapphire Rapids; every CPU with AVX-512 BF16 also has VNNI).
-enum class CpuIsa : int { generic = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3 };
-inline constexpr CpuIsa kAllIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512, CpuIsa::avx512bf16};
+enum class CpuIsa : int { generic = 0, avx2 = 1, avx512 = 2, avx512vnni = 3, avx512bf16 = 4 };
+inline constexpr CpuIsa kAllIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512, CpuIsa::avx512vnni,
+                                      CpuIsa::avx512bf16};
 
 const char* isa_name(CpuIsa isa);
+// Whether the tier named `name` has VNNI's int8 dot product (what the packed W8A8 layout is for).
+bool isa_has_vnni(const std::string& name);
 bool cpu_supports(CpuIsa isa);
 std::vector<CpuIsa> supported_isas();  // generic first
 

@@ -76,6 +76,8 @@ TEST(WeightLayoutPolicy, PicksTheKernelLayoutPerDeviceAndIsa) {
   EXPECT_EQ(quanto::choose_layout(q4, {8, 4, 3, 3}, std::nullopt, cpu, nullptr, true), WeightLayout::canonical);
   // W8A8: packed only for kernel sets with integer dot products, below the in_features limit.
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx512bf16"), WeightLayout::packed_w8a8);
+  EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx512vnni"), WeightLayout::packed_w8a8);
+  EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx512"), WeightLayout::canonical);
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx2"), WeightLayout::canonical);
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "generic"), WeightLayout::canonical);
   EXPECT_EQ(quanto::choose_layout(q8, {70, 1 << 17}, std::nullopt, cpu, &q8, true, "avx512bf16"),

@@ -56,7 +56,7 @@ def test_layout_policy_by_device(cpu_kernels):
     assert ops.weight_layout("qint4", [64, 256], 128, mps, "none", True) == "canonical"
     assert ops.weight_layout("qint4", [64, 256], 128, cpu, "none", False) == "canonical"
     assert ops.weight_layout("qint8", [64, 256], None, cuda, "qint8", True) == "canonical"
-    vnni = ops.cpu_isa() == "avx512bf16"
+    vnni = ops.cpu_isa() in ("avx512vnni", "avx512bf16")
     assert ops.weight_layout("qint8", [64, 256], None, cpu, "qint8", True) == ("packed_w8a8" if vnni else "canonical")
     # The forced generic path stands for a device without kernels of its own.
     ops.force_generic_path(True)

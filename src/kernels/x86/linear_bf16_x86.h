@@ -1,6 +1,6 @@
 // Kernels of the avx512bf16 tier (AVX-512 + BF16 + VNNI): linear layers that take bfloat16
-// activations directly (contracts as in kernels/ref/tiled_ref.h, x in bf16, y in float), and
-// W8A8 and W4A8 on VNNI (contracts of linear_w8a8_ref, linear_w4a8_tiled_ref).
+// activations directly (contracts as in kernels/ref/tiled_ref.h, x in bf16, y in float). Its
+// W8A8 and W4A8 kernels are the avx512vnni tier's (linear_vnni_x86.h).
 #pragma once
 
 #include <cstdint>
@@ -9,17 +9,6 @@
 #include "kernels/ref/tiled_ref.h"
 
 namespace quanto::kernels::avx512bf16 {
-
-void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
-                      const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y);
-// W8A8 on pre-packed weights (contract of linear_w8a8_packed_ref).
-void linear_w8a8_packed_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,
-                             const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s,
-                             float* y);
-// W4A8 with vpdpbusd (contract of linear_w4a8_tiled_ref).
-void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
-                            int64_t group_size, const float* scale, const float* shift, const float* bias,
-                            LinearShape s, float* y);
 
 // int8 weights [N, K] with K % 32 == 0, bf16 activations: vdpbf16ps on the exactly converted
 // weights, a GEMV for M = 2-8 and the panel GEMM above (M = 1 runs the float GEMV).
