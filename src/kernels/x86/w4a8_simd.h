@@ -1,6 +1,6 @@
 // W4A8: int8 activation codes × tiled 4-bit weights with integer dot products (contract:
 // linear_w4a8_tiled_ref in kernels/ref/tiled_ref.h), over vector traits V (vec_avx2.h,
-// vec_avx512.h, or the VNNI traits of linear_avx512bf16.cpp).
+// vec_avx512.h, or the VNNI traits of linear_avx512vnni.cpp).
 //
 // Why it is shaped this way: y = x_scale · Σ_g (scale_g · Σ_{k in g} x_k·code_k − shift_g · Σ_{k in g} x_k),
 // so the inner loop is a u8 (code) × s8 (x) dot product per group, and the shift term needs only
@@ -17,7 +17,7 @@
 // Loops: weight rows outermost, w4a8_rows<V>() (NR) at a time, and every tile of MB <= 4 rows of
 // x against them, so the codes are read from memory once for all of x (GEMV-like batches) and
 // stay in L1 for the following tiles (prefill on AVX2 / AVX-512; the VNNI tier has a prefill
-// kernel of its own, channels in lanes, in linear_avx512bf16.cpp). Sums are exact int32 per
+// kernel of its own, channels in lanes, in linear_avx512vnni.cpp). Sums are exact int32 per
 // group (or per chunk); only the float sums over groups differ in order from the reference.
 #pragma once
 
