@@ -146,12 +146,13 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
   // K = 512 with groups of 256: two 128-code chunks per group on the batch-1 path; K = 1088:
   // several K blocks of the GEMM.
+  // K = 1152 with groups of 96: groups across the GEMM's K blocks of 1024.
   for (int64_t M : {1, 2, 3, 5, 8, 9, 17, 40})
-    for (int64_t K : {32, 64, 256, 512, 1088})
+    for (int64_t K : {32, 64, 256, 512, 1088, 1152})
       for (int64_t N : {1, 7, 16, 53})
-        for (int64_t gs : {32, 64, 128, 256})
+        for (int64_t gs : {32, 64, 96, 128, 256})
           for (bool with_bias : {false, true}) {
-            if (K % gs != 0 || (K == 512) != (gs == 256) || (K == 1088 && gs > 64)) continue;
+            if (K % gs != 0 || (K == 512) != (gs == 256) || (K >= 1088 && gs > 96)) continue;
             const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K * 3 + N));
             std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
             tile_w4_ref(codes.data(), K, 0, N, tiled.data());
