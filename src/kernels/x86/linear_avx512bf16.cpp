@@ -413,8 +413,11 @@ void linear_w8_bf16x(const bf16* x, const int8_t* w, const float* scale, int64_t
 
 void linear_fp8_bf16x(const bf16* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride,
                       const float* bias, LinearShape s, float* y) {
-  if (s.M == 1) {
-    avx512::linear_fp8(to_float_rows(x, s.K).data(), w, format, scale, scale_stride, bias, s, y);
+  // Below 4 rows the float GEMV (float8 as shifted bit patterns: a shift and an AND) beats
+  // decoding to bf16 (seven operations per 16 weights) for only M dot products each: at M = 2,
+  // 0.80 against 1.54 ms on 14336 x 4096 with 2 threads.
+  if (s.M < 4) {
+    avx512::linear_fp8(to_float_rows(x, s.M * s.K).data(), w, format, scale, scale_stride, bias, s, y);
     return;
   }
   if (s.M < kGemmMinRows) {
