@@ -13,7 +13,25 @@
 namespace quanto::ops::cpu {
 namespace {
 
-at::Tensor as_float(const at::Tensor& t) { return t.to(at::kFloat).contiguous().view(-1); }
+// t as a flat float tensor. Scales and shifts are held in the model's dtype (the file format's),
+// so bf16 models convert them on every call: a plain loop, where at::Tensor::to's TensorIterator
+// cost about as much as a small decode-time layer's x preparation.
+at::Tensor as_float(const at::Tensor& t) {
+  if (t.scalar_type() == at::kFloat) return t.contiguous().view(-1);
+  if (t.scalar_type() != at::kBFloat16 && t.scalar_type() != at::kHalf) return t.to(at::kFloat).contiguous().view(-1);
+  const at::Tensor tc = t.contiguous();
+  at::Tensor out = at::empty({tc.numel()}, tc.options().dtype(at::kFloat));
+  float* o = out.data_ptr<float>();
+  const int64_t n = tc.numel();
+  if (tc.scalar_type() == at::kBFloat16) {
+    const at::BFloat16* p = tc.data_ptr<at::BFloat16>();
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<float>(p[i]);
+  } else {
+    const at::Half* p = tc.data_ptr<at::Half>();
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<float>(p[i]);
+  }
+  return out;
+}
 const float* float_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
 std::optional<at::Tensor> float_bias(const std::optional<at::Tensor>& bias) {
   return bias ? std::optional<at::Tensor>(as_float(*bias)) : std::nullopt;
@@ -26,15 +44,42 @@ void over_channels(int64_t M, int64_t K, int64_t N, Fn&& fn) {
   parallel_rows(N, grain, [&](int64_t n0, int64_t n1) { fn(kernels::LinearShape{M, K, N, n0, n1}); });
 }
 
+// y[M, N] in out_dtype from kernels that write float: fn(shape, y_float) over channel ranges, each
+// range converted (round to nearest even, as ATen does) by the thread that computed it. A
+// separate y.to(out_dtype) was a second parallel pass through ATen's TensorIterator, about a
+// tenth of a small decode-time linear layer.
+template <typename Fn>
+at::Tensor over_channels_into(int64_t M, int64_t K, int64_t N, at::IntArrayRef sizes, const at::TensorOptions& options,
+                              c10::ScalarType out_dtype, Fn&& fn) {
+  at::Tensor yf = at::empty(sizes, options.dtype(at::kFloat));
+  if (out_dtype == at::kFloat) {
+    over_channels(M, K, N, [&](kernels::LinearShape s) { fn(s, yf.data_ptr<float>()); });
+    return yf;
+  }
+  TORCH_CHECK(out_dtype == at::kBFloat16 || out_dtype == at::kHalf, "quanto: unsupported output dtype ", out_dtype);
+  at::Tensor y = at::empty(sizes, options.dtype(out_dtype));
+  over_channels(M, K, N, [&](kernels::LinearShape s) {
+    float* f = yf.data_ptr<float>();
+    fn(s, f);
+    auto convert = [&](auto* out) {
+      using T = std::remove_pointer_t<decltype(out)>;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = s.n_begin; n < s.n_end; ++n) out[m * N + n] = static_cast<T>(f[m * N + n]);
+    };
+    if (out_dtype == at::kBFloat16) convert(y.data_ptr<at::BFloat16>());
+    else convert(y.data_ptr<at::Half>());
+  });
+  return y;
+}
+
 // The fused kernels take float activations: x is converted once (M·K values, small next to the
 // N·K weights it multiplies) and y converted back, in the op layer.
 template <typename Kernel>
 at::Tensor run_float_kernel(const at::Tensor& x, const TensorSpec& spec, int64_t K, int64_t N, Kernel kernel) {
   const at::Tensor xf = x.to(at::kFloat).contiguous();
   const int64_t M = xf.numel() / K;
-  at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
-  over_channels(M, K, N, [&](kernels::LinearShape s) { kernel(xf.data_ptr<float>(), s, y.data_ptr<float>()); });
-  return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
+  return over_channels_into(M, K, N, concrete(spec.sizes), x.options(), x.scalar_type(),
+                            [&](kernels::LinearShape s, float* y) { kernel(xf.data_ptr<float>(), s, y); });
 }
 
 at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
@@ -52,17 +97,16 @@ at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at
     // Batched bf16 activations: bf16 dot products on exactly converted 8-bit weights (batch 1,
     // bandwidth-bound, runs the float GEMV).
     const at::Tensor xb = x.contiguous();
-    at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
-    over_channels(M, K, N, [&](kernels::LinearShape s) {
-      const auto* xd = data_as<const kernels::bf16>(xb);
-      if (int8)
-        table.linear_w8_bf16x(xd, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride, float_or_null(bc), s,
-                              y.data_ptr<float>());
-      else
-        table.linear_fp8_bf16x(xd, data_as<const uint8_t>(wc), format, sc.data_ptr<float>(), stride, float_or_null(bc), s,
-                    y.data_ptr<float>());
-    });
-    return y.to(at::kBFloat16);
+    return over_channels_into(M, K, N, concrete(spec.sizes), x.options(), at::kBFloat16,
+                              [&](kernels::LinearShape s, float* y) {
+                                const auto* xd = data_as<const kernels::bf16>(xb);
+                                if (int8)
+                                  table.linear_w8_bf16x(xd, data_as<const int8_t>(wc), sc.data_ptr<float>(), stride,
+                                                        float_or_null(bc), s, y);
+                                else
+                                  table.linear_fp8_bf16x(xd, data_as<const uint8_t>(wc), format, sc.data_ptr<float>(),
+                                                         stride, float_or_null(bc), s, y);
+                              });
   }
   return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
     if (int8)
@@ -107,12 +151,11 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
     // bf16 activations go straight to the bf16 dot-product kernel (exact products, no conversion).
     const at::Tensor xc = x.contiguous();
     const int64_t M = xc.numel() / K;
-    at::Tensor y = at::empty(concrete(spec.sizes), x.options().dtype(at::kFloat));
-    over_channels(M, K, N, [&](kernels::LinearShape s) {
-      bf16_fn(data_as<const kernels::bf16>(xc), data_as<const uint8_t>(tc), group_size, sc.data_ptr<float>(),
-              shc.data_ptr<float>(), float_or_null(bc), s, y.data_ptr<float>());
-    });
-    return y.to(at::kBFloat16);
+    return over_channels_into(M, K, N, concrete(spec.sizes), x.options(), at::kBFloat16,
+                              [&](kernels::LinearShape s, float* y) {
+                                bf16_fn(data_as<const kernels::bf16>(xc), data_as<const uint8_t>(tc), group_size,
+                                        sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, y);
+                              });
   }
   const auto fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
   return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
@@ -158,12 +201,12 @@ at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, cons
   const at::Tensor xs = as_float(x_scale), ws = as_float(w_scale);
   const auto bc = float_bias(bias);
   const auto fn = kernels::kernels().linear.linear_w8a8;
-  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
-  over_channels(M, K, N, [&](kernels::LinearShape s) {
-    fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1, data_as<const int8_t>(wc),
-       ws.data_ptr<float>(), ws.numel() == 1 ? 0 : 1, float_or_null(bc), s, y.data_ptr<float>());
-  });
-  return out_dtype == at::kFloat ? y : y.to(out_dtype);
+  return over_channels_into(M, K, N, concrete(spec.sizes), x_data.options(), out_dtype,
+                            [&](kernels::LinearShape s, float* y) {
+                              fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1,
+                                 data_as<const int8_t>(wc), ws.data_ptr<float>(), ws.numel() == 1 ? 0 : 1,
+                                 float_or_null(bc), s, y);
+                            });
 }
 
 at::Tensor pack_w8a8(const at::Tensor& w_data) {
