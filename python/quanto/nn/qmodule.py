@@ -244,7 +244,10 @@ class QModuleMixin:
 
     def _held_weight(self) -> List[torch.Tensor]:
         """The frozen weight's tensors as held in memory: data (in _quanto_layout), scale[, shift]."""
-        return [self.weight_data, self.weight_scale] + ([self.weight_shift] if self.weight_qtype.bits < 8 else [])
+        # From _buffers directly: nn.Module.__getattr__ per tensor was a tenth of a small layer's call.
+        b = self._buffers
+        return ([b["weight_data"], b["weight_scale"], b["weight_shift"]] if self.weight_qtype.bits < 8 else
+                [b["weight_data"], b["weight_scale"]])
 
     def _weight_in_layout(self, layout: str) -> torch.Tensor:
         """The frozen weight's data converted (exactly) to another layout by the weights layer."""
