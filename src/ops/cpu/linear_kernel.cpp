@@ -14,11 +14,15 @@ namespace quanto::ops::cpu {
 namespace {
 
 // t as a flat float tensor. Scales and shifts are held in the model's dtype (the file format's),
-// so bf16 models convert them on every call: a plain loop, where at::Tensor::to's TensorIterator
-// cost about as much as a small decode-time layer's x preparation.
+// so bf16 models convert them on every call. Small tensors take a plain loop, where
+// at::Tensor::to's TensorIterator cost about as much as a small decode-time layer's x
+// preparation; large ones (a 1.1B model's layers hold ~10^5 scales) keep ATen's vectorized,
+// parallel conversion, which a single-threaded loop made several times slower.
 at::Tensor as_float(const at::Tensor& t) {
+  constexpr int64_t kPlainLoopMax = 16384;
   if (t.scalar_type() == at::kFloat) return t.contiguous().view(-1);
-  if (t.scalar_type() != at::kBFloat16 && t.scalar_type() != at::kHalf) return t.to(at::kFloat).contiguous().view(-1);
+  if ((t.scalar_type() != at::kBFloat16 && t.scalar_type() != at::kHalf) || t.numel() > kPlainLoopMax)
+    return t.to(at::kFloat).contiguous().view(-1);
   const at::Tensor tc = t.contiguous();
   at::Tensor out = at::empty({tc.numel()}, tc.options().dtype(at::kFloat));
   float* o = out.data_ptr<float>();
