@@ -186,7 +186,11 @@ void w4_block_quads(const uint8_t* tiled, int64_t K, int64_t n0, int64_t nb, uin
       continue;
     }
     const uint8_t* t = tiled + (n0 + j) * row_bytes;
+    // The same row of the next block, a line at a time (64 rows unpacked one after another left
+    // each row's first loads waiting on memory).
+    const uint8_t* next = t + kW4A8BlockN * row_bytes;
     for (int64_t k = 0; k < K; k += kTileCodes) {  // a tiled block: codes k..k+15 low, k+16..k+31 high
+      if (k % 128 == 0) _mm_prefetch(reinterpret_cast<const char*>(next + k / 2), _MM_HINT_T1);
       const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + k / 2));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(row + k), _mm_and_si128(b, low4));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(row + k + 16), _mm_and_si128(_mm_srli_epi16(b, 4), low4));
@@ -251,9 +255,16 @@ void w4a8_prefill_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_st
       for (int64_t j = 0; j < kW4A8BlockN; ++j) {
         block_scale[g * kW4A8BlockN + j] = j < nb ? scale[(n0 + j) * groups + g] : 0.0f;
         block_shift[g * kW4A8BlockN + j] = j < nb ? shift[(n0 + j) * groups + g] : 0.0f;
-        int32_t c = 0;  // codes past the last channel are 0
-        for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) c += codes[j * K + k];
-        block_csum128[g * kW4A8BlockN + j] = 128 * c;
+      }
+    // 128 · each group's code sum per channel, from the quads with channels in lanes: a vpdpbusd
+    // of ones per 16 channels and quad, no horizontal sums.
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t g = 0; g < groups; ++g)
+      for (int r = 0; r < kW4A8BlockRegs; ++r) {
+        __m512i c = _mm512_setzero_si512();
+        for (int64_t q = g * group_size / 4; q < (g + 1) * group_size / 4; ++q)
+          c = _mm512_dpbusd_epi32(c, ones, _mm512_loadu_si512(quads.data() + (q * kW4A8BlockN + 16 * r) * 4));
+        _mm512_storeu_si512(block_csum128.data() + g * kW4A8BlockN + 16 * r, _mm512_slli_epi32(c, 7));
       }
     __m512 bias_v[kW4A8BlockRegs];
     __mmask16 mask[kW4A8BlockRegs];
