@@ -15,7 +15,7 @@ W8A8 table compares quanto's linear_w8a8 (canonical int8 weight) and linear_w8a8
 VNNI layout frozen layers hold) with torch fp32 linear and torch._int_mm.
 
 The "isa" table (first by default) runs quanto's weight-only kernels once per CPU ISA tier this
-machine supports (avx2, avx512, avx512vnni, avx512bf16), each in a child process with QUANTO_CPU_ISA set and
+machine supports (avx2, avx2vnni, avx512, avx512vnni, avx512bf16), each in a child process with QUANTO_CPU_ISA set and
 torch's own kernels held to the same instruction set (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS,
 ONEDNN_MAX_CPU_ISA), so an AVX-512 machine also shows what an AVX2-only one gets. Each tier's table
 starts with its measured read bandwidth, and gives W8, W4 (groups of 128 and 32), W2 and FP8
@@ -53,6 +53,7 @@ ISA_BATCHES = [1, 8, 128] if QUICK else [1, 2, 8, 32, 128]
 # sgemm and oneDNN's bf16 matmul (which without AVX-512 BF16 emulates bf16, slowly).
 TORCH_ISA_ENV = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx2vnni": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"},
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
                "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
     "avx512vnni": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",

@@ -50,6 +50,15 @@ constexpr KernelTable avx2_table() {
   return t;
 }
 
+// AVX2 plus AVX-VNNI's int8 dot products for W8A8 and W4A8.
+constexpr KernelTable avx2vnni_table() {
+  KernelTable t = avx2_table();
+  t.isa = CpuIsa::avx2vnni;
+  t.linear.linear_w8a8 = &avx2vnni::linear_w8a8_vnni;
+  t.linear.linear_w4a8_tiled = &avx2vnni::linear_w4a8_tiled_vnni;
+  return t;
+}
+
 constexpr KernelTable avx512_table() {
   KernelTable t = generic_table();
   t.isa = CpuIsa::avx512;
@@ -96,6 +105,7 @@ constexpr KernelTable avx512bf16_table() {
 }
 
 constexpr KernelTable kAvx2 = avx2_table();
+constexpr KernelTable kAvx2Vnni = avx2vnni_table();
 constexpr KernelTable kAvx512 = avx512_table();
 constexpr KernelTable kAvx512Vnni = avx512vnni_table();
 constexpr KernelTable kAvx512Bf16 = avx512bf16_table();
@@ -121,6 +131,8 @@ const char* isa_name(CpuIsa isa) {
       return "generic";
     case CpuIsa::avx2:
       return "avx2";
+    case CpuIsa::avx2vnni:
+      return "avx2vnni";
     case CpuIsa::avx512:
       return "avx512";
     case CpuIsa::avx512vnni:
@@ -131,7 +143,7 @@ const char* isa_name(CpuIsa isa) {
   return "unknown";
 }
 
-bool isa_has_vnni(const std::string& name) {
+bool isa_packs_w8a8(const std::string& name) {
   return name == isa_name(CpuIsa::avx512vnni) || name == isa_name(CpuIsa::avx512bf16);
 }
 
@@ -143,6 +155,8 @@ bool cpu_supports(CpuIsa isa) {
     case CpuIsa::avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("f16c");
+    case CpuIsa::avx2vnni:
+      return cpu_supports(CpuIsa::avx2) && __builtin_cpu_supports("avxvnni");
     case CpuIsa::avx512:
       return cpu_supports(CpuIsa::avx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
@@ -186,6 +200,8 @@ const KernelTable& kernel_table(CpuIsa isa) {
 #if defined(__x86_64__)
     case CpuIsa::avx2:
       return kAvx2;
+    case CpuIsa::avx2vnni:
+      return kAvx2Vnni;
     case CpuIsa::avx512:
       return kAvx512;
     case CpuIsa::avx512vnni:

@@ -2,7 +2,8 @@
 //
 // Each ISA has a table of function pointers; entries without an optimised variant point to the
 // scalar reference (or are nullptr where the op layer has another path). The table is chosen once, from the CPU's features, or from the
-// QUANTO_CPU_ISA environment variable (generic | avx2 | avx512 | avx512vnni | avx512bf16) so one machine can exercise
+// QUANTO_CPU_ISA environment variable (generic | avx2 | avx2vnni | avx512 | avx512vnni | avx512bf16) so one machine
+// can exercise
 // every variant it supports. Build flags never decide this.
 #pragma once
 
@@ -19,16 +20,21 @@
 
 namespace quanto::kernels {
 
+// avx2vnni: AVX2 plus AVX-VNNI, the VEX-encoded int8 dot product (Alder Lake and later Intel
+// client CPUs; Zen 5 and Sapphire Rapids have it beside AVX-512);
 // avx512vnni: AVX-512 plus the VNNI int8 dot product (Cascade Lake, Ice Lake);
 // avx512bf16: AVX-512 plus the BF16 and VNNI dot-product instructions (Zen 4, Cooper Lake,
 // Sapphire Rapids; every CPU with AVX-512 BF16 also has VNNI).
-enum class CpuIsa : int { generic = 0, avx2 = 1, avx512 = 2, avx512vnni = 3, avx512bf16 = 4 };
-inline constexpr CpuIsa kAllIsas[] = {CpuIsa::generic, CpuIsa::avx2, CpuIsa::avx512, CpuIsa::avx512vnni,
-                                      CpuIsa::avx512bf16};
+// Tiers are listed (and numbered) from least to most capable; the last one a CPU supports is its
+// default. A CPU may lack a middle tier (Zen 4 has AVX-512 VNNI but not AVX-VNNI).
+enum class CpuIsa : int { generic = 0, avx2 = 1, avx2vnni = 2, avx512 = 3, avx512vnni = 4, avx512bf16 = 5 };
+inline constexpr CpuIsa kAllIsas[] = {CpuIsa::generic,    CpuIsa::avx2,       CpuIsa::avx2vnni,
+                                      CpuIsa::avx512,     CpuIsa::avx512vnni, CpuIsa::avx512bf16};
 
 const char* isa_name(CpuIsa isa);
-// Whether the tier named `name` has VNNI's int8 dot product (what the packed W8A8 layout is for).
-bool isa_has_vnni(const std::string& name);
+// Whether the tier named `name` runs W8A8 on the packed layout: the 512-bit VNNI tiers (its
+// blocks are 64 channels, four zmm registers of int32 lanes).
+bool isa_packs_w8a8(const std::string& name);
 bool cpu_supports(CpuIsa isa);
 std::vector<CpuIsa> supported_isas();  // generic first
 

@@ -45,7 +45,7 @@ WeightLayout choose_layout(const QType& weights, const std::vector<int64_t>& sha
   // The packed layout exists for vpdpbusd; without it (AVX2, generic) the canonical kernels
   // are faster at every batch size.
   const std::string isa = cpu_isa.empty() ? ops::cpu_isa() : std::string(cpu_isa);
-  return kernels::isa_has_vnni(isa) ? WeightLayout::packed_w8a8 : WeightLayout::canonical;
+  return kernels::isa_packs_w8a8(isa) ? WeightLayout::packed_w8a8 : WeightLayout::canonical;
 }
 
 }  // namespace quanto

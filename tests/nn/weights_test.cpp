@@ -79,6 +79,7 @@ TEST(WeightLayoutPolicy, PicksTheKernelLayoutPerDeviceAndIsa) {
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx512vnni"), WeightLayout::packed_w8a8);
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx512"), WeightLayout::canonical);
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx2"), WeightLayout::canonical);
+  EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "avx2vnni"), WeightLayout::canonical);
   EXPECT_EQ(quanto::choose_layout(q8, {70, 99}, std::nullopt, cpu, &q8, true, "generic"), WeightLayout::canonical);
   EXPECT_EQ(quanto::choose_layout(q8, {70, 1 << 17}, std::nullopt, cpu, &q8, true, "avx512bf16"),
             WeightLayout::canonical);
