@@ -43,6 +43,8 @@ import quanto
 from quanto.models import (QuantizedModelForCausalLM, QuantizedTransformersModel, decode_tokens_per_second,
                            load_minilm, load_smollm2, perplexity, sentence_embeddings)
 
+from activation_aware_tables import lines, timed  # this script's folder is on sys.path
+
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 SENTENCES = json.loads((DATA / "minilm_sentences.json").read_text())["models"]
 CALIBRATION_SENTENCES = ["Four score and seven years ago our fathers brought forth a new nation.",
@@ -159,16 +161,6 @@ SMOOTHQUANT_W4A8_ALPHA = 0.6  # with factors constant per group of 32, for W4A8 
 # MiniLM mixed recipes: the layers kept at higher precision (the most sensitive ones measured).
 MINILM_FLOAT_INPUTS = "*.attention.self.*"  # q/k/v read the post-norm hidden states with outliers
 MINILM_INT8_LAYERS = ["*.layer.*.output.dense", "encoder.layer.5.*"]
-
-
-def lines(path: Path):
-    return [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
-
-
-def timed(build):
-    start = time.perf_counter()
-    model = build()
-    return model, time.perf_counter() - start
 
 
 def recipe_row(name, value, theirs, seconds, size_mb, fmt):

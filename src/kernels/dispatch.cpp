@@ -111,11 +111,13 @@ constexpr KernelTable kAvx512Vnni = avx512vnni_table();
 constexpr KernelTable kAvx512Bf16 = avx512bf16_table();
 #endif
 
-std::string accepted_names() {
+template <class Isas>
+std::string joined_names(const Isas& isas) {
   std::string s;
-  for (CpuIsa isa : supported_isas()) s += std::string(s.empty() ? "" : ", ") + isa_name(isa);
+  for (CpuIsa isa : isas) s += std::string(s.empty() ? "" : ", ") + isa_name(isa);
   return s;
 }
+std::string accepted_names() { return joined_names(supported_isas()); }
 
 const KernelTable& select_from_environment() {
   const char* env = std::getenv("QUANTO_CPU_ISA");
@@ -187,9 +189,7 @@ CpuIsa parse_isa(const std::string& name) {
                                     accepted_names());
       return isa;
     }
-  std::string names;
-  for (CpuIsa isa : kAllIsas) names += std::string(names.empty() ? "" : ", ") + isa_name(isa);
-  throw std::invalid_argument("QUANTO_CPU_ISA=" + name + " is unknown; accepted values: " + names);
+  throw std::invalid_argument("QUANTO_CPU_ISA=" + name + " is unknown; accepted values: " + joined_names(kAllIsas));
 }
 
 const KernelTable& kernel_table(CpuIsa isa) {

@@ -317,8 +317,7 @@ void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_str
                           y + s.n_begin);
     return;
   }
-  std::vector<uint8_t> xu(static_cast<size_t>(s.M * s.K));
-  for (size_t i = 0; i < xu.size(); ++i) xu[i] = static_cast<uint8_t>(x[i]) ^ 0x80u;
+  const std::vector<uint8_t> xu = x_as_u8(x, s.M, s.K, s.K);
   simd::w8a8_blocks<kMaxRows>(w, x_scale, x_scale_stride, w_scale, w_scale_stride, bias, s, y,
                               [&](auto mr, int64_t m, const int8_t* rows, int32_t dots[][kRowBlock]) {
                                 w8a8_tile_vnni<decltype(mr)::value>(xu.data() + m * s.K, x + m * s.K, s.K, rows,
