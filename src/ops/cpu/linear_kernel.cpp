@@ -36,6 +36,11 @@ at::Tensor as_float(const at::Tensor& t) {
   }
   return out;
 }
+// A 2/4-bit weight's shift as float; a zero-point becomes the equivalent float shift:
+// (q - zp) * s = q * s - zp * s (scale: the weight's scale, already float).
+at::Tensor float_shift(const at::Tensor& shift, const at::Tensor& scale) {
+  return shift.scalar_type() == at::kByte ? as_float(shift).mul(scale) : as_float(shift);
+}
 const float* float_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
 std::optional<at::Tensor> float_bias(const std::optional<at::Tensor>& bias) {
   return bias ? std::optional<at::Tensor>(as_float(*bias)) : std::nullopt;
@@ -127,8 +132,7 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
   const TensorSpec spec = linear_qbits_spec(x, w_packed, w_scale, w_shift, bits, group_size, bias);
   const int64_t K = x.size(-1), M = x.numel() / K, N = spec.sizes.back().expect_int();
   const at::Tensor xc = x.contiguous(), pc = w_packed.contiguous(), sc = as_float(w_scale);
-  // A zero-point becomes the equivalent float shift: (q - zp) * s = q * s - zp * s.
-  const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
+  const at::Tensor shc = float_shift(w_shift, sc);
   const auto bc = float_bias(bias);
   at::Tensor y = at::empty(concrete(spec.sizes), x.options());
   dispatch_float(x.scalar_type(), op, [&](auto tag) {
@@ -147,7 +151,7 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   const TensorSpec spec = linear_qbits_tiled_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
   const int64_t N = w_tiled.size(0), K = x.size(-1);
   const at::Tensor tc = w_tiled.contiguous(), sc = as_float(w_scale);
-  const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
+  const at::Tensor shc = float_shift(w_shift, sc);
   const auto bc = float_bias(bias);
   const kernels::LinearKernels& table = kernels::kernels().linear;
   const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
@@ -175,8 +179,7 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
   const int64_t N = w_tiled.size(0), K = x_data.size(-1), M = x_data.numel() / K;
   const at::Tensor xc = x_data.contiguous(), tc = w_tiled.contiguous();
   const at::Tensor xs = as_float(x_scale), sc = as_float(w_scale);
-  // A zero-point becomes the equivalent float shift, as in linear_qbits_tiled.
-  const at::Tensor shc = w_shift.scalar_type() == at::kByte ? as_float(w_shift).mul(sc) : as_float(w_shift);
+  const at::Tensor shc = float_shift(w_shift, sc);
   const auto bc = float_bias(bias);
   const auto fn = kernels::kernels().linear.linear_w4a8_tiled;
   at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
