@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #if defined(__x86_64__)
+#include "kernels/x86/attention_x86.h"
 #include "kernels/x86/hqq_x86.h"
 #include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_vnni_x86.h"
@@ -21,6 +22,8 @@ constexpr KernelTable generic_table() {
   t.b16 = reference_quantize_kernels<bf16>();
   t.linear = reference_linear_kernels();
   t.hqq_refine = &hqq_refine_ref;
+  t.attention.decode_f32 = &decode_attention_ref<float>;
+  t.attention.decode_bf16 = &decode_attention_ref<bf16>;
   return t;
 }
 constexpr KernelTable kGeneric = generic_table();
@@ -47,6 +50,8 @@ constexpr KernelTable avx2_table() {
   t.linear.linear_w4_tiled = &avx2::linear_w4_tiled;
   t.linear.linear_w2_tiled = &avx2::linear_w2_tiled;
   t.hqq_refine = &avx2::hqq_refine;
+  t.attention.decode_f32 = &avx2::decode_attention<float>;
+  t.attention.decode_bf16 = &avx2::decode_attention<bf16>;
   return t;
 }
 
@@ -80,6 +85,8 @@ constexpr KernelTable avx512_table() {
   t.linear.linear_w4_tiled = &avx512::linear_w4_tiled;
   t.linear.linear_w2_tiled = &avx512::linear_w2_tiled;
   t.hqq_refine = &avx512::hqq_refine;
+  t.attention.decode_f32 = &avx512::decode_attention<float>;
+  t.attention.decode_bf16 = &avx512::decode_attention<bf16>;
   return t;
 }
 

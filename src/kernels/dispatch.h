@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/numeric.h"
+#include "kernels/ref/attention_ref.h"
 #include "kernels/ref/hqq_ref.h"
 #include "kernels/ref/linear_ref.h"
 #include "kernels/ref/quantize_ref.h"
@@ -131,12 +132,19 @@ constexpr LinearKernels reference_linear_kernels() {
 // HQQ parameter refinement over a range of groups (kernels/ref/hqq_ref.h).
 using HqqRefineFn = void (*)(const float*, int64_t, int64_t, const HqqConfig&, float*, float*, float*);
 
+// Decode attention (kernels/ref/attention_ref.h) on float and bf16 caches; float16 runs the reference.
+struct AttentionKernels {
+  DecodeAttentionFn<float> decode_f32;
+  DecodeAttentionFn<bf16> decode_bf16;
+};
+
 struct KernelTable {
   CpuIsa isa;
   QuantizeKernels<float> f32;
   QuantizeKernels<bf16> b16;
   LinearKernels linear;
   HqqRefineFn hqq_refine;
+  AttentionKernels attention;
 };
 
 // The table of one ISA; throws std::invalid_argument if this CPU does not support it.

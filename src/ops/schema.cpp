@@ -150,4 +150,9 @@ TORCH_LIBRARY(quanto, m) {
   m.def("pack_w8a8(Tensor w_data) -> Tensor");
   m.def("unpack_w8a8(Tensor w_packed, int out_features, int in_features) -> Tensor");
   m.def("linear_w8a8_packed(Tensor x_data, Tensor x_scale, Tensor w_packed, Tensor w_scale, int out_features, Tensor? bias, ScalarType out_dtype) -> Tensor");
+
+  // Attention for one query position per head (a decode step) on the KV cache as it is: q
+  // [B, H, 1, D], k/v [B, Hkv, L, D] (grouped-query heads share k/v, no copies); mask bool (true =
+  // attend) or additive float, broadcast to [B, H, 1, L]; masked positions are skipped.
+  m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor? mask, float scale) -> Tensor");
 }

@@ -403,4 +403,46 @@ TensorSpec linear_w8a8_packed_spec(const at::Tensor& x_data, const at::Tensor& x
   return {linear_out_sizes(op, x_data, K, out_features), out_dtype};
 }
 
+TensorSpec decode_attention_spec(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const std::optional<at::Tensor>& mask, double scale) {
+  const char* op = "decode_attention";
+  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"q", q}, {"k", k}, {"v", v}}) {
+    check_float(op, name, t);
+    TORCH_CHECK_VALUE(t.dim() == 4, op, ": ", name, " must be 4-d [batch, heads, positions, head_dim], got ",
+                      sizes_str(t.sym_sizes()));
+  }
+  TORCH_CHECK_TYPE(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), op,
+                   ": q, k and v must share one dtype, got ", q.scalar_type(), ", ", k.scalar_type(), " and ",
+                   v.scalar_type());
+  check_same_device(op, q, "k", k);
+  check_same_device(op, q, "v", v);
+  TORCH_CHECK_VALUE(sym_equal(q.sym_size(2), 1), op, ": q must hold one position (a decode step), got ", q.sym_size(2),
+                    "; use scaled_dot_product_attention for longer queries");
+  TORCH_CHECK_VALUE(sym_equal(k.sym_size(0), q.sym_size(0)) && sym_equal(v.sym_size(0), q.sym_size(0)), op,
+                    ": q, k and v must have the same batch, got shapes ", sizes_str(q.sym_sizes()), ", ",
+                    sizes_str(k.sym_sizes()), " and ", sizes_str(v.sym_sizes()));
+  TORCH_CHECK_VALUE(sym_equal(v.sym_size(1), k.sym_size(1)) && sym_equal(v.sym_size(2), k.sym_size(2)), op,
+                    ": k and v must have the same heads and positions, got shapes ", sizes_str(k.sym_sizes()),
+                    " and ", sizes_str(v.sym_sizes()));
+  TORCH_CHECK_VALUE(sym_equal(k.sym_size(3), q.sym_size(3)), op, ": q and k must have the same head_dim, got ",
+                    q.sym_size(3), " and ", k.sym_size(3));
+  TORCH_CHECK_VALUE(sym_equal(q.sym_size(1) % k.sym_size(1), 0), op, ": q's ", q.sym_size(1),
+                    " heads must be a multiple of k's ", k.sym_size(1));
+  TORCH_CHECK_VALUE(std::isfinite(scale), op, ": scale must be finite, got ", scale);
+  if (mask) {
+    TORCH_CHECK_TYPE(mask->scalar_type() == at::kBool || at::isFloatingType(mask->scalar_type()), op,
+                     ": mask must be bool (true = attend) or a float additive mask, got ", mask->scalar_type());
+    check_same_device(op, q, "mask", *mask);
+    const SymSizes target{q.sym_size(0), q.sym_size(1), q.sym_size(2), k.sym_size(2)};
+    bool fits = mask->dim() <= 4;
+    for (int64_t i = 1; fits && i <= mask->dim(); ++i) {
+      const c10::SymInt& m = mask->sym_size(-i);
+      fits = sym_equal(m, 1) || sym_equal(m, target[static_cast<size_t>(4 - i)]);
+    }
+    TORCH_CHECK_VALUE(fits, op, ": mask of shape ", sizes_str(mask->sym_sizes()), " does not broadcast to ",
+                      sizes_str(target), " [batch, heads, 1, positions]");
+  }
+  return {{q.sym_size(0), q.sym_size(1), q.sym_size(2), v.sym_size(3)}, q.scalar_type()};
+}
+
 }  // namespace quanto::ops

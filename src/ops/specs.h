@@ -82,4 +82,10 @@ TensorSpec linear_w8a8_packed_spec(const at::Tensor& x_data, const at::Tensor& x
                                    const at::Tensor& w_scale, int64_t out_features,
                                    const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype);
 
+// Decode attention (one query position): q [B, H, 1, D], k [B, Hkv, L, D], v [B, Hkv, L, Dv] of
+// one float dtype, H a multiple of Hkv; mask bool or float, broadcastable to [B, H, 1, L]; scale
+// finite. The output is [B, H, 1, Dv] in q's dtype.
+TensorSpec decode_attention_spec(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                 const std::optional<at::Tensor>& mask, double scale);
+
 }  // namespace quanto::ops

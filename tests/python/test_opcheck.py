@@ -54,6 +54,10 @@ def samples():
                                  torch.bfloat16)),
         (ops.quantize_per_token, (torch.randn(2, 3, 64), "qint8")),
         (ops.quantize_per_token, (xb, "qint8")),
+        (ops.decode_attention, (torch.randn(2, 6, 1, 16), torch.randn(2, 3, 9, 16), torch.randn(2, 3, 9, 16),
+                                torch.rand(2, 1, 1, 9) > 0.3, 0.25)),
+        (ops.decode_attention, (torch.randn(1, 4, 1, 32).bfloat16(), torch.randn(1, 1, 5, 32).bfloat16(),
+                                torch.randn(1, 1, 5, 32).bfloat16(), None, 0.2)),
     ]
 
 

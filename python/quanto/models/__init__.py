@@ -6,6 +6,8 @@ from .packaged import load_minilm, load_smollm2, minilm_path, smollm2_gguf
 
 # The wrappers import transformers (seconds): only when first used.
 _LAZY = {"QuantizedTransformersModel", "QuantizedModelForCausalLM", "QMAP_NAME"}
+# transformers' attention implementation for decode steps (imports transformers when used).
+_LAZY_ATTENTION = {"DECODE_ATTENTION", "register_decode_attention", "use_decode_attention"}
 # The diffusers wrappers import diffusers (seconds): only when first used.
 _LAZY_DIFFUSERS = {"QuantizedDiffusersModel", "QuantizedUNet2DConditionModel", "QuantizedPixArtTransformer2DModel",
                    "QuantizedFluxTransformer2DModel"}
@@ -16,6 +18,10 @@ def __getattr__(name):
         from . import transformers_models
 
         return getattr(transformers_models, name)
+    if name in _LAZY_ATTENTION:
+        from . import decode_attention
+
+        return getattr(decode_attention, name)
     if name in _LAZY_DIFFUSERS:
         from . import diffusers_models
 
@@ -27,6 +33,9 @@ __all__ = [
     "QuantizedTransformersModel",
     "QuantizedModelForCausalLM",
     "QMAP_NAME",
+    "DECODE_ATTENTION",
+    "register_decode_attention",
+    "use_decode_attention",
     "QuantizedDiffusersModel",
     "QuantizedUNet2DConditionModel",
     "QuantizedPixArtTransformer2DModel",

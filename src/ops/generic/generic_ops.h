@@ -63,5 +63,8 @@ at::Tensor unpack_w8a8(const at::Tensor& w_packed, int64_t out_features, int64_t
 at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_packed,
                               const at::Tensor& w_scale, int64_t out_features, const std::optional<at::Tensor>& bias,
                               c10::ScalarType out_dtype);
+// ATen's scaled_dot_product_attention with grouped-query heads; a float mask in q's dtype.
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const std::optional<at::Tensor>& mask, double scale);
 
 }  // namespace quanto::ops::generic
