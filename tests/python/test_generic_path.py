@@ -606,6 +606,8 @@ def opcheck_samples():
         (ops.pack_w8a8, (wq,)),
         (ops.unpack_w8a8, (wp, 8, 64)),
         (ops.linear_w8a8_packed, (xq, xs, wp, ws, 8, torch.randn(8), torch.bfloat16)),
+        (ops.decode_attention, (torch.randn(2, 4, 1, 16), torch.randn(2, 2, 7, 16), torch.randn(2, 2, 7, 16),
+                                torch.randn(2, 1, 1, 7), 0.25)),
     ]
 
 

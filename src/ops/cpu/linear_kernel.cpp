@@ -42,6 +42,52 @@ at::Tensor float_shift(const at::Tensor& shift, const at::Tensor& scale) {
   return shift.scalar_type() == at::kByte ? as_float(shift).mul(scale) : as_float(shift);
 }
 const float* float_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
+// dst[i] = src[i] as float for i in [begin, end).
+void to_float_range(const at::Tensor& src, int64_t begin, int64_t end, float* dst) {
+  auto copy = [&](const auto* p) {
+    for (int64_t i = begin; i < end; ++i) dst[i] = static_cast<float>(p[i]);
+  };
+  switch (src.scalar_type()) {
+    case at::kFloat: return copy(src.data_ptr<float>());
+    case at::kBFloat16: return copy(src.data_ptr<at::BFloat16>());
+    case at::kHalf: return copy(src.data_ptr<at::Half>());
+    case at::kByte: return copy(src.data_ptr<uint8_t>());
+    default: TORCH_CHECK(false, "quanto: unsupported scale/shift dtype ", src.scalar_type());
+  }
+}
+
+// A 2/4-bit weight's per-group scales and shifts as the float arrays the kernels read. In the
+// model's dtype (bf16, fp16, or a uint8 zero-point) they are converted by the thread that uses
+// them, rows [n0, n1) just before its kernel call: in parallel, and still in cache when read.
+// A whole-tensor conversion up front (ATen's .to(), twice) cost about 6 us a call on SmolLM2's
+// MLP layers, a third of their kernel time at batch 1.
+class GroupParams {
+ public:
+  GroupParams(const at::Tensor& scale, const at::Tensor& shift, int64_t groups)
+      : scale_(scale.contiguous()), shift_(shift.contiguous()), groups_(groups),
+        ready_(scale.scalar_type() == at::kFloat && shift.scalar_type() == at::kFloat) {
+    sf_ = ready_ ? scale_.view(-1) : at::empty({scale_.numel()}, scale_.options().dtype(at::kFloat));
+    hf_ = ready_ ? shift_.view(-1) : at::empty({shift_.numel()}, shift_.options().dtype(at::kFloat));
+  }
+  // Makes rows [n0, n1) readable; call from the thread that then reads them.
+  void rows(int64_t n0, int64_t n1) const {
+    if (ready_) return;
+    const int64_t b = n0 * groups_, e = n1 * groups_;
+    float* sf = sf_.data_ptr<float>();
+    float* hf = hf_.data_ptr<float>();
+    to_float_range(scale_, b, e, sf);
+    to_float_range(shift_, b, e, hf);
+    if (shift_.scalar_type() == at::kByte)  // a zero-point: (q - zp) * s = q * s - zp * s
+      for (int64_t i = b; i < e; ++i) hf[i] *= sf[i];
+  }
+  const float* scale() const { return sf_.data_ptr<float>(); }
+  const float* shift() const { return hf_.data_ptr<float>(); }
+
+ private:
+  at::Tensor scale_, shift_, sf_, hf_;
+  int64_t groups_;
+  bool ready_;
+};
 std::optional<at::Tensor> float_bias(const std::optional<at::Tensor>& bias) {
   return bias ? std::optional<at::Tensor>(as_float(*bias)) : std::nullopt;
 }
@@ -150,8 +196,8 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
                               const std::optional<at::Tensor>& bias) {
   const TensorSpec spec = linear_qbits_tiled_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
   const int64_t N = w_tiled.size(0), K = x.size(-1);
-  const at::Tensor tc = w_tiled.contiguous(), sc = as_float(w_scale);
-  const at::Tensor shc = float_shift(w_shift, sc);
+  const at::Tensor tc = w_tiled.contiguous();
+  const GroupParams params(w_scale, w_shift, K / group_size);
   const auto bc = float_bias(bias);
   const kernels::LinearKernels& table = kernels::kernels().linear;
   const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
@@ -161,13 +207,15 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
     const int64_t M = xc.numel() / K;
     return over_channels_into(M, K, N, concrete(spec.sizes), x.options(), at::kBFloat16,
                               [&](kernels::LinearShape s, float* y) {
+                                params.rows(s.n_begin, s.n_end);
                                 bf16_fn(data_as<const kernels::bf16>(xc), data_as<const uint8_t>(tc), group_size,
-                                        sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, y);
+                                        params.scale(), params.shift(), float_or_null(bc), s, y);
                               });
   }
   const auto fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
   return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
-    fn(xf, data_as<const uint8_t>(tc), group_size, sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, y);
+    params.rows(s.n_begin, s.n_end);
+    fn(xf, data_as<const uint8_t>(tc), group_size, params.scale(), params.shift(), float_or_null(bc), s, y);
   });
 }
 
@@ -178,14 +226,15 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
       linear_w4a8_tiled_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
   const int64_t N = w_tiled.size(0), K = x_data.size(-1), M = x_data.numel() / K;
   const at::Tensor xc = x_data.contiguous(), tc = w_tiled.contiguous();
-  const at::Tensor xs = as_float(x_scale), sc = as_float(w_scale);
-  const at::Tensor shc = float_shift(w_shift, sc);
+  const at::Tensor xs = as_float(x_scale);
+  const GroupParams params(w_scale, w_shift, K / group_size);
   const auto bc = float_bias(bias);
   const auto fn = kernels::kernels().linear.linear_w4a8_tiled;
   at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
   auto run = [&](kernels::LinearShape s) {
+    params.rows(s.n_begin, s.n_end);
     fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1, data_as<const uint8_t>(tc), group_size,
-       sc.data_ptr<float>(), shc.data_ptr<float>(), float_or_null(bc), s, y.data_ptr<float>());
+       params.scale(), params.shift(), float_or_null(bc), s, y.data_ptr<float>());
   };
   if (M < kernels::kW4A8PrefillMinRows) {
     over_channels(M, K, N, run);
