@@ -19,9 +19,14 @@ Settings (transformers' generate path, eager, dynamic KV cache):
 
 Decode: tokens/s of greedy decoding with the KV cache after a 32-token prompt (median step).
 Prefill: tokens/s of one forward over a 128-token prompt (best of 3).
-Compiled: on SmolLM2, quanto W4 g32 + head8 under torch.compile(fullgraph=True) with a static KV
-cache (what PyTorch users can add without leaving transformers).
-Profile: for quanto W4 g32 + head8, a decode step split into quanto's kernels, torch's matmuls
+Decode attention: "+ attn" rows switch the model to quanto.models.use_decode_attention (decode steps
+run torch.ops.quanto.decode_attention instead of PyTorch's CPU SDPA, which on bf16 costs several
+times its float32 kernel); the bf16 row with it shows how much of a gain is attention alone.
+Compiled: on SmolLM2, quanto W4 g32 + head8 + attn under torch.compile(fullgraph=True) with a
+static KV cache and torch.compiler.skip_guard_on_all_nn_modules_unsafe as the guard filter (the
+module guards cost ~1 ms a step; safe while the model's modules are not swapped after compiling)
+— all of it what PyTorch users can add without leaving transformers.
+Profile: for quanto W4 g32 + head8 + attn, a decode step split into quanto's kernels, torch's matmuls
 (float layers), other torch ops and everything else (Python, transformers, dispatch): wall time
 minus the profiled op time.
 llama.cpp: with LLAMA_BENCH=path/to/llama-bench (and LLAMA_QUANTIZE=path/to/llama-quantize for
@@ -109,7 +114,8 @@ def compiled_decode_tps(model, new_tokens=32):
     transformers' static KV cache (fixed shapes): the time of generating 8 + new_tokens tokens minus
     that of 8 (prompt, first steps and compilation excluded)."""
     ids = torch.tensor([PROMPT])
-    model.forward = torch.compile(model.forward, fullgraph=True, dynamic=False)
+    model.forward = torch.compile(model.forward, fullgraph=True, dynamic=False,
+                                  options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
     def generate(n):
         start = time.perf_counter()
@@ -155,8 +161,14 @@ def decode_profile(model, steps=8):
 
 # --- variants ---------------------------------------------------------------------------------------
 
-def quanto_variant(model, weights, group_size=None, head8=False, dynamic=False):
+def with_attention(model):
+    return quanto.models.use_decode_attention(model)
+
+
+def quanto_variant(model, weights, group_size=None, head8=False, dynamic=False, attn=False):
     q = copy.deepcopy(model)
+    if attn:
+        with_attention(q)
     quanto.quantize(q, weights=weights, group_size=group_size, exclude="lm_head",
                     activations="qint8" if dynamic else None, dynamic_activations=dynamic)
     if head8:
@@ -174,13 +186,14 @@ def optimum_variant(model, weights):
     return q
 
 
-QUANTO_SETTINGS = [  # (label, weights, group size, int8 lm_head, dynamic int8 activations)
-    ("W8", "qint8", None, False, False),
-    ("W8 + head8", "qint8", None, True, False),
-    ("W4", "qint4", None, False, False),
-    ("W4 g32", "qint4", 32, False, False),
-    ("W4 g32 + head8", "qint4", 32, True, False),
-    ("W8A8 dyn + head8", "qint8", None, True, True),
+QUANTO_SETTINGS = [  # (label, weights, group size, int8 lm_head, dynamic int8 activations, decode attention)
+    ("W8", "qint8", None, False, False, False),
+    ("W8 + head8", "qint8", None, True, False, False),
+    ("W4", "qint4", None, False, False, False),
+    ("W4 g32", "qint4", 32, False, False, False),
+    ("W4 g32 + head8", "qint4", 32, True, False, False),
+    ("W4 g32 + head8 + attn", "qint4", 32, True, False, True),
+    ("W8A8 dyn + head8", "qint8", None, True, True, False),
 ]
 
 
@@ -206,8 +219,12 @@ def bench_model(loader, compile_too=False):
         row(str(dtype)[6:], "torch", dec, pre, base_dec, base_pre)
     del floats[torch.bfloat16 if fastest == torch.float32 else torch.float32]
     gc.collect()
-    for label, weights, gs, head8, dynamic in QUANTO_SETTINGS:
-        q = quanto_variant(model, weights, gs, head8, dynamic)
+    if fastest == torch.bfloat16:
+        attn = with_attention(copy.deepcopy(model))
+        row("bfloat16 + attn", "torch + quanto attention", decode_tps(attn), prefill_tps(attn), base_dec, base_pre)
+        del attn
+    for label, weights, gs, head8, dynamic, attn in QUANTO_SETTINGS:
+        q = quanto_variant(model, weights, gs, head8, dynamic, attn)
         row(label, "quanto", decode_tps(q), prefill_tps(q), base_dec, base_pre)
         del q
         gc.collect()
@@ -216,14 +233,14 @@ def bench_model(loader, compile_too=False):
         row(label, "optimum-quanto", decode_tps(q, reps=1), prefill_tps(q, reps=1), base_dec, base_pre)
         del q
         gc.collect()
-    q = quanto_variant(model, "qint4", 32, head8=True)
+    q = quanto_variant(model, "qint4", 32, head8=True, attn=True)
     if compile_too:
         start = time.perf_counter()
-        tps = compiled_decode_tps(quanto_variant(model, "qint4", 32, head8=True))
-        print(f"| W4 g32 + head8, torch.compile + static cache (compiled in {time.perf_counter() - start:.0f} s) | "
+        tps = compiled_decode_tps(quanto_variant(model, "qint4", 32, head8=True, attn=True))
+        print(f"| W4 g32 + head8 + attn, torch.compile + static cache (compiled in {time.perf_counter() - start:.0f} s) | "
               f"quanto | {tps:.1f} | {tps / base_dec:.2f} | - | - |", flush=True)
     kern, mm, other, rest, wall = decode_profile(q)
-    print(f"\nquanto W4 g32 + head8, one decode step (under the profiler, which slows small ops): {wall:.2f} ms = "
+    print(f"\nquanto W4 g32 + head8 + attn, one decode step (under the profiler, which slows small ops): {wall:.2f} ms = "
           f"quanto kernels {kern:.2f} + torch matmuls {mm:.2f} + other torch ops {other:.2f} + everything else "
           f"(Python, transformers, dispatch) {rest:.2f}")
     del q

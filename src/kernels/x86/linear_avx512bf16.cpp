@@ -104,6 +104,100 @@ void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
     dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
 }
 
+// ---- GEMV at batch 1, groups of any multiple of 32 codes (SmolLM2's 32 and 96) ----
+// The same decoding and dot products as w4_dot_rows_g128, but a 64-byte load can span up to four
+// groups: fp32 lane i of the dot products sums words 2i and 2i + 1, bytes 4i … 4i + 3, all in
+// tiled block i / 4. So each load's four-block partial sums are scaled lane by lane, by a vector
+// of its blocks' scales: up to four consecutive scales from the row, spread over the lanes by one
+// permute whose indices (and first group) depend only on the load's position, computed per call.
+// A short last load (K % 128 == 64) reads 32 bytes; x is zero-padded to whole loads, so the
+// missing codes (decoded as 128) add nothing.
+struct ChunkScales {
+  std::vector<int32_t> lane_group;  // per load: 16 lane -> group offsets from its first group
+  std::vector<int64_t> first;       // per load: its first group
+  std::vector<uint16_t> valid;      // per load: mask of the (at most 4) scales it reads
+  ChunkScales(int64_t K, int64_t group_size) {
+    const int64_t chunks = (K + 127) / 128, groups = K / group_size;
+    lane_group.resize(static_cast<size_t>(chunks * 16));
+    first.resize(static_cast<size_t>(chunks));
+    valid.resize(static_cast<size_t>(chunks));
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t g0 = c * 128 / group_size;
+      first[static_cast<size_t>(c)] = g0;
+      valid[static_cast<size_t>(c)] = static_cast<uint16_t>((1u << std::min<int64_t>(4, groups - g0)) - 1u);
+      for (int i = 0; i < 16; ++i) {
+        const int64_t k = c * 128 + (i / 4) * kTileCodes;  // the lane's block's first code
+        lane_group[static_cast<size_t>(c * 16 + i)] = k < K ? static_cast<int32_t>(k / group_size - g0) : 0;
+      }
+    }
+  }
+};
+
+// x in load order (permute_x_chunks), zero-padded to whole 128-code loads.
+void permute_x_padded(const bf16* x, int64_t K, bf16* out) {
+  for (int64_t c = 0; c < K; c += 128)
+    for (int q = 0; q < 4; ++q)
+      for (int64_t j = 0; j < 32; ++j) {
+        const int64_t k = c + chunk_code(q, j);
+        out[c + q * 32 + j] = k < K ? x[k] : bf16{0};
+      }
+}
+
+// y[r] for NR (1 or 4) consecutive rows, bias included (bias may be nullptr). The accumulators
+// are named variables: GCC 12 kept an __m512 array (or a vector-extension one) of them in memory.
+template <int NR>
+[[gnu::noinline]] void w4_dot_rows_any(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t group_size,
+                                       const ChunkScales& cs, const float* scale, const float* shift,
+                                       const float* xsum, const float* bias, float* y) {
+  static_assert(NR == 1 || NR == 4, "one or four rows");
+  const int64_t groups = K / group_size, row_bytes = K / 2, chunks = (K + 127) / 128;
+  const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
+  constexpr int kTern = 0xEA;  // (a & b) | c
+  const int32_t* lane_group = cs.lane_group.data();
+  const int64_t* first = cs.first.data();
+  const uint16_t* valid_scales = cs.valid.data();
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const __m512bh x0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xp + c * 128));
+    const __m512bh x1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xp + c * 128 + 32));
+    const __m512bh x2 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xp + c * 128 + 64));
+    const __m512bh x3 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xp + c * 128 + 96));
+    const __m512i lanes = _mm512_loadu_si512(lane_group + c * 16);
+    const int64_t g0 = first[c];
+    const __mmask16 valid = valid_scales[c];
+    const int64_t bytes = std::min<int64_t>(64, row_bytes - c * 64);
+    const __mmask64 load = bytes == 64 ? ~__mmask64{0} : (__mmask64{1} << bytes) - 1;
+    auto row = [&](__m512 acc, int r) [[gnu::always_inline]] {
+      const uint8_t* wp = tiled + r * row_bytes + c * 64;
+      _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
+      const __m512i w = _mm512_maskz_loadu_epi8(load, wp);
+      const __m512i c0 = _mm512_ternarylogic_epi32(w, low4, one28, kTern);
+      const __m512i c1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, one28, kTern);
+      const __m512i c2 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low4, one28, kTern);
+      const __m512i c3 = _mm512_or_si512(_mm512_srli_epi16(w, 12), one28);
+      // Two chains of two dot products, not one of four: with four rows in flight the chain's
+      // latency, not the decoding, bounded a load's time.
+      const __m512 t01 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(c0), x0),
+                                          reinterpret_cast<__m512bh>(c1), x1);
+      const __m512 t23 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(c2), x2),
+                                          reinterpret_cast<__m512bh>(c3), x3);
+      const __m512 s4 = _mm512_maskz_loadu_ps(valid, scale + r * groups + g0);
+      return _mm512_fmadd_ps(_mm512_add_ps(t01, t23), _mm512_permutexvar_ps(lanes, s4), acc);
+    };
+    a0 = row(a0, 0);
+    if constexpr (NR == 4) {
+      a1 = row(a1, 1);
+      a2 = row(a2, 2);
+      a3 = row(a3, 3);
+    }
+  }
+  const __m512 acc[4] = {a0, a1, a2, a3};
+  for (int r = 0; r < NR; ++r) {
+    const float v = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
+    y[r] = bias ? v + bias[r] : v;
+  }
+}
+
 // Batches of MB rows (2 to 8): the same decoding, each 64-byte load decoded once for every row
 // of x. MB × NR × S group accumulators and MB × NR running sums stay in registers; with one
 // weight row (NR = 1) each sum has S = 2 accumulators, so that enough independent vdpbf16ps
@@ -439,10 +533,28 @@ void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
         GroupedPrefetch{tiled, 4, K, group_size, scale, shift}, PanelEpilogue{nullptr, 0, bias}, y);
     return;
   }
+  if (group_size % 128 != 0 && s.M == 1) {
+    // Its own row loop: the shared GEMV driver's dots[] round trip cost a store-forwarding stall
+    // per block of rows, ~9% of a 576-wide layer.
+    const int64_t groups = K / group_size, row_bytes = K / 2;
+    std::vector<bf16> xp(static_cast<size_t>((K + 127) / 128 * 128));
+    permute_x_padded(x, K, xp.data());
+    std::vector<float> xsum(static_cast<size_t>(groups), 0.0f);
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) xsum[static_cast<size_t>(g)] += to_float(x[k]);
+    const ChunkScales cs(K, group_size);
+    auto rows = [&](auto nr, int64_t n) {
+      w4_dot_rows_any<decltype(nr)::value>(xp.data(), tiled + n * row_bytes, K, group_size, cs, scale + n * groups,
+                                           shift + n * groups, xsum.data(), bias ? bias + n : nullptr, y + n);
+    };
+    int64_t n = s.n_begin;
+    for (; n + simd::kRowBlock <= s.n_end; n += simd::kRowBlock) rows(std::integral_constant<int, simd::kRowBlock>{}, n);
+    for (; n < s.n_end; ++n) rows(std::integral_constant<int, 1>{}, n);
+    return;
+  }
   if (group_size % 128 != 0) {
-    // Smaller groups need a scale per 32-code block inside each 64-byte load: the float GEMV
-    // scales its registers lane by lane and was faster there than bf16 dot products a block at
-    // a time.
+    // Small batches with smaller groups: the float GEMV, which decodes each weight once for
+    // every row of x.
     avx512::linear_w4_tiled(to_float_rows(x, s.M * K).data(), tiled, group_size, scale, shift, bias, s, y);
     return;
   }
