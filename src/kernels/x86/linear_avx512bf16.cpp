@@ -54,10 +54,15 @@ inline int64_t chunk_code(int q, int64_t j) {
   return (b / 16) * kTileCodes + (q & 1) * 16 + b % 16;
 }
 
+// x in load order, zero-padded to whole 128-code loads (out holds K rounded up to 128: the
+// padding meets the codes a short last load decodes as 128, and adds nothing).
 void permute_x_chunks(const bf16* x, int64_t K, bf16* out) {
   for (int64_t c = 0; c < K; c += 128)
     for (int q = 0; q < 4; ++q)
-      for (int64_t j = 0; j < 32; ++j) out[c + q * 32 + j] = x[c + chunk_code(q, j)];
+      for (int64_t j = 0; j < 32; ++j) {
+        const int64_t k = c + chunk_code(q, j);
+        out[c + q * 32 + j] = k < K ? x[k] : bf16{0};
+      }
 }
 
 // Software prefetch into L2 of the same offset 16 rows ahead (four row blocks, 32 KiB at
@@ -110,8 +115,8 @@ void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
 // tiled block i / 4. So each load's four-block partial sums are scaled lane by lane, by a vector
 // of its blocks' scales: up to four consecutive scales from the row, spread over the lanes by one
 // permute whose indices (and first group) depend only on the load's position, computed per call.
-// A short last load (K % 128 == 64) reads 32 bytes; x is zero-padded to whole loads, so the
-// missing codes (decoded as 128) add nothing.
+// A short last load (K % 128 == 64) reads 32 bytes; x is zero-padded to whole loads
+// (permute_x_chunks), so the missing codes (decoded as 128) add nothing.
 struct ChunkScales {
   std::vector<int32_t> lane_group;  // per load: 16 lane -> group offsets from its first group
   std::vector<int64_t> first;       // per load: its first group
@@ -132,16 +137,6 @@ struct ChunkScales {
     }
   }
 };
-
-// x in load order (permute_x_chunks), zero-padded to whole 128-code loads.
-void permute_x_padded(const bf16* x, int64_t K, bf16* out) {
-  for (int64_t c = 0; c < K; c += 128)
-    for (int q = 0; q < 4; ++q)
-      for (int64_t j = 0; j < 32; ++j) {
-        const int64_t k = c + chunk_code(q, j);
-        out[c + q * 32 + j] = k < K ? x[k] : bf16{0};
-      }
-}
 
 // y[r] for NR (1 or 4) consecutive rows, bias included (bias may be nullptr). The accumulators
 // are named variables: GCC 12 kept an __m512 array (or a vector-extension one) of them in memory.
@@ -538,7 +533,7 @@ void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
     // per block of rows, ~9% of a 576-wide layer.
     const int64_t groups = K / group_size, row_bytes = K / 2;
     std::vector<bf16> xp(static_cast<size_t>((K + 127) / 128 * 128));
-    permute_x_padded(x, K, xp.data());
+    permute_x_chunks(x, K, xp.data());
     std::vector<float> xsum(static_cast<size_t>(groups), 0.0f);
     for (int64_t g = 0; g < groups; ++g)
       for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) xsum[static_cast<size_t>(g)] += to_float(x[k]);
