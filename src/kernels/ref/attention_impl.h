@@ -122,3 +122,19 @@ static inline void decode_attention_impl(const T* q, const T* k, const T* v, con
 }
 
 }  // namespace quanto::kernels::attention_detail
+
+// Defines decode_attention<float / bf16> in the ISA namespace NS (kernels/x86/attention_x86.h),
+// one line per translation unit.
+#define QUANTO_DEFINE_DECODE_ATTENTION(NS)                                                                  \
+  namespace quanto::kernels::NS {                                                                         \
+  template <typename T>                                                                                   \
+  void decode_attention(const T* q, const T* k, const T* v, const DecodeAttentionMask& mask, float scale,  \
+                        const DecodeAttentionShape& shape, int64_t item_begin, int64_t item_end,          \
+                        float* partial) {                                                                 \
+    attention_detail::decode_attention_impl(q, k, v, mask, scale, shape, item_begin, item_end, partial);  \
+  }                                                                                                       \
+  template void decode_attention<float>(const float*, const float*, const float*, const DecodeAttentionMask&, \
+                                        float, const DecodeAttentionShape&, int64_t, int64_t, float*);    \
+  template void decode_attention<bf16>(const bf16*, const bf16*, const bf16*, const DecodeAttentionMask&,  \
+                                       float, const DecodeAttentionShape&, int64_t, int64_t, float*);     \
+  }
