@@ -146,9 +146,10 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
   // K = 512 with groups of 256: two 128-code chunks per group on the batch-1 path; K = 1088:
   // several K blocks of the GEMM.
-  // K = 1152 with groups of 96: groups across the GEMM's K blocks of 1024.
+  // K = 1152 with groups of 96: groups across the GEMM's K blocks of 1024. K = 576: SmolLM2's
+  // width (4.5 loads a row, 18 groups of 32: a masked last step of the group correction).
   for (int64_t M : {1, 2, 3, 5, 8, 9, 17, 40})
-    for (int64_t K : {32, 64, 256, 512, 1088, 1152})
+    for (int64_t K : {32, 64, 256, 512, 576, 1088, 1152})
       for (int64_t N : {1, 7, 16, 53})
         for (int64_t gs : {32, 64, 96, 128, 256})
           for (bool with_bias : {false, true}) {
@@ -178,6 +179,29 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
               expect_close(got, bf16_weight_linear_ref(x, codes, gs, scale, shift, b, {M, K, N, 0, N}),
                            "w4 tiled, bf16 activations and weights");
           }
+}
+
+// Batch 1 with groups of 32 on a layer whose scales and shifts outgrow L2 (1100 rows of 128
+// groups: 1.1 MB of float parameters): the GEMV that prefetches them with the codes.
+TEST_P(LinearPerIsa, W4TiledBf16GemvWithParametersFromMemoryMatchesReference) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
+  const int64_t M = 1, K = 4096, N = 1100, gs = 32;
+  const auto codes = random_codes(static_cast<size_t>(N * K), 4, 41);
+  std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
+  tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+  const size_t groups = static_cast<size_t>(N * K / gs);
+  const auto scale = random_values<float>(groups, 42, 0.1f);
+  const auto shift = random_values<float>(groups, 43, 0.5f);
+  const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 44);
+  std::vector<float> x(xb.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+  const auto bias = random_values<float>(static_cast<size_t>(N), 45);
+  std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+  linear_w4_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), bias.data(), {M, K, N, 0, N}, want.data());
+  k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), bias.data(), {M, K, N, 0, N},
+                          got.data());
+  expect_close(got, want, "w4 tiled g32 GEMV, parameters from memory", 2e-5f);
 }
 
 TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {

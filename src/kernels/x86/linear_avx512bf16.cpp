@@ -49,20 +49,32 @@ inline float group_correction(const float* scale, const float* shift, const floa
 // per load and no shuffle, against a 16-byte load, a shift, an insert, an AND, a widening shuffle
 // and an OR per 32 codes decoding block by block. x is permuted once per call to match (a
 // permutation inside each 128-code chunk, so group sums are unchanged).
-inline int64_t chunk_code(int q, int64_t j) {
-  const int64_t b = 2 * j + (q >> 1);  // byte in the 64-byte chunk
-  return (b / 16) * kTileCodes + (q & 1) * 16 + b % 16;
-}
+// The code behind dot-product input q * 32 + j of a load (nibble q of word j): byte
+// b = 2j + (q >> 1) of the chunk, in block b / 16. A table, built at compile time: computing it
+// per element was ~1 us of a 576-wide call's set-up.
+struct ChunkOrder {
+  uint8_t code[128];
+  constexpr ChunkOrder() : code{} {
+    for (int q = 0; q < 4; ++q)
+      for (int j = 0; j < 32; ++j) {
+        const int b = 2 * j + (q >> 1);
+        code[q * 32 + j] = static_cast<uint8_t>((b / 16) * kTileCodes + (q & 1) * 16 + b % 16);
+      }
+  }
+};
+inline constexpr ChunkOrder kChunkOrder{};
 
 // x in load order, zero-padded to whole 128-code loads (out holds K rounded up to 128: the
 // padding meets the codes a short last load decodes as 128, and adds nothing).
 void permute_x_chunks(const bf16* x, int64_t K, bf16* out) {
-  for (int64_t c = 0; c < K; c += 128)
-    for (int q = 0; q < 4; ++q)
-      for (int64_t j = 0; j < 32; ++j) {
-        const int64_t k = c + chunk_code(q, j);
-        out[c + q * 32 + j] = k < K ? x[k] : bf16{0};
-      }
+  int64_t c = 0;
+  for (; c + 128 <= K; c += 128)
+    for (int i = 0; i < 128; ++i) out[c + i] = x[c + kChunkOrder.code[i]];
+  if (c < K)
+    for (int i = 0; i < 128; ++i) {
+      const int64_t k = c + kChunkOrder.code[i];
+      out[c + i] = k < K ? x[k] : bf16{0};
+    }
 }
 
 // Software prefetch into L2 of the same offset 16 rows ahead (four row blocks, 32 KiB at
@@ -138,9 +150,36 @@ struct ChunkScales {
   }
 };
 
+// The per-group bias terms -Σ_g (128 s_g + h_g) xsum_g of one row, as lanes to add to its
+// dot-product accumulator before the one horizontal sum (a masked last step, no scalar tail).
+inline __m512 group_correction_lanes(const float* scale, const float* shift, const float* xsum, int64_t groups,
+                                     __m512 acc) {
+  const __m512 bias = _mm512_set1_ps(128.0f);
+  for (int64_t g = 0; g < groups; g += 16) {
+    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1u);
+    const __m512 c = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, scale + g), bias, _mm512_maskz_loadu_ps(m, shift + g));
+    acc = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m, xsum + g), acc);
+  }
+  return acc;
+}
+
+// The sums of four vectors' lanes, as four floats: two unpacks, two shuffles and three adds to
+// one vector of per-128-bit-lane partial sums, then two halvings (four separate horizontal sums
+// were ~15% of a 576-wide row's time).
+inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));  // a02 b02 a13 b13
+  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+  const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));  // a b c d per 128 bits
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 // y[r] for NR (1 or 4) consecutive rows, bias included (bias may be nullptr). The accumulators
 // are named variables: GCC 12 kept an __m512 array (or a vector-extension one) of them in memory.
-template <int NR>
+// kParamsFar: scale and shift rows come from memory, prefetched like the codes.
+template <int NR, bool kParamsFar>
 [[gnu::noinline]] void w4_dot_rows_any(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t group_size,
                                        const ChunkScales& cs, const float* scale, const float* shift,
                                        const float* xsum, const float* bias, float* y) {
@@ -162,6 +201,7 @@ template <int NR>
     const __mmask16 valid = valid_scales[c];
     const int64_t bytes = std::min<int64_t>(64, row_bytes - c * 64);
     const __mmask64 load = bytes == 64 ? ~__mmask64{0} : (__mmask64{1} << bytes) - 1;
+    const bool prefetch_params = kParamsFar && (c & 3) == 0;  // 16 bytes of each a load: a line in four
     auto row = [&](__m512 acc, int r) [[gnu::always_inline]] {
       const uint8_t* wp = tiled + r * row_bytes + c * 64;
       _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
@@ -176,7 +216,12 @@ template <int NR>
                                           reinterpret_cast<__m512bh>(c1), x1);
       const __m512 t23 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(c2), x2),
                                           reinterpret_cast<__m512bh>(c3), x3);
-      const __m512 s4 = _mm512_maskz_loadu_ps(valid, scale + r * groups + g0);
+      const float* sp = scale + r * groups + g0;
+      if (prefetch_params) {  // float parameters from memory: their rows, ahead like the codes
+        _mm_prefetch(reinterpret_cast<const char*>(sp + kPrefetchRows * groups), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(shift + (sp - scale) + kPrefetchRows * groups), _MM_HINT_T1);
+      }
+      const __m512 s4 = _mm512_maskz_loadu_ps(valid, sp);
       return _mm512_fmadd_ps(_mm512_add_ps(t01, t23), _mm512_permutexvar_ps(lanes, s4), acc);
     };
     a0 = row(a0, 0);
@@ -186,10 +231,16 @@ template <int NR>
       a3 = row(a3, 3);
     }
   }
-  const __m512 acc[4] = {a0, a1, a2, a3};
-  for (int r = 0; r < NR; ++r) {
-    const float v = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
-    y[r] = bias ? v + bias[r] : v;
+  auto corrected = [&](__m512 acc, int r) {
+    return group_correction_lanes(scale + r * groups, shift + r * groups, xsum, groups, acc);
+  };
+  if constexpr (NR == 4) {
+    __m128 v = hsum4(corrected(a0, 0), corrected(a1, 1), corrected(a2, 2), corrected(a3, 3));
+    if (bias) v = _mm_add_ps(v, _mm_loadu_ps(bias));
+    _mm_storeu_ps(y, v);
+  } else {
+    const float v = hsum(corrected(a0, 0));
+    y[0] = bias ? v + bias[0] : v;
   }
 }
 
@@ -534,13 +585,23 @@ void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
     const int64_t groups = K / group_size, row_bytes = K / 2;
     std::vector<bf16> xp(static_cast<size_t>((K + 127) / 128 * 128));
     permute_x_chunks(x, K, xp.data());
-    std::vector<float> xsum(static_cast<size_t>(groups), 0.0f);
-    for (int64_t g = 0; g < groups; ++g)
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) xsum[static_cast<size_t>(g)] += to_float(x[k]);
+    std::vector<float> xsum(static_cast<size_t>(groups));
+    for (int64_t g = 0; g < groups; ++g) {  // groups are whole multiples of 32 codes
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; k += 16)
+        acc = _mm512_add_ps(acc, _mm512_cvtpbh_ps(reinterpret_cast<__m256bh>(_mm256_loadu_si256(
+                                     reinterpret_cast<const __m256i*>(x + k)))));
+      xsum[static_cast<size_t>(g)] = hsum(acc);
+    }
     const ChunkScales cs(K, group_size);
+    // Scales and shifts of more rows than L2 holds come from memory: prefetched with the codes.
+    // Fewer (the op layer's per-thread conversion of a small layer's bf16 ones) are in cache,
+    // where the prefetches only cost issue slots (~8% of a 576 x 1536 call).
+    const bool params_far = (s.n_end - s.n_begin) * groups * 2 * sizeof(float) > (1 << 20);
     auto rows = [&](auto nr, int64_t n) {
-      w4_dot_rows_any<decltype(nr)::value>(xp.data(), tiled + n * row_bytes, K, group_size, cs, scale + n * groups,
-                                           shift + n * groups, xsum.data(), bias ? bias + n : nullptr, y + n);
+      const auto dot = params_far ? w4_dot_rows_any<decltype(nr)::value, true> : w4_dot_rows_any<decltype(nr)::value, false>;
+      dot(xp.data(), tiled + n * row_bytes, K, group_size, cs, scale + n * groups, shift + n * groups, xsum.data(),
+          bias ? bias + n : nullptr, y + n);
     };
     int64_t n = s.n_begin;
     for (; n + simd::kRowBlock <= s.n_end; n += simd::kRowBlock) rows(std::integral_constant<int, simd::kRowBlock>{}, n);
