@@ -127,19 +127,24 @@ def test_tiled_layout_round_trips_to_the_canonical_bytes(N, K, group_size):
     assert torch.equal(ops.untile_qbits(tiled, 4, N, K, group_size), packed)
 
 
+# (300, 576, 32): rows split between threads (each converts and computes its own range).
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("M", [1, 3, 4, 17])
-@pytest.mark.parametrize("N,K,group_size", [(1, 32, 32), (7, 64, 32), (16, 256, 128), (33, 384, 128)])
+@pytest.mark.parametrize("N,K,group_size", [(1, 32, 32), (7, 64, 32), (16, 256, 128), (33, 384, 128), (300, 576, 32)])
 @pytest.mark.parametrize("zeropoint", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_linear_qbits_tiled(dtype, M, N, K, group_size, zeropoint, bias):
+@pytest.mark.parametrize("params_in_model_dtype", [False, True])
+def test_linear_qbits_tiled(dtype, M, N, K, group_size, zeropoint, bias, params_in_model_dtype):
     x = random_tensor((M, K), dtype)
     w = random_tensor((N, K), torch.float32)
     codes, packed, scale, shift = quantize_w4(w, group_size, zeropoint)
+    if params_in_model_dtype:  # as a bf16/fp16 model holds them (a zero-point stays uint8)
+        scale = scale.to(dtype)
+        shift = shift if zeropoint else shift.to(dtype)
     tiled = ops.tile_qbits(packed, 4, N, K, group_size)
     b = random_tensor((N,), dtype) if bias else None
     got = ops.linear_qbits_tiled(x, tiled, scale, shift, 4, group_size, b)
-    w_deq = ref.affine_dequantize(codes, scale, shift, (N, K), 0, group_size)
+    w_deq = ref.affine_dequantize(codes, scale.float(), shift if zeropoint else shift.float(), (N, K), 0, group_size)
     check_close(got, F.linear(x.float(), w_deq, None if b is None else b.float()), dtype)
 
 

@@ -3,6 +3,8 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "kernels/dispatch.h"
 #include "kernels/ref/linear_ref.h"
 #include "ops/cpu/cpu_utils.h"
@@ -42,10 +44,10 @@ at::Tensor float_shift(const at::Tensor& shift, const at::Tensor& scale) {
   return shift.scalar_type() == at::kByte ? as_float(shift).mul(scale) : as_float(shift);
 }
 const float* float_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
-// dst[i] = src[i] as float for i in [begin, end).
+// dst[i - begin] = src[i] as float for i in [begin, end).
 void to_float_range(const at::Tensor& src, int64_t begin, int64_t end, float* dst) {
   auto copy = [&](const auto* p) {
-    for (int64_t i = begin; i < end; ++i) dst[i] = static_cast<float>(p[i]);
+    for (int64_t i = begin; i < end; ++i) dst[i - begin] = static_cast<float>(p[i]);
   };
   switch (src.scalar_type()) {
     case at::kFloat: return copy(src.data_ptr<float>());
@@ -63,27 +65,37 @@ void to_float_range(const at::Tensor& src, int64_t begin, int64_t end, float* ds
 // MLP layers, a third of their kernel time at batch 1.
 class GroupParams {
  public:
-  GroupParams(const at::Tensor& scale, const at::Tensor& shift, int64_t groups)
+  // whole_layer: convert into float arrays of the whole layer (rows()/scale()/shift()); without
+  // it only rows_into() (a caller's buffers) and direct() (float parameters) serve.
+  GroupParams(const at::Tensor& scale, const at::Tensor& shift, int64_t groups, bool whole_layer = true)
       : scale_(scale.contiguous()), shift_(shift.contiguous()), groups_(groups),
         ready_(scale.scalar_type() == at::kFloat && shift.scalar_type() == at::kFloat) {
-    sf_ = ready_ ? scale_.view(-1) : at::empty({scale_.numel()}, scale_.options().dtype(at::kFloat));
-    hf_ = ready_ ? shift_.view(-1) : at::empty({shift_.numel()}, shift_.options().dtype(at::kFloat));
+    if (ready_) {
+      sf_ = scale_.view(-1), hf_ = shift_.view(-1);
+    } else if (whole_layer) {
+      sf_ = at::empty({scale_.numel()}, scale_.options().dtype(at::kFloat));
+      hf_ = at::empty({shift_.numel()}, shift_.options().dtype(at::kFloat));
+    }
   }
-  // Makes rows [n0, n1) readable; call from the thread that then reads them.
+  // Makes rows [n0, n1) of scale()/shift() readable; call from the thread that then reads them.
   void rows(int64_t n0, int64_t n1) const {
-    if (ready_) return;
-    const int64_t b = n0 * groups_, e = n1 * groups_;
-    float* sf = sf_.data_ptr<float>();
-    float* hf = hf_.data_ptr<float>();
-    to_float_range(scale_, b, e, sf);
-    to_float_range(shift_, b, e, hf);
-    if (shift_.scalar_type() == at::kByte)  // a zero-point: (q - zp) * s = q * s - zp * s
-      for (int64_t i = b; i < e; ++i) hf[i] *= sf[i];
+    if (!ready_) convert(n0, n1, sf_.data_ptr<float>() + n0 * groups_, hf_.data_ptr<float>() + n0 * groups_);
   }
   const float* scale() const { return sf_.data_ptr<float>(); }
   const float* shift() const { return hf_.data_ptr<float>(); }
+  // Float parameters: read in place, no conversion (scale()/shift() are the stored tensors).
+  bool direct() const { return ready_; }
+  // Rows [n0, n1) as float into sf/hf[0, (n1 - n0) · groups).
+  void rows_into(int64_t n0, int64_t n1, float* sf, float* hf) const { convert(n0, n1, sf, hf); }
 
  private:
+  void convert(int64_t n0, int64_t n1, float* sf, float* hf) const {
+    const int64_t b = n0 * groups_, e = n1 * groups_;
+    to_float_range(scale_, b, e, sf);
+    to_float_range(shift_, b, e, hf);
+    if (shift_.scalar_type() == at::kByte)  // a zero-point: (q - zp) * s = q * s - zp * s
+      for (int64_t i = 0; i < e - b; ++i) hf[i] *= sf[i];
+  }
   at::Tensor scale_, shift_, sf_, hf_;
   int64_t groups_;
   bool ready_;
@@ -191,16 +203,49 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
   return y;
 }
 
+// One row of bf16 x (a decode step): each thread converts its rows' scales, shifts and bias and
+// takes its float outputs in scratch of its own, and hands the kernel a layer of just those rows,
+// so a call allocates only y. The whole-layer float parameters and output of the batched path
+// were three allocations (and frees) a call, ~1 us of a small layer's ~10.
+at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const at::Tensor& w_scale,
+                           const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                           const std::optional<at::Tensor>& bias, const TensorSpec& spec, kernels::LinearW4TiledBf16Fn fn) {
+  const int64_t N = tiled.size(0), K = x.numel(), groups = K / group_size, row_bytes = K * bits / 8;
+  const GroupParams params(w_scale, w_shift, groups, /*whole_layer=*/false);
+  const at::Tensor bc = bias ? bias->contiguous() : at::Tensor();
+  at::Tensor y = at::empty(concrete(spec.sizes), x.options());
+  const auto* xd = data_as<const kernels::bf16>(x);
+  const auto* td = data_as<const uint8_t>(tiled);
+  auto* yd = y.data_ptr<at::BFloat16>();
+  over_channels(1, K, N, [&](kernels::LinearShape s) {
+    const int64_t rows = s.n_end - s.n_begin;
+    thread_local std::vector<float> scratch;
+    const size_t params_floats = params.direct() ? 0 : static_cast<size_t>(2 * rows * groups);
+    scratch.resize(params_floats + static_cast<size_t>(2 * rows));
+    float* yf = scratch.data() + params_floats;
+    float* bf = bc.defined() ? yf + rows : nullptr;
+    if (bf != nullptr) to_float_range(bc, s.n_begin, s.n_end, bf);
+    const float* sf = params.direct() ? params.scale() + s.n_begin * groups : scratch.data();
+    const float* hf = params.direct() ? params.shift() + s.n_begin * groups : scratch.data() + rows * groups;
+    if (!params.direct()) params.rows_into(s.n_begin, s.n_end, scratch.data(), scratch.data() + rows * groups);
+    fn(xd, td + s.n_begin * row_bytes, group_size, sf, hf, bf, kernels::LinearShape{1, K, rows, 0, rows}, yf);
+    for (int64_t n = 0; n < rows; ++n) yd[s.n_begin + n] = static_cast<at::BFloat16>(yf[n]);
+  });
+  return y;
+}
+
 at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
                               const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                               const std::optional<at::Tensor>& bias) {
   const TensorSpec spec = linear_qbits_tiled_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
   const int64_t N = w_tiled.size(0), K = x.size(-1);
   const at::Tensor tc = w_tiled.contiguous();
-  const GroupParams params(w_scale, w_shift, K / group_size);
-  const auto bc = float_bias(bias);
   const kernels::LinearKernels& table = kernels::kernels().linear;
   const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
+  if (x.scalar_type() == at::kBFloat16 && bf16_fn != nullptr && x.numel() == K)
+    return gemv_qbits_bf16(x.contiguous(), tc, w_scale, w_shift, bits, group_size, bias, spec, bf16_fn);
+  const GroupParams params(w_scale, w_shift, K / group_size);
+  const auto bc = float_bias(bias);
   if (x.scalar_type() == at::kBFloat16 && bf16_fn != nullptr) {
     // bf16 activations go straight to the bf16 dot-product kernel (exact products, no conversion).
     const at::Tensor xc = x.contiguous();
