@@ -220,3 +220,22 @@ def test_torch_compile_weight_only():
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():  # the native ops have no backward: inference only once frozen
         close(compiled(x), model(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_torch_compile_with_inductor_freezing(dtype):
+    """Inductor's freezing (weights become constants of the graph: no per-call gathering of the
+    model's tensors) keeps the quantized weights as they are and gives eager's results."""
+    model = make_mlp(dtype)
+    quanto.quantize(model, weights="qint4", group_size=32, include="up")  # tiled 4-bit, a decode row
+    quanto.quantize(model, weights="qint8", include="down")
+    quanto.freeze(model)
+    x = torch.randn(1, 256, dtype=dtype)
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad(), torch._inductor.config.patch(freezing=True):
+            got = torch.compile(model, fullgraph=True)(x)
+    finally:
+        torch._dynamo.reset()
+    with torch.no_grad():
+        close(got, model(x), rtol=1e-5 if dtype == torch.float32 else 1e-2)
