@@ -25,10 +25,10 @@ times its float32 kernel); the bf16 row with it shows how much of a gain is atte
 Compiled: on SmolLM2, quanto W4 g32 + head8 + attn under torch.compile(fullgraph=True) with a
 static KV cache, torch.compiler.skip_guard_on_all_nn_modules_unsafe as the guard filter (the
 module guards cost ~1 ms a step; safe while the model's modules are not swapped after compiling)
-and inductor's freezing (torch._inductor.config.freezing: weights as graph constants), through
-transformers' generate and in a plain greedy loop (the compiled forward called once per token, its
-quanto ops' share of the step measured under the profiler) — all of it what PyTorch users can add
-without leaving transformers.
+and inductor's freezing (weights as graph constants) and C++ wrapper (torch._inductor.config
+freezing / cpp_wrapper), through transformers' generate and in a plain greedy loop (the compiled
+forward called once per token, its quanto ops' share of the step measured under the profiler) —
+all of it what PyTorch users can add without leaving transformers.
 Profile: for quanto W4 g32 + head8 + attn, a decode step split into quanto's kernels, torch's matmuls
 (float layers), other torch ops and everything else (Python, transformers, dispatch): wall time
 minus the profiled op time.
@@ -114,9 +114,8 @@ def prefill_tps(model, reps=3):
 
 def compile_for_decode(model):
     """``model.forward`` under torch.compile as the compiled rows run it: fullgraph, static shapes,
-    no module guards, and inductor's freezing (the weights become constants of the graph, so a
-    call no longer gathers the model's ~700 tensors as inputs: ~0.3 ms of a SmolLM2 step). Freezing
-    is read when the graph compiles: callers run the first calls inside ``freezing()``."""
+    no module guards; inductor settings in ``inductor_for_decode()``, which callers hold around the
+    first calls (inductor reads them when the graph compiles)."""
     # Graphs are cached per code object, and without module guards one compiled for another model
     # instance (with its frozen weights) would be reused: start afresh for each model.
     torch._dynamo.reset()
@@ -124,8 +123,11 @@ def compile_for_decode(model):
                          options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
 
-def freezing():
-    return torch._inductor.config.patch(freezing=True)
+def inductor_for_decode():
+    """Freezing: the weights become constants of the graph, so a call no longer gathers the
+    model's ~700 tensors as inputs (~0.3 ms of a SmolLM2 step). The C++ wrapper: the graph's ~500
+    calls a step (quanto's ops among them) made from C++, not Python (~0.5 ms more)."""
+    return torch._inductor.config.patch(freezing=True, cpp_wrapper=True)
 
 
 @torch.no_grad()
@@ -141,7 +143,7 @@ def compiled_decode_tps(model, new_tokens=32):
         model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, cache_implementation="static")
         return time.perf_counter() - start
 
-    with freezing():
+    with inductor_for_decode():
         generate(8), generate(8 + new_tokens)  # compiles (the static cache's length differs: one graph each)
     short, long = generate(8), generate(8 + new_tokens)
     return new_tokens / (long - short)
@@ -169,7 +171,7 @@ def compiled_loop_decode(model, steps=48):
         return logits[:, -1:].argmax(-1)
 
     pos = len(PROMPT)
-    with freezing():
+    with inductor_for_decode():
         for _ in range(2):  # compiles
             token = step(pos)
             pos += 1

@@ -222,10 +222,12 @@ def test_torch_compile_weight_only():
         close(compiled(x), model(x))
 
 
+@pytest.mark.parametrize("cpp_wrapper", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_torch_compile_with_inductor_freezing(dtype):
+def test_torch_compile_with_inductor_freezing(dtype, cpp_wrapper):
     """Inductor's freezing (weights become constants of the graph: no per-call gathering of the
-    model's tensors) keeps the quantized weights as they are and gives eager's results."""
+    model's tensors), alone and with its C++ wrapper (the graph's calls, quanto's ops included,
+    made from C++), keeps the quantized weights as they are and gives eager's results."""
     model = make_mlp(dtype)
     quanto.quantize(model, weights="qint4", group_size=32, include="up")  # tiled 4-bit, a decode row
     quanto.quantize(model, weights="qint8", include="down")
@@ -233,7 +235,7 @@ def test_torch_compile_with_inductor_freezing(dtype):
     x = torch.randn(1, 256, dtype=dtype)
     torch._dynamo.reset()
     try:
-        with torch.no_grad(), torch._inductor.config.patch(freezing=True):
+        with torch.no_grad(), torch._inductor.config.patch(freezing=True, cpp_wrapper=cpp_wrapper):
             got = torch.compile(model, fullgraph=True)(x)
     finally:
         torch._dynamo.reset()
