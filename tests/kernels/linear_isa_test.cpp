@@ -141,6 +141,33 @@ TEST_P(LinearPerIsa, W2TiledMatchesReference) {
           }
 }
 
+// The bf16-activation W4 kernel on one shape against the float reference, its rows in two calls
+// (two threads' ranges).
+void check_w4_tiled_bf16x(const LinearKernels& k, int64_t M, int64_t K, int64_t N, int64_t gs, bool with_bias) {
+  const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K * 3 + N));
+  std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
+  tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+  const size_t groups = static_cast<size_t>(N * K / gs);
+  const auto scale = random_values<float>(groups, 5, 0.1f);
+  const auto shift = random_values<float>(groups, 6, 0.5f);
+  const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 7);
+  std::vector<float> x(xb.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+  const auto bias = random_values<float>(static_cast<size_t>(N), 8);
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+  linear_w4_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, N}, want.data());
+  const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+  k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid}, got.data());
+  k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N}, got.data());
+  // Prefill batches take the GEMM path, whose weights are rounded to bf16: close to the float
+  // reference, and as close as float summation allows to the same rounding.
+  expect_close(got, want, "w4 tiled, bf16 activations", M > 8 ? 1e-2f : 2e-5f);
+  if (M > 8)
+    expect_close(got, bf16_weight_linear_ref(x, codes, gs, scale, shift, b, {M, K, N, 0, N}),
+                 "w4 tiled, bf16 activations and weights");
+}
+
 TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
@@ -154,54 +181,16 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
         for (int64_t gs : {32, 64, 96, 128, 256})
           for (bool with_bias : {false, true}) {
             if (K % gs != 0 || (K == 512) != (gs == 256) || (K >= 1088 && gs > 96)) continue;
-            const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K * 3 + N));
-            std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
-            tile_w4_ref(codes.data(), K, 0, N, tiled.data());
-            const size_t groups = static_cast<size_t>(N * K / gs);
-            const auto scale = random_values<float>(groups, 5, 0.1f);
-            const auto shift = random_values<float>(groups, 6, 0.5f);
-            const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 7);
-            std::vector<float> x(xb.size());
-            for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
-            const auto bias = random_values<float>(static_cast<size_t>(N), 8);
-            const float* b = with_bias ? bias.data() : nullptr;
-            std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
-            linear_w4_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, N}, want.data());
-            const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
-            k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid},
-                                    got.data());
-            k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N},
-                                    got.data());
-            // Prefill batches take the GEMM path, whose weights are rounded to bf16: close to the
-            // float reference, and as close as float summation allows to the same rounding.
-            expect_close(got, want, "w4 tiled, bf16 activations", M > 8 ? 1e-2f : 2e-5f);
-            if (M > 8)
-              expect_close(got, bf16_weight_linear_ref(x, codes, gs, scale, shift, b, {M, K, N, 0, N}),
-                           "w4 tiled, bf16 activations and weights");
+            check_w4_tiled_bf16x(k, M, K, N, gs, with_bias);
           }
 }
 
-// Batch 1 with groups of 32 on a layer whose scales and shifts outgrow L2 (1100 rows of 128
+// Batch 1 with groups of 32 on a layer whose scales and shifts outgrow L2 (2 x 1100 rows of 128
 // groups: 1.1 MB of float parameters): the GEMV that prefetches them with the codes.
 TEST_P(LinearPerIsa, W4TiledBf16GemvWithParametersFromMemoryMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
-  const int64_t M = 1, K = 4096, N = 1100, gs = 32;
-  const auto codes = random_codes(static_cast<size_t>(N * K), 4, 41);
-  std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
-  tile_w4_ref(codes.data(), K, 0, N, tiled.data());
-  const size_t groups = static_cast<size_t>(N * K / gs);
-  const auto scale = random_values<float>(groups, 42, 0.1f);
-  const auto shift = random_values<float>(groups, 43, 0.5f);
-  const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 44);
-  std::vector<float> x(xb.size());
-  for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
-  const auto bias = random_values<float>(static_cast<size_t>(N), 45);
-  std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
-  linear_w4_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), bias.data(), {M, K, N, 0, N}, want.data());
-  k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), bias.data(), {M, K, N, 0, N},
-                          got.data());
-  expect_close(got, want, "w4 tiled g32 GEMV, parameters from memory", 2e-5f);
+  check_w4_tiled_bf16x(k, 1, 4096, 2200, 32, true);
 }
 
 TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
