@@ -112,14 +112,14 @@ def prefill_tps(model, reps=3):
     return ids.shape[1] / best
 
 
-def compile_for_decode(model):
-    """``model.forward`` under torch.compile as the compiled rows run it: fullgraph, static shapes,
-    no module guards; inductor settings in ``inductor_for_decode()``, which callers hold around the
-    first calls (inductor reads them when the graph compiles)."""
+def compile_for_decode(fn):
+    """``fn`` (a model's forward, or a step calling it) under torch.compile as the compiled rows run
+    it: fullgraph, static shapes, no module guards; inductor settings in ``inductor_for_decode()``,
+    which callers hold around the first calls (inductor reads them when the graph compiles)."""
     # Graphs are cached per code object, and without module guards one compiled for another model
     # instance (with its frozen weights) would be reused: start afresh for each model.
     torch._dynamo.reset()
-    return torch.compile(model.forward, fullgraph=True, dynamic=False,
+    return torch.compile(fn, fullgraph=True, dynamic=False,
                          options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
 
@@ -136,7 +136,7 @@ def compiled_decode_tps(model, new_tokens=32):
     static KV cache (fixed shapes): the time of generating 8 + new_tokens tokens minus that of 8
     (prompt, first steps and compilation excluded)."""
     ids = torch.tensor([PROMPT])
-    model.forward = compile_for_decode(model)
+    model.forward = compile_for_decode(model.forward)
 
     def generate(n):
         start = time.perf_counter()
@@ -151,24 +151,28 @@ def compiled_decode_tps(model, new_tokens=32):
 
 @torch.no_grad()
 def compiled_loop_decode(model, steps=48):
-    """The compiled forward in a plain greedy loop over a transformers StaticCache (what
-    gpt-fast-style scripts do instead of ``generate``, whose per-token bookkeeping costs ~1 ms on
-    SmolLM2): (tokens/s from the median step, quanto ops' ms per step under the profiler)."""
+    """A plain greedy loop over a transformers StaticCache, one compiled step per token (forward
+    and argmax: eager argmax over SmolLM2's 49152 bf16 logits took ~0.16 ms), as gpt-fast-style
+    scripts do instead of ``generate``, whose per-token bookkeeping costs ~1 ms on SmolLM2:
+    (tokens/s from the median step, quanto ops' ms per step under the profiler)."""
     from torch.profiler import ProfilerActivity, profile
     from transformers import StaticCache
 
     cache = StaticCache(config=model.config, max_batch_size=1, max_cache_len=len(PROMPT) + steps + 8,
                         device="cpu", dtype=model.dtype)
-    forward = compile_for_decode(model)
     ids = torch.tensor([PROMPT])
     token = model(ids, past_key_values=cache, use_cache=True, cache_position=torch.arange(len(PROMPT))).logits[:, -1:]
     token = token.argmax(-1)
 
-    def step(pos):
-        pos_t = torch.tensor([pos])
-        logits = forward(token, past_key_values=cache, use_cache=True, cache_position=pos_t,
-                         position_ids=pos_t[None]).logits
+    def greedy_step(token, pos_t):
+        logits = model(token, past_key_values=cache, use_cache=True, cache_position=pos_t,
+                       position_ids=pos_t[None]).logits
         return logits[:, -1:].argmax(-1)
+
+    compiled = compile_for_decode(greedy_step)
+
+    def step(pos):
+        return compiled(token, torch.tensor([pos]))
 
     pos = len(PROMPT)
     with inductor_for_decode():
