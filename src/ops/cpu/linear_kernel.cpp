@@ -3,6 +3,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <utility>
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -66,7 +67,7 @@ void to_float_range(const at::Tensor& src, int64_t begin, int64_t end, float* ds
 class GroupParams {
  public:
   // whole_layer: convert into float arrays of the whole layer (rows()/scale()/shift()); without
-  // it only rows_into() (a caller's buffers) and direct() (float parameters) serve.
+  // it only rows_at() (into a caller's scratch) serves.
   GroupParams(const at::Tensor& scale, const at::Tensor& shift, int64_t groups, bool whole_layer = true)
       : scale_(scale.contiguous()), shift_(shift.contiguous()), groups_(groups),
         ready_(scale.scalar_type() == at::kFloat && shift.scalar_type() == at::kFloat) {
@@ -83,10 +84,16 @@ class GroupParams {
   }
   const float* scale() const { return sf_.data_ptr<float>(); }
   const float* shift() const { return hf_.data_ptr<float>(); }
-  // Float parameters: read in place, no conversion (scale()/shift() are the stored tensors).
-  bool direct() const { return ready_; }
-  // Rows [n0, n1) as float into sf/hf[0, (n1 - n0) · groups).
-  void rows_into(int64_t n0, int64_t n1, float* sf, float* hf) const { convert(n0, n1, sf, hf); }
+  // Floats of scratch that rows_at() needs for `rows` rows (none for float parameters).
+  int64_t scratch_floats(int64_t rows) const { return ready_ ? 0 : 2 * rows * groups_; }
+  // Rows [n0, n1) as float (scale, shift), indexed from row n0: the stored tensors for float
+  // parameters, else converted into scratch (scratch_floats(n1 - n0) floats).
+  std::pair<const float*, const float*> rows_at(int64_t n0, int64_t n1, float* scratch) const {
+    if (ready_) return {scale() + n0 * groups_, shift() + n0 * groups_};
+    float* hf = scratch + (n1 - n0) * groups_;
+    convert(n0, n1, scratch, hf);
+    return {scratch, hf};
+  }
 
  private:
   void convert(int64_t n0, int64_t n1, float* sf, float* hf) const {
@@ -218,16 +225,13 @@ at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const a
   const auto* td = data_as<const uint8_t>(tiled);
   auto* yd = y.data_ptr<at::BFloat16>();
   over_channels(1, K, N, [&](kernels::LinearShape s) {
-    const int64_t rows = s.n_end - s.n_begin;
+    const int64_t rows = s.n_end - s.n_begin, params_floats = params.scratch_floats(rows);
     thread_local std::vector<float> scratch;
-    const size_t params_floats = params.direct() ? 0 : static_cast<size_t>(2 * rows * groups);
-    scratch.resize(params_floats + static_cast<size_t>(2 * rows));
+    scratch.resize(static_cast<size_t>(params_floats + 2 * rows));
+    const auto [sf, hf] = params.rows_at(s.n_begin, s.n_end, scratch.data());
     float* yf = scratch.data() + params_floats;
     float* bf = bc.defined() ? yf + rows : nullptr;
     if (bf != nullptr) to_float_range(bc, s.n_begin, s.n_end, bf);
-    const float* sf = params.direct() ? params.scale() + s.n_begin * groups : scratch.data();
-    const float* hf = params.direct() ? params.shift() + s.n_begin * groups : scratch.data() + rows * groups;
-    if (!params.direct()) params.rows_into(s.n_begin, s.n_end, scratch.data(), scratch.data() + rows * groups);
     fn(xd, td + s.n_begin * row_bytes, group_size, sf, hf, bf, kernels::LinearShape{1, K, rows, 0, rows}, yf);
     for (int64_t n = 0; n < rows; ++n) yd[s.n_begin + n] = static_cast<at::BFloat16>(yf[n]);
   });
