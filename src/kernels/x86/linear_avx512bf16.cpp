@@ -27,19 +27,23 @@ using simd::kRowBlock;
 
 inline float hsum(__m512 v) { return avx512::Vec::hsum(v); }
 
+// The per-group bias terms -Σ_g (128 s_g + h_g) xsum_g of one row, as lanes to add to its
+// dot-product accumulator before the one horizontal sum (a masked last step, no scalar tail).
+inline __m512 group_correction_lanes(const float* scale, const float* shift, const float* xsum, int64_t groups,
+                                     __m512 acc) {
+  const __m512 bias = _mm512_set1_ps(128.0f);
+  for (int64_t g = 0; g < groups; g += 16) {
+    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1u);
+    const __m512 c = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, scale + g), bias, _mm512_maskz_loadu_ps(m, shift + g));
+    acc = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m, xsum + g), acc);
+  }
+  return acc;
+}
+
 // Σ_g (128 s_g + h_g) xsum_g, 16 groups per step (a serial scalar chain would cost ~4 cycles
 // a group, a large share of a row's work at K = 4096).
 inline float group_correction(const float* scale, const float* shift, const float* xsum, int64_t groups) {
-  __m512 c = _mm512_setzero_ps();
-  const __m512 bias = _mm512_set1_ps(128.0f);
-  int64_t g = 0;
-  for (; g + 16 <= groups; g += 16) {
-    const __m512 xs = _mm512_loadu_ps(xsum + g);
-    c = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_loadu_ps(scale + g), bias, _mm512_loadu_ps(shift + g)), xs, c);
-  }
-  float tail = 0.0f;
-  for (; g < groups; ++g) tail += (128.0f * scale[g] + shift[g]) * xsum[g];
-  return hsum(c) + tail;
+  return -hsum(group_correction_lanes(scale, shift, xsum, groups, _mm512_setzero_ps()));
 }
 
 // ---- GEMV, group sizes that are multiples of 128: four tiled blocks per 64-byte load ----
@@ -149,19 +153,6 @@ struct ChunkScales {
     }
   }
 };
-
-// The per-group bias terms -Σ_g (128 s_g + h_g) xsum_g of one row, as lanes to add to its
-// dot-product accumulator before the one horizontal sum (a masked last step, no scalar tail).
-inline __m512 group_correction_lanes(const float* scale, const float* shift, const float* xsum, int64_t groups,
-                                     __m512 acc) {
-  const __m512 bias = _mm512_set1_ps(128.0f);
-  for (int64_t g = 0; g < groups; g += 16) {
-    const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1u);
-    const __m512 c = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, scale + g), bias, _mm512_maskz_loadu_ps(m, shift + g));
-    acc = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m, xsum + g), acc);
-  }
-  return acc;
-}
 
 // The sums of four vectors' lanes, as four floats: two unpacks, two shuffles and three adds to
 // one vector of per-128-bit-lane partial sums, then two halvings (four separate horizontal sums
