@@ -106,6 +106,7 @@ constexpr KernelTable avx512bf16_table() {
   t.isa = CpuIsa::avx512bf16;
   t.linear.linear_w4_tiled_bf16x = &avx512bf16::linear_w4_tiled_bf16x;
   t.linear.linear_w2_tiled_bf16x = &avx512bf16::linear_w2_tiled_bf16x;
+  t.linear.linear_w4_gemv_bf16_params = &avx512bf16::linear_w4_gemv_bf16_params;
   t.linear.linear_w8_bf16x = &avx512bf16::linear_w8_bf16x;
   t.linear.linear_fp8_bf16x = &avx512bf16::linear_fp8_bf16x;
   return t;

@@ -85,6 +85,9 @@ using LinearW4TiledFn = void (*)(const float*, const uint8_t*, int64_t, const fl
 // converts x to float for the kernels above).
 using LinearW4TiledBf16Fn = void (*)(const bf16*, const uint8_t*, int64_t, const float*, const float*, const float*,
                                      LinearShape, float*);
+// Batch 1 of the tiled 4-bit layout, bf16 activations and bf16 scales/shifts read in place.
+using LinearW4GemvBf16ParamsFn = void (*)(const bf16*, const uint8_t*, int64_t, const bf16*, const bf16*,
+                                          const float*, LinearShape, float*);
 // linear_w8_bf16x / linear_fp8_bf16x are batched paths only (M >= 4, K % 32 == 0).
 using LinearW8Bf16Fn = void (*)(const bf16*, const int8_t*, const float*, int64_t, const float*, LinearShape, float*);
 using LinearFp8Fn = void (*)(const float*, const uint8_t*, Fp8Format, const float*, int64_t, const float*,
@@ -115,6 +118,7 @@ struct LinearKernels {
   LinearW8Bf16Fn linear_w8_bf16x;
   LinearFp8Bf16Fn linear_fp8_bf16x;
   LinearW4TiledBf16Fn linear_w2_tiled_bf16x;
+  LinearW4GemvBf16ParamsFn linear_w4_gemv_bf16_params;
 };
 // The bf16-activation entries stay nullptr: the op layer then converts x to float.
 constexpr LinearKernels reference_linear_kernels() {

@@ -3,6 +3,7 @@
 // layout's exact round trip.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -191,6 +192,46 @@ TEST_P(LinearPerIsa, W4TiledBf16GemvWithParametersFromMemoryMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
   check_w4_tiled_bf16x(k, 1, 4096, 2200, 32, true);
+}
+
+// Batch 1 with a bf16 model's scales and shifts read in place: the same arithmetic as the float-
+// parameter kernel on those values converted (bit for bit), and close to the scalar reference.
+// K = 576: SmolLM2's width; 4096 with groups of 128: a Llama's; N = 2200 at K = 4096, groups of
+// 32: more parameter rows than L2 holds; N = 1, 7, 53: remainder rows after blocks of four.
+TEST_P(LinearPerIsa, W4GemvWithBf16ParametersMatchesFloatParameters) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  if (k.linear_w4_gemv_bf16_params == nullptr) GTEST_SKIP() << "no bf16-parameter GEMV on this ISA";
+  for (const auto& [K, N, gs] : std::vector<std::array<int64_t, 3>>{
+           {32, 1, 32}, {64, 7, 32}, {576, 53, 32}, {576, 16, 96}, {1152, 7, 64}, {4096, 53, 128}, {4096, 2200, 32}})
+    for (bool with_bias : {false, true}) {
+      SCOPED_TRACE("K=" + std::to_string(K) + " N=" + std::to_string(N) + " group=" + std::to_string(gs));
+      const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K + N));
+      std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
+      tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+      const size_t groups = static_cast<size_t>(N * K / gs);
+      const auto scale_b = random_values<bf16>(groups, 15, 0.1f);
+      const auto shift_b = random_values<bf16>(groups, 16, 0.5f);
+      std::vector<float> scale(groups), shift(groups);
+      for (size_t i = 0; i < groups; ++i) scale[i] = to_float(scale_b[i]), shift[i] = to_float(shift_b[i]);
+      const auto xb = random_values<bf16>(static_cast<size_t>(K), 17);
+      std::vector<float> x(xb.size());
+      for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+      const auto bias = random_values<float>(static_cast<size_t>(N), 18);
+      const float* b = with_bias ? bias.data() : nullptr;
+      std::vector<float> want(static_cast<size_t>(N)), same(want.size()), got(want.size());
+      linear_w4_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {1, K, N, 0, N}, want.data());
+      const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+      for (const auto& [n0, n1] : {std::pair{int64_t{0}, mid}, std::pair{mid, N}}) {
+        k.linear_w4_gemv_bf16_params(xb.data(), tiled.data(), gs, scale_b.data(), shift_b.data(), b,
+                                     {1, K, N, n0, n1}, got.data());
+        k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {1, K, N, n0, n1},
+                                same.data());
+      }
+      expect_close(got, want, "w4 GEMV, bf16 parameters", 2e-5f);
+      if (gs % 128 != 0) {  // the float-parameter kernel takes this GEMV only for these groups
+        EXPECT_EQ(got, same) << "the float-parameter kernel on the same values differs";
+      }
+    }
 }
 
 TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {

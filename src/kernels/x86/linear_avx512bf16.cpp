@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -27,14 +28,22 @@ using simd::kRowBlock;
 
 inline float hsum(__m512 v) { return avx512::Vec::hsum(v); }
 
+// Up to 16 scales or shifts as float lanes (masked), from float storage or from a bf16 model's
+// own bf16 tensors, read in place: converting those to float scratch before each batch-1 call
+// was a serial pass over parameters from memory, a third of the decode GEMV's time on SmolLM2.
+inline __m512 load_params(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load_params(__mmask16 m, const bf16* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+
 // The per-group bias terms -Σ_g (128 s_g + h_g) xsum_g of one row, as lanes to add to its
 // dot-product accumulator before the one horizontal sum (a masked last step, no scalar tail).
-inline __m512 group_correction_lanes(const float* scale, const float* shift, const float* xsum, int64_t groups,
-                                     __m512 acc) {
+template <class P>
+inline __m512 group_correction_lanes(const P* scale, const P* shift, const float* xsum, int64_t groups, __m512 acc) {
   const __m512 bias = _mm512_set1_ps(128.0f);
   for (int64_t g = 0; g < groups; g += 16) {
     const __mmask16 m = groups - g >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (groups - g)) - 1u);
-    const __m512 c = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, scale + g), bias, _mm512_maskz_loadu_ps(m, shift + g));
+    const __m512 c = _mm512_fmadd_ps(load_params(m, scale + g), bias, load_params(m, shift + g));
     acc = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m, xsum + g), acc);
   }
   return acc;
@@ -169,10 +178,11 @@ inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
 
 // y[r] for NR (1 or 4) consecutive rows, bias included (bias may be nullptr). The accumulators
 // are named variables: GCC 12 kept an __m512 array (or a vector-extension one) of them in memory.
-// kParamsFar: scale and shift rows come from memory, prefetched like the codes.
-template <int NR, bool kParamsFar>
+// kParamsFar: scale and shift rows come from memory, prefetched like the codes. P: their storage
+// (float, or bf16).
+template <int NR, bool kParamsFar, class P>
 [[gnu::noinline]] void w4_dot_rows_any(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t group_size,
-                                       const ChunkScales& cs, const float* scale, const float* shift,
+                                       const ChunkScales& cs, const P* scale, const P* shift,
                                        const float* xsum, const float* bias, float* y) {
   static_assert(NR == 1 || NR == 4, "one or four rows");
   const int64_t groups = K / group_size, row_bytes = K / 2, chunks = (K + 127) / 128;
@@ -192,7 +202,8 @@ template <int NR, bool kParamsFar>
     const __mmask16 valid = valid_scales[c];
     const int64_t bytes = std::min<int64_t>(64, row_bytes - c * 64);
     const __mmask64 load = bytes == 64 ? ~__mmask64{0} : (__mmask64{1} << bytes) - 1;
-    const bool prefetch_params = kParamsFar && (c & 3) == 0;  // 16 bytes of each a load: a line in four
+    // A load reads at most 4 parameters of a row (16 or 8 bytes): a line every four loads or more.
+    const bool prefetch_params = kParamsFar && (c & 3) == 0;
     auto row = [&](__m512 acc, int r) [[gnu::always_inline]] {
       const uint8_t* wp = tiled + r * row_bytes + c * 64;
       _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
@@ -207,12 +218,12 @@ template <int NR, bool kParamsFar>
                                           reinterpret_cast<__m512bh>(c1), x1);
       const __m512 t23 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(c2), x2),
                                           reinterpret_cast<__m512bh>(c3), x3);
-      const float* sp = scale + r * groups + g0;
+      const P* sp = scale + r * groups + g0;
       if (prefetch_params) {  // float parameters from memory: their rows, ahead like the codes
         _mm_prefetch(reinterpret_cast<const char*>(sp + kPrefetchRows * groups), _MM_HINT_T1);
         _mm_prefetch(reinterpret_cast<const char*>(shift + (sp - scale) + kPrefetchRows * groups), _MM_HINT_T1);
       }
-      const __m512 s4 = _mm512_maskz_loadu_ps(valid, sp);
+      const __m512 s4 = load_params(valid, sp);
       return _mm512_fmadd_ps(_mm512_add_ps(t01, t23), _mm512_permutexvar_ps(lanes, s4), acc);
     };
     a0 = row(a0, 0);
@@ -233,6 +244,42 @@ template <int NR, bool kParamsFar>
     const float v = hsum(corrected(a0, 0));
     y[0] = bias ? v + bias[0] : v;
   }
+}
+
+// Batch 1, groups of any multiple of 32 codes: x permuted to load order once, its group sums,
+// then four rows at a time. P: the scales' and shifts' storage (float, or bf16).
+template <class P>
+void w4_gemv_any(const bf16* x, const uint8_t* tiled, int64_t group_size, const P* scale, const P* shift,
+                 const float* bias, LinearShape s, float* y) {
+  // Its own row loop: the shared GEMV driver's dots[] round trip cost a store-forwarding stall
+  // per block of rows, ~9% of a 576-wide layer.
+  const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
+  std::vector<bf16> xp(static_cast<size_t>((K + 127) / 128 * 128));
+  permute_x_chunks(x, K, xp.data());
+  std::vector<float> xsum(static_cast<size_t>(groups));
+  for (int64_t g = 0; g < groups; ++g) {  // groups are whole multiples of 32 codes
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += 16)
+      acc = _mm512_add_ps(acc, _mm512_cvtpbh_ps(reinterpret_cast<__m256bh>(_mm256_loadu_si256(
+                                   reinterpret_cast<const __m256i*>(x + k)))));
+    xsum[static_cast<size_t>(g)] = hsum(acc);
+  }
+  const ChunkScales cs(K, group_size);
+  // Parameters from memory are prefetched with the codes: a model's own bf16 tensors always (at
+  // batch 1 each layer's are cold, the model being larger than the LLC: SmolLM2's 210 W4 calls
+  // of a step took 2.9-3.3 ms without, 2.5-2.6 ms with), float ones (the op layer's per-thread
+  // conversion, in cache) only when more rows than L2 holds, the prefetches otherwise costing
+  // issue slots (~8% of a 576 x 1536 call).
+  const bool params_far = std::is_same_v<P, bf16> || (s.n_end - s.n_begin) * groups * 2 * int64_t{sizeof(P)} > (1 << 20);
+  auto rows = [&](auto nr, int64_t n) {
+    constexpr int NR = decltype(nr)::value;
+    const auto dot = params_far ? w4_dot_rows_any<NR, true, P> : w4_dot_rows_any<NR, false, P>;
+    dot(xp.data(), tiled + n * row_bytes, K, group_size, cs, scale + n * groups, shift + n * groups, xsum.data(),
+        bias ? bias + n : nullptr, y + n);
+  };
+  int64_t n = s.n_begin;
+  for (; n + simd::kRowBlock <= s.n_end; n += simd::kRowBlock) rows(std::integral_constant<int, simd::kRowBlock>{}, n);
+  for (; n < s.n_end; ++n) rows(std::integral_constant<int, 1>{}, n);
 }
 
 // Batches of MB rows (2 to 8): the same decoding, each 64-byte load decoded once for every row
@@ -571,32 +618,7 @@ void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
     return;
   }
   if (group_size % 128 != 0 && s.M == 1) {
-    // Its own row loop: the shared GEMV driver's dots[] round trip cost a store-forwarding stall
-    // per block of rows, ~9% of a 576-wide layer.
-    const int64_t groups = K / group_size, row_bytes = K / 2;
-    std::vector<bf16> xp(static_cast<size_t>((K + 127) / 128 * 128));
-    permute_x_chunks(x, K, xp.data());
-    std::vector<float> xsum(static_cast<size_t>(groups));
-    for (int64_t g = 0; g < groups; ++g) {  // groups are whole multiples of 32 codes
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; k += 16)
-        acc = _mm512_add_ps(acc, _mm512_cvtpbh_ps(reinterpret_cast<__m256bh>(_mm256_loadu_si256(
-                                     reinterpret_cast<const __m256i*>(x + k)))));
-      xsum[static_cast<size_t>(g)] = hsum(acc);
-    }
-    const ChunkScales cs(K, group_size);
-    // Scales and shifts of more rows than L2 holds come from memory: prefetched with the codes.
-    // Fewer (the op layer's per-thread conversion of a small layer's bf16 ones) are in cache,
-    // where the prefetches only cost issue slots (~8% of a 576 x 1536 call).
-    const bool params_far = (s.n_end - s.n_begin) * groups * 2 * sizeof(float) > (1 << 20);
-    auto rows = [&](auto nr, int64_t n) {
-      const auto dot = params_far ? w4_dot_rows_any<decltype(nr)::value, true> : w4_dot_rows_any<decltype(nr)::value, false>;
-      dot(xp.data(), tiled + n * row_bytes, K, group_size, cs, scale + n * groups, shift + n * groups, xsum.data(),
-          bias ? bias + n : nullptr, y + n);
-    };
-    int64_t n = s.n_begin;
-    for (; n + simd::kRowBlock <= s.n_end; n += simd::kRowBlock) rows(std::integral_constant<int, simd::kRowBlock>{}, n);
-    for (; n < s.n_end; ++n) rows(std::integral_constant<int, 1>{}, n);
+    w4_gemv_any(x, tiled, group_size, scale, shift, bias, s, y);
     return;
   }
   if (group_size % 128 != 0) {
@@ -646,6 +668,11 @@ void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
                            w2_dot_rows_c256<decltype(nr)::value>(xp.data() + (xm - x), t, K, group_size, sc, sh, xsum,
                                                                  dots);
                          });
+}
+
+void linear_w4_gemv_bf16_params(const bf16* x, const uint8_t* tiled, int64_t group_size, const bf16* scale,
+                                const bf16* shift, const float* bias, LinearShape s, float* y) {
+  w4_gemv_any(x, tiled, group_size, scale, shift, bias, s, y);
 }
 
 }  // namespace quanto::kernels::avx512bf16

@@ -21,6 +21,10 @@ void linear_fp8_bf16x(const bf16* x, const uint8_t* w, Fp8Format format, const f
 
 void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                            const float* shift, const float* bias, LinearShape s, float* y);
+// Batch 1 (s.M == 1) of the tiled 4-bit layout with a bf16 model's scales and shifts read in
+// place (groups of any multiple of 32 codes): the decode-time GEMV without a conversion pass.
+void linear_w4_gemv_bf16_params(const bf16* x, const uint8_t* tiled, int64_t group_size, const bf16* scale,
+                                const bf16* shift, const float* bias, LinearShape s, float* y);
 // The tiled 2-bit layout, same contract (any M; the bf16 fast path is batch < 4 with group
 // sizes % 128 == 0 and K % 256 == 0, the rest runs the float kernel).
 void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,

@@ -94,6 +94,11 @@ class GroupParams {
     convert(n0, n1, scratch, hf);
     return {scratch, hf};
   }
+  // The stored rows from n0 on as bf16 (scale, shift) when both tensors are bf16, else nulls.
+  std::pair<const kernels::bf16*, const kernels::bf16*> bf16_rows_at(int64_t n0) const {
+    if (scale_.scalar_type() != at::kBFloat16 || shift_.scalar_type() != at::kBFloat16) return {nullptr, nullptr};
+    return {data_as<const kernels::bf16>(scale_) + n0 * groups_, data_as<const kernels::bf16>(shift_) + n0 * groups_};
+  }
 
  private:
   void convert(int64_t n0, int64_t n1, float* sf, float* hf) const {
@@ -210,29 +215,39 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
   return y;
 }
 
-// One row of bf16 x (a decode step): each thread converts its rows' scales, shifts and bias and
-// takes its float outputs in scratch of its own, and hands the kernel a layer of just those rows,
-// so a call allocates only y. The whole-layer float parameters and output of the batched path
-// were three allocations (and frees) a call, ~1 us of a small layer's ~10.
+// One row of bf16 x (a decode step): each thread hands the kernel a layer of just its rows, with
+// float outputs (and bias) in scratch of its own, so a call allocates only y. The whole-layer
+// float parameters and output of the batched path were three allocations (and frees) a call, ~1
+// us of a small layer's ~10. A bf16 model's 4-bit scales and shifts go to the kernel as stored
+// where the ISA has one reading them so; otherwise each thread converts its rows first.
 at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const at::Tensor& w_scale,
                            const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                            const std::optional<at::Tensor>& bias, const TensorSpec& spec, kernels::LinearW4TiledBf16Fn fn) {
   const int64_t N = tiled.size(0), K = x.numel(), groups = K / group_size, row_bytes = K * bits / 8;
   const GroupParams params(w_scale, w_shift, groups, /*whole_layer=*/false);
+  const auto in_place = bits == 4 ? kernels::kernels().linear.linear_w4_gemv_bf16_params : nullptr;
+  const bool params_in_place = in_place != nullptr && params.bf16_rows_at(0).first != nullptr;
   const at::Tensor bc = bias ? bias->contiguous() : at::Tensor();
   at::Tensor y = at::empty(concrete(spec.sizes), x.options());
   const auto* xd = data_as<const kernels::bf16>(x);
   const auto* td = data_as<const uint8_t>(tiled);
   auto* yd = y.data_ptr<at::BFloat16>();
   over_channels(1, K, N, [&](kernels::LinearShape s) {
-    const int64_t rows = s.n_end - s.n_begin, params_floats = params.scratch_floats(rows);
+    const int64_t rows = s.n_end - s.n_begin, params_floats = params_in_place ? 0 : params.scratch_floats(rows);
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(params_floats + 2 * rows));
-    const auto [sf, hf] = params.rows_at(s.n_begin, s.n_end, scratch.data());
     float* yf = scratch.data() + params_floats;
     float* bf = bc.defined() ? yf + rows : nullptr;
     if (bf != nullptr) to_float_range(bc, s.n_begin, s.n_end, bf);
-    fn(xd, td + s.n_begin * row_bytes, group_size, sf, hf, bf, kernels::LinearShape{1, K, rows, 0, rows}, yf);
+    const uint8_t* codes = td + s.n_begin * row_bytes;
+    const kernels::LinearShape local{1, K, rows, 0, rows};
+    if (params_in_place) {
+      const auto [sb, hb] = params.bf16_rows_at(s.n_begin);
+      in_place(xd, codes, group_size, sb, hb, bf, local, yf);
+    } else {
+      const auto [sf, hf] = params.rows_at(s.n_begin, s.n_end, scratch.data());
+      fn(xd, codes, group_size, sf, hf, bf, local, yf);
+    }
     for (int64_t n = 0; n < rows; ++n) yd[s.n_begin + n] = static_cast<at::BFloat16>(yf[n]);
   });
   return y;
