@@ -45,6 +45,13 @@ at::Tensor float_shift(const at::Tensor& shift, const at::Tensor& scale) {
   return shift.scalar_type() == at::kByte ? as_float(shift).mul(scale) : as_float(shift);
 }
 const float* float_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
+// Prefetches the cache lines of src's elements [begin, end).
+void prefetch_range(const at::Tensor& src, int64_t begin, int64_t end) {
+  const auto* p = static_cast<const char*>(src.const_data_ptr());
+  const int64_t size = static_cast<int64_t>(src.element_size());
+  for (int64_t byte = begin * size; byte < end * size; byte += 64) __builtin_prefetch(p + byte);
+}
+
 // dst[i - begin] = src[i] as float for i in [begin, end).
 void to_float_range(const at::Tensor& src, int64_t begin, int64_t end, float* dst) {
   auto copy = [&](const auto* p) {
@@ -103,6 +110,10 @@ class GroupParams {
  private:
   void convert(int64_t n0, int64_t n1, float* sf, float* hf) const {
     const int64_t b = n0 * groups_, e = n1 * groups_;
+    // Every line requested before the conversion reads any: at batch 1 a layer's parameters come
+    // from memory, and the plain loop waited on them a miss at a time.
+    prefetch_range(scale_, b, e);
+    prefetch_range(shift_, b, e);
     to_float_range(scale_, b, e, sf);
     to_float_range(shift_, b, e, hf);
     if (shift_.scalar_type() == at::kByte)  // a zero-point: (q - zp) * s = q * s - zp * s
@@ -219,10 +230,12 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
 // float outputs (and bias) in scratch of its own, so a call allocates only y. The whole-layer
 // float parameters and output of the batched path were three allocations (and frees) a call, ~1
 // us of a small layer's ~10. A bf16 model's 4-bit scales and shifts go to the kernel as stored
-// where the ISA has one reading them so; otherwise each thread converts its rows first.
+// where the ISA has one reading them so; otherwise each thread converts its rows first and calls
+// kernel(codes, scale, shift, bias, local shape, y) with float ones.
+template <typename Kernel>
 at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const at::Tensor& w_scale,
                            const at::Tensor& w_shift, int64_t bits, int64_t group_size,
-                           const std::optional<at::Tensor>& bias, const TensorSpec& spec, kernels::LinearW4TiledBf16Fn fn) {
+                           const std::optional<at::Tensor>& bias, const TensorSpec& spec, Kernel kernel) {
   const int64_t N = tiled.size(0), K = x.numel(), groups = K / group_size, row_bytes = K * bits / 8;
   const GroupParams params(w_scale, w_shift, groups, /*whole_layer=*/false);
   const auto in_place = bits == 4 ? kernels::kernels().linear.linear_w4_gemv_bf16_params : nullptr;
@@ -246,7 +259,7 @@ at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const a
       in_place(xd, codes, group_size, sb, hb, bf, local, yf);
     } else {
       const auto [sf, hf] = params.rows_at(s.n_begin, s.n_end, scratch.data());
-      fn(xd, codes, group_size, sf, hf, bf, local, yf);
+      kernel(codes, sf, hf, bf, local, yf);
     }
     for (int64_t n = 0; n < rows; ++n) yd[s.n_begin + n] = static_cast<at::BFloat16>(yf[n]);
   });
@@ -261,8 +274,23 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   const at::Tensor tc = w_tiled.contiguous();
   const kernels::LinearKernels& table = kernels::kernels().linear;
   const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
-  if (x.scalar_type() == at::kBFloat16 && bf16_fn != nullptr && x.numel() == K)
-    return gemv_qbits_bf16(x.contiguous(), tc, w_scale, w_shift, bits, group_size, bias, spec, bf16_fn);
+  const auto float_fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
+  if (x.scalar_type() == at::kBFloat16 && x.numel() == K) {  // a decode step
+    const at::Tensor xc = x.contiguous();
+    if (bf16_fn != nullptr)
+      return gemv_qbits_bf16(xc, tc, w_scale, w_shift, bits, group_size, bias, spec,
+                             [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
+                                 kernels::LinearShape local, float* yf) {
+                               bf16_fn(data_as<const kernels::bf16>(xc), codes, group_size, sf, hf, bf, local, yf);
+                             });
+    // No bf16-activation kernel: the float one, on x converted once.
+    const at::Tensor xf = xc.to(at::kFloat);
+    return gemv_qbits_bf16(xc, tc, w_scale, w_shift, bits, group_size, bias, spec,
+                           [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
+                               kernels::LinearShape local, float* yf) {
+                             float_fn(xf.data_ptr<float>(), codes, group_size, sf, hf, bf, local, yf);
+                           });
+  }
   const GroupParams params(w_scale, w_shift, K / group_size);
   const auto bc = float_bias(bias);
   if (x.scalar_type() == at::kBFloat16 && bf16_fn != nullptr) {
@@ -276,10 +304,9 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
                                         params.scale(), params.shift(), float_or_null(bc), s, y);
                               });
   }
-  const auto fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
   return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
     params.rows(s.n_begin, s.n_end);
-    fn(xf, data_as<const uint8_t>(tc), group_size, params.scale(), params.shift(), float_or_null(bc), s, y);
+    float_fn(xf, data_as<const uint8_t>(tc), group_size, params.scale(), params.shift(), float_or_null(bc), s, y);
   });
 }
 
