@@ -69,6 +69,9 @@ at::Tensor shift_to_zeropoint(const at::Tensor& scale, const at::Tensor& shift, 
 
 // clamp(round(x / scale)) in the qtype's storage dtype (int8 or float8). scale is 0-dim for
 // per-tensor, or broadcastable along `axis`.
+// int8/float8 codes of x with one absmax scale per token (row of the last dimension), as (data,
+// scale): the dynamic activations of W8A8/W4A8 layers.
+std::tuple<at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x, std::string_view qtype);
 at::Tensor symmetric_quantize(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
                               std::optional<int64_t> axis = std::nullopt);
 // data * scale, in scale's dtype.

@@ -20,6 +20,12 @@ at::Tensor absmax_scale(const at::Tensor& x, std::string_view qtype, std::option
   return h.call(x, qtype, axis);
 }
 
+std::tuple<at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x, std::string_view qtype) {
+  static const auto h =
+      op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, c10::string_view)>("quanto::quantize_per_token");
+  return h.call(x, qtype);
+}
+
 std::tuple<at::Tensor, at::Tensor> minmax_scale_shift(const at::Tensor& x, std::string_view qtype, int64_t axis,
                                                       std::optional<int64_t> group_size) {
   static const auto h = op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, c10::string_view, int64_t,

@@ -105,6 +105,18 @@ TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& sh
   return {SymSizes(shift.sym_sizes().begin(), shift.sym_sizes().end()), at::kByte};
 }
 
+std::pair<TensorSpec, TensorSpec> quantize_per_token_spec(const at::Tensor& x, std::string_view qtype) {
+  const char* op = "quantize_per_token";
+  const QType& q = checked_qtype(op, qtype);
+  TORCH_CHECK_VALUE(q.bits == 8, op, ": activations are int8 or float8 (qint8, qfloat8*), got ", q.name);
+  TORCH_CHECK_VALUE(x.dim() >= 1 && !sym_equal(x.sym_numel(), 0), op, ": x must hold at least one token, got shape ",
+                    sizes_str(x.sym_sizes()));
+  check_float(op, "x", x);
+  SymSizes data(x.sym_sizes().begin(), x.sym_sizes().end()), scale = data;
+  scale.back() = 1;
+  return {{data, q.dtype}, {scale, x.scalar_type()}};
+}
+
 TensorSpec symmetric_quantize_spec(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
                                    std::optional<int64_t> axis) {
   const char* op = "symmetric_quantize";

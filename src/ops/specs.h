@@ -42,6 +42,8 @@ GptqSpecs gptq_quantize_spec(const at::Tensor& weight, const at::Tensor& hessian
                              std::optional<int64_t> group_size, double percdamp, int64_t blocksize,
                              Grouping* grouping = nullptr);
 TensorSpec shift_to_zeropoint_spec(const at::Tensor& scale, const at::Tensor& shift, std::string_view qtype);
+// quantize_per_token: (codes shaped like x, one scale per token: x's shape with a last dimension of 1).
+std::pair<TensorSpec, TensorSpec> quantize_per_token_spec(const at::Tensor& x, std::string_view qtype);
 TensorSpec symmetric_quantize_spec(const at::Tensor& x, const at::Tensor& scale, std::string_view qtype,
                                    std::optional<int64_t> axis);
 TensorSpec symmetric_dequantize_spec(const at::Tensor& data, const at::Tensor& scale, ParamAxis* layout = nullptr);

@@ -1,5 +1,5 @@
-// QActivation: int8 / float8 activations with a per-tensor (static) or per-token (dynamic) scale,
-// and the op torch.ops.quanto.quantize_per_token that the Python layers call for the dynamic one.
+// QActivation: int8 / float8 activations with a per-tensor (static) or per-token (dynamic) scale
+// (torch.ops.quanto.quantize_per_token's codes).
 #include <quanto/tensor.h>
 
 #include <ATen/ATen.h>
@@ -37,17 +37,8 @@ QActivation QActivation::quantize(const at::Tensor& x, const QType& qtype, const
 }
 
 QActivation QActivation::quantize_per_token(const at::Tensor& x, const QType& qtype) {
-  TORCH_CHECK_VALUE(qtype.bits == 8, "QActivation: activations are int8 or float8 (qint8, qfloat8*), got ", qtype.name);
-  TORCH_CHECK_VALUE(x.dim() >= 1 && x.sym_numel() != 0, "QActivation::quantize_per_token: x must hold at least one ",
-                    "token, got shape ", x.sym_sizes());
-  // One row per token: the scale op and the quantize op work along axis 0 of a 2-d view.
-  const c10::SymInt k = x.sym_size(-1);
-  const at::Tensor rows = x.reshape_symint({-1, k});
-  const at::Tensor scale = ops::absmax_scale(rows, qtype.name, 0);  // [tokens, 1]
-  const at::Tensor data = ops::symmetric_quantize(rows, scale, qtype.name, 0);
-  std::vector<c10::SymInt> scale_shape(x.sym_sizes().begin(), x.sym_sizes().end());
-  scale_shape.back() = 1;
-  return QActivation(qtype, data.view_symint(x.sym_sizes()), scale.view_symint(scale_shape));
+  auto [data, scale] = ops::quantize_per_token(x, qtype.name);
+  return QActivation(qtype, std::move(data), std::move(scale));
 }
 
 at::Tensor QActivation::dequantize() const {
@@ -67,19 +58,6 @@ QActivation QActivation::to(c10::ScalarType scale_dtype) const {
 
 int64_t QActivation::nbytes() const { return tensor_nbytes(data_) + tensor_nbytes(scale_); }
 
-
-namespace {
-
-// torch.ops.quanto.quantize_per_token: (data, scale) of QActivation::quantize_per_token, a
-// composition of the scale and quantize ops, so it runs on every device and traces (Meta, compile).
-std::tuple<at::Tensor, at::Tensor> quantize_per_token_op(const at::Tensor& x, c10::string_view qtype) {
-  const QActivation a = QActivation::quantize_per_token(x, qtype_from_name(qtype));
-  return {a.data(), a.scale()};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(quanto, CompositeImplicitAutograd, m) { m.impl("quantize_per_token", &quantize_per_token_op); }
 
 int64_t tensor_nbytes(const at::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
 

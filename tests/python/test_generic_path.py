@@ -204,6 +204,20 @@ def test_symmetric_quantize_and_dequantize(device, dtype, shape, axis, qtype):
     assert_same(*both_paths(ops.symmetric_dequantize, data[0], scale, device=device))
 
 
+# The CPU kernel's one pass per token against the generic absmax_scale + symmetric_quantize: one
+# token (a decode step), tokens split between threads, an all-zero token (scale 1), 3-d input.
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(1, 576), (1, 1, 7), (300, 384), (2, 5, 64)])
+@pytest.mark.parametrize("qtype", ["qint8", "qfloat8"])
+def test_quantize_per_token(device, dtype, shape, qtype):
+    x = random_tensor(shape, dtype, scale=20.0)
+    x.view(-1, shape[-1])[-1] = 0
+    want, got = both_paths(ops.quantize_per_token, x, qtype, device=device)
+    assert_same(want, got)
+    assert want[0].shape == x.shape and want[1].shape == (*shape[:-1], 1) and want[1].dtype == dtype
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("x_dtype,scale_dtype", [(torch.bfloat16, torch.float32), (torch.float16, torch.float32),
                                                  (torch.float32, torch.bfloat16), (torch.float16, torch.bfloat16)])
@@ -587,6 +601,7 @@ def opcheck_samples():
         (ops.shift_to_zeropoint, (scale, shift, "qint4")),
         (ops.hqq_scale_shift, (x, "qint4", 0, 32, 5, 0.7, 10.0, 1.01, True)),
         (ops.gptq_quantize, (w, hessian, "qint4", 32, 0.01, 32, False)),
+        (ops.quantize_per_token, (xb.view(2, 8, 64), "qint8")),
         (ops.symmetric_quantize, (x, s0, "qint8", 0)),
         (ops.symmetric_quantize, (xb, sf.to(torch.bfloat16), "qfloat8", -1)),
         (ops.symmetric_dequantize, (q8, s0.clone().requires_grad_())),

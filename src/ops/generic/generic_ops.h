@@ -30,6 +30,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gptq_quantize(const at::Tensor& w
                                                              c10::string_view qtype, std::optional<int64_t> group_size,
                                                              double percdamp, int64_t blocksize, bool actorder);
 
+// Per-token activation codes: absmax_scale over each token, then symmetric_quantize.
+std::tuple<at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x, c10::string_view qtype);
 at::Tensor symmetric_quantize(const at::Tensor& x, const at::Tensor& scale, c10::string_view qtype,
                               std::optional<int64_t> axis);
 at::Tensor symmetric_dequantize(const at::Tensor& data, const at::Tensor& scale);

@@ -5,6 +5,8 @@
 #include <ATen/ops/result_type.h>
 #include <torch/library.h>
 
+#include <quanto/ops.h>
+
 #include "ops/cpu/cpu_utils.h"
 #include "ops/generic/generic_ops.h"
 #include "ops/generic/generic_utils.h"
@@ -82,7 +84,20 @@ at::Tensor affine_dequantize(const at::Tensor& codes, const at::Tensor& scale, c
   return cpu::ungrouped(y.to(spec.dtype), g, concrete(spec.sizes)).contiguous();
 }
 
+std::tuple<at::Tensor, at::Tensor> quantize_per_token(const at::Tensor& x, c10::string_view qtype) {
+  quantize_per_token_spec(x, qtype);
+  // One row per token: the scale op and the quantize op along axis 0 of a 2-d view.
+  const c10::SymInt k = x.sym_size(-1);
+  const at::Tensor rows = x.reshape_symint({-1, k});
+  const at::Tensor scale = ops::absmax_scale(rows, qtype, 0);  // [tokens, 1]
+  const at::Tensor data = ops::symmetric_quantize(rows, scale, qtype, 0);
+  std::vector<c10::SymInt> scale_shape(x.sym_sizes().begin(), x.sym_sizes().end());
+  scale_shape.back() = 1;
+  return {data.view_symint(x.sym_sizes()), scale.view_symint(scale_shape)};
+}
+
 TORCH_LIBRARY_IMPL(quanto, CompositeExplicitAutograd, m) {
+  m.impl("quantize_per_token", &quantize_per_token);
   m.impl("symmetric_quantize", &symmetric_quantize);
   m.impl("symmetric_dequantize", &symmetric_dequantize);
   m.impl("affine_quantize", &affine_quantize);
