@@ -85,6 +85,16 @@ TEST_P(LinearPerIsa, W8MatchesReference) {
         }
 }
 
+// Random 4-bit codes of an [N, K] weight and their tiled layout.
+struct TiledW4 {
+  std::vector<uint8_t> codes, tiled;
+};
+TiledW4 random_tiled_w4(int64_t N, int64_t K, uint32_t seed) {
+  TiledW4 w{random_codes(static_cast<size_t>(N * K), 4, seed), std::vector<uint8_t>(static_cast<size_t>(N * K / 2))};
+  tile_w4_ref(w.codes.data(), K, 0, N, w.tiled.data());
+  return w;
+}
+
 TEST_P(LinearPerIsa, W4TiledMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   // K = 96 and 576: a short last register of codes on the batch kernels (64 or 128 codes a
@@ -96,9 +106,7 @@ TEST_P(LinearPerIsa, W4TiledMatchesReference) {
         for (int64_t gs : {32, 64, 96, 128, 160, 256})
           for (bool with_bias : {false, true}) {
             if (K % gs != 0 || (with_bias && M % 4 != 1)) continue;
-            const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K + N));
-            std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
-            tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+            const auto [codes, tiled] = random_tiled_w4(N, K, static_cast<uint32_t>(K + N));
             const size_t groups = static_cast<size_t>(N * K / gs);
             const auto scale = random_values<float>(groups, 5, 0.1f);
             const auto shift = random_values<float>(groups, 6, 0.5f);
@@ -145,9 +153,7 @@ TEST_P(LinearPerIsa, W2TiledMatchesReference) {
 // The bf16-activation W4 kernel on one shape against the float reference, its rows in two calls
 // (two threads' ranges).
 void check_w4_tiled_bf16x(const LinearKernels& k, int64_t M, int64_t K, int64_t N, int64_t gs, bool with_bias) {
-  const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K * 3 + N));
-  std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
-  tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+  const auto [codes, tiled] = random_tiled_w4(N, K, static_cast<uint32_t>(K * 3 + N));
   const size_t groups = static_cast<size_t>(N * K / gs);
   const auto scale = random_values<float>(groups, 5, 0.1f);
   const auto shift = random_values<float>(groups, 6, 0.5f);
@@ -205,9 +211,7 @@ TEST_P(LinearPerIsa, W4GemvWithBf16ParametersMatchesFloatParameters) {
            {32, 1, 32}, {64, 7, 32}, {576, 53, 32}, {576, 16, 96}, {1152, 7, 64}, {4096, 53, 128}, {4096, 2200, 32}})
     for (bool with_bias : {false, true}) {
       SCOPED_TRACE("K=" + std::to_string(K) + " N=" + std::to_string(N) + " group=" + std::to_string(gs));
-      const auto codes = random_codes(static_cast<size_t>(N * K), 4, static_cast<uint32_t>(K + N));
-      std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 2));
-      tile_w4_ref(codes.data(), K, 0, N, tiled.data());
+      const auto [codes, tiled] = random_tiled_w4(N, K, static_cast<uint32_t>(K + N));
       const size_t groups = static_cast<size_t>(N * K / gs);
       const auto scale_b = random_values<bf16>(groups, 15, 0.1f);
       const auto shift_b = random_values<bf16>(groups, 16, 0.5f);
