@@ -280,16 +280,27 @@ void w4a8_prefill_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_st
       alignas(64) float acc[MR][kW4A8BlockN];
       w4a8_quads_tile<MR>(xu.data() + m0 * K, K, quads.data(), groups, group_size / 4, block_scale.data(),
                           block_csum128.data(), acc);
+      // The shift terms of every row and channel vector as independent chains over the groups
+      // (one chain per output vector in turn waited ~4 cycles a group: ~17% of a call with
+      // groups of 32).
+      __m512 corr[MR][kW4A8BlockRegs];
+      for (int i = 0; i < MR; ++i)
+        for (int r = 0; r < kW4A8BlockRegs; ++r) corr[i][r] = _mm512_setzero_ps();
+      for (int64_t g = 0; g < groups; ++g) {
+        __m512 h[kW4A8BlockRegs];
+        for (int r = 0; r < kW4A8BlockRegs; ++r) h[r] = _mm512_loadu_ps(block_shift.data() + g * kW4A8BlockN + 16 * r);
+        for (int i = 0; i < MR; ++i) {
+          const __m512 xg = _mm512_set1_ps(xsum[(m0 + i) * groups + g]);
+          for (int r = 0; r < kW4A8BlockRegs; ++r) corr[i][r] = _mm512_fmadd_ps(h[r], xg, corr[i][r]);
+        }
+      }
       for (int i = 0; i < MR; ++i) {
         const int64_t m = m0 + i;
         const __m512 xs = _mm512_set1_ps(x_scale[m * x_scale_stride]);
         for (int r = 0; r < kW4A8BlockRegs; ++r) {
           if (mask[r] == 0) continue;
-          __m512 corr = _mm512_setzero_ps();
-          for (int64_t g = 0; g < groups; ++g)
-            corr = _mm512_fmadd_ps(_mm512_loadu_ps(block_shift.data() + g * kW4A8BlockN + 16 * r),
-                                   _mm512_set1_ps(xsum[m * groups + g]), corr);
-          const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_load_ps(acc[i] + 16 * r), corr), xs, bias_v[r]);
+          const __m512 v =
+              _mm512_fmadd_ps(_mm512_sub_ps(_mm512_load_ps(acc[i] + 16 * r), corr[i][r]), xs, bias_v[r]);
           _mm512_mask_storeu_ps(y + m * s.N + n0 + 16 * r, mask[r], v);
         }
       }
