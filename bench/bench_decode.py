@@ -259,6 +259,8 @@ QUANTO_SETTINGS = [  # (label, weights, group size, int8 lm_head, dynamic int8 a
     ("W4 g32 + head8", "qint4", 32, True, False, False),
     ("W4 g32 + head8 + attn", "qint4", 32, True, False, True),
     ("W8A8 dyn + head8", "qint8", None, True, True, False),
+    # llama.cpp's Q4_0 quantizes activations too (to Q8_0, for its integer dot products).
+    ("W4A8 g32 dyn + head8 + attn", "qint4", 32, True, True, True),
 ]
 
 
