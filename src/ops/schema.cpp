@@ -100,6 +100,10 @@ TORCH_LIBRARY(quanto, m) {
   m.def("weight_relayout(Tensor[] state, str qtype, int[] shape, int? group_size, str layout, str to_layout) -> Tensor");
   m.def("weight_linear(Tensor x, Tensor[] state, str qtype, int[] shape, int? group_size, str layout, "
         "Tensor? bias=None) -> Tensor");
+  // Dynamic activations: x quantized per token to `activations` (qint8) here, then the integer
+  // kernel weight_linear_w8a8 runs (one call where a layer made two at each decode step).
+  m.def("weight_linear_dynamic(Tensor x, Tensor[] state, str qtype, int[] shape, int? group_size, str layout, "
+        "Tensor? bias, str activations) -> Tensor");
   // x: the float activations x_data was quantized from (gradients reach it straight through).
   // qtype qint8 (W8A8) or qint4 (W4A8, which needs the weight's group_size).
   m.def("weight_linear_w8a8(Tensor x, Tensor x_data, Tensor x_scale, Tensor[] state, str qtype, int[] shape, "

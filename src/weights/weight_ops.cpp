@@ -64,6 +64,14 @@ at::Tensor weight_linear_w8a8(const at::Tensor& x, const at::Tensor& x_data, con
       .linear_w8a8(x, x_data, x_scale, bias, out_dtype);
 }
 
+at::Tensor weight_linear_dynamic(const at::Tensor& x, at::TensorList state, c10::string_view qtype,
+                                 at::IntArrayRef shape, std::optional<int64_t> group_size, c10::string_view layout,
+                                 const std::optional<at::Tensor>& bias, c10::string_view activations) {
+  const QActivation a = QActivation::quantize_per_token(x, qtype_from_name(activations));
+  return held_weight("weight_linear_dynamic", state, qtype, shape, group_size, layout)
+      .linear_w8a8(x, a.data(), a.scale(), bias, x.scalar_type());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, CompositeImplicitAutograd, m) {
@@ -72,6 +80,7 @@ TORCH_LIBRARY_IMPL(quanto, CompositeImplicitAutograd, m) {
   m.impl("weight_relayout", &weight_relayout);
   m.impl("weight_linear", &weight_linear);
   m.impl("weight_linear_w8a8", &weight_linear_w8a8);
+  m.impl("weight_linear_dynamic", &weight_linear_dynamic);
 }
 
 }  // namespace quanto

@@ -5,7 +5,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .qmodule import QModuleMixin, has_int8_activation_kernel
+from .qmodule import PER_TOKEN, QModuleMixin, has_int8_activation_kernel
 
 __all__ = ["QLinear", "QConv1DMixin", "qlinear_forward"]
 
@@ -14,11 +14,15 @@ ops = torch.ops.quanto
 
 def qlinear_forward(m: QModuleMixin, x: torch.Tensor, xq: Optional[Tuple[torch.Tensor, torch.Tensor]],
                     bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """y = x @ W^T + bias with W the module's (out-first) weight, through the native ops once frozen."""
+    """y = x @ W^T + bias with W the module's (out-first) weight, through the native ops once frozen;
+    xq: x's int8 codes and scale, or PER_TOKEN (the op quantizes x per token)."""
     if m.weight_qtype is None or not m.frozen:
         w = m._fake_quantized_weight() if m.weight_qtype is not None else m._parameters["weight"]
         return F.linear(x, m._canonical_weight(w), bias)
     shape = list(m._quanto_qshape)
+    if xq is PER_TOKEN:
+        return ops.weight_linear_dynamic(x, m._held_weight(), m.weight_qtype.name, shape, m.weight_group_size,
+                                         m._quanto_layout, bias, m.activation_qtype.name)
     if xq is not None and has_int8_activation_kernel(m):
         return ops.weight_linear_w8a8(x, xq[0], xq[1], m._held_weight(), m.weight_qtype.name, shape,
                                       m._quanto_layout, bias, x.dtype, m.weight_group_size)

@@ -408,9 +408,8 @@ class QModuleMixin:
             if (self.frozen and getattr(self, "_linear_weight", False) and has_int8_activation_kernel(self)
                     and not (torch.is_grad_enabled() and x.requires_grad)):
                 # The integer kernel reads only the codes, and no gradient needs the dequantized
-                # copy: skip it (x itself is passed along for its shape and dtype).
-                data, scale = ops.quantize_per_token(x, a.name)
-                return x, (data, scale)
+                # copy: the linear op quantizes x itself (ops.weight_linear_dynamic).
+                return x, PER_TOKEN
             with torch.no_grad():
                 data, scale, xq = quantize_per_token(x.detach(), a.name)
             return _straight_through(x, xq), (data, scale)
@@ -611,6 +610,11 @@ class QModuleMixin:
 def is_w8a8(m: QModuleMixin) -> bool:
     """int8 weights and int8 activations, static or dynamic: the integer W8A8 kernels."""
     return m.weight_qtype is qint8 and m.activation_qtype is qint8
+
+
+# _quanto_input's answer for a frozen linear layer with dynamic int8 activations: the linear op
+# (ops.weight_linear_dynamic) quantizes x per token itself, one op call instead of two.
+PER_TOKEN = "per_token"
 
 
 def has_int8_activation_kernel(m: QModuleMixin) -> bool:
