@@ -232,9 +232,7 @@ TEST_P(LinearPerIsa, W4GemvWithBf16ParametersMatchesFloatParameters) {
                                 same.data());
       }
       expect_close(got, want, "w4 GEMV, bf16 parameters", 2e-5f);
-      if (gs % 128 != 0) {  // the float-parameter kernel takes this GEMV only for these groups
-        EXPECT_EQ(got, same) << "the float-parameter kernel on the same values differs";
-      }
+      EXPECT_EQ(got, same) << "the float-parameter kernel on the same values differs";
     }
 }
 

@@ -51,7 +51,8 @@ inline __m512 group_correction_lanes(const P* scale, const P* shift, const float
 
 // Σ_g (128 s_g + h_g) xsum_g, 16 groups per step (a serial scalar chain would cost ~4 cycles
 // a group, a large share of a row's work at K = 4096).
-inline float group_correction(const float* scale, const float* shift, const float* xsum, int64_t groups) {
+template <class P>
+inline float group_correction(const P* scale, const P* shift, const float* xsum, int64_t groups) {
   return -hsum(group_correction_lanes(scale, shift, xsum, groups, _mm512_setzero_ps()));
 }
 
@@ -123,9 +124,9 @@ void permute_x_chunks(const bf16* x, int64_t K, bf16* out) {
 // rows and T0 4/12/16/32 rows and NTA were slower.
 constexpr int64_t kPrefetchRows = 16;
 
-template <int NR>
-void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t group_size, const float* scale,
-                      const float* shift, const float* xsum, float* dots) {
+template <int NR, class P>
+void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t group_size, const P* scale,
+                      const P* shift, const float* xsum, float* dots) {
   const int64_t groups = K / group_size, row_bytes = K / 2;
   const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
   constexpr int kTern = 0xEA;  // (a & b) | c
@@ -154,7 +155,7 @@ void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
       }
     }
     for (int r = 0; r < NR; ++r)
-      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(ga[r], gb[r]), _mm512_set1_ps(scale[r * groups + g]), acc[r]);
+      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(ga[r], gb[r]), _mm512_set1_ps(to_float(scale[r * groups + g])), acc[r]);
   }
   for (int r = 0; r < NR; ++r)
     dots[r] = hsum(acc[r]) - group_correction(scale + r * groups, shift + r * groups, xsum, groups);
@@ -270,6 +271,21 @@ template <int NR, bool kParamsFar, class P>
     const float v = hsum(corrected(a0, 0));
     y[0] = bias ? v + bias[0] : v;
   }
+}
+
+// Batch 1, groups of whole 128-code chunks: x permuted to load order once, then the shared GEMV
+// driver over blocks of rows. P: the scales' and shifts' storage (float, or bf16).
+template <class P>
+void w4_gemv_g128(const bf16* x, const uint8_t* tiled, int64_t group_size, const P* scale, const P* shift,
+                  const float* bias, LinearShape s, float* y) {
+  const int64_t K = s.K;
+  std::vector<bf16> xp(static_cast<size_t>(K));
+  permute_x_chunks(x, K, xp.data());
+  simd::w4_tiled_gemv(xp.data(), tiled, group_size, scale, shift, bias, s, y,
+                      [&](auto nr, const bf16* xm, const uint8_t* t, const P* sc, const P* sh, const float* xsum,
+                          float* dots) {
+                        w4_dot_rows_g128<decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
+                      });
 }
 
 // Batch 1, groups of any multiple of 32 codes: x permuted to load order once, its group sums,
@@ -657,13 +673,7 @@ void linear_w4_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
     w4_batch_g128(x, tiled, group_size, scale, shift, bias, s, y);
     return;
   }
-  std::vector<bf16> xp(static_cast<size_t>(K));
-  permute_x_chunks(x, K, xp.data());
-  simd::w4_tiled_gemv(xp.data(), tiled, group_size, scale, shift, bias, s, y,
-                      [&](auto nr, const bf16* xm, const uint8_t* t, const float* sc, const float* sh,
-                          const float* xsum, float* dots) {
-                        w4_dot_rows_g128<decltype(nr)::value>(xm, t, K, group_size, sc, sh, xsum, dots);
-                      });
+  w4_gemv_g128(x, tiled, group_size, scale, shift, bias, s, y);
 }
 
 void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_size, const float* scale,
@@ -698,7 +708,10 @@ void linear_w2_tiled_bf16x(const bf16* x, const uint8_t* tiled, int64_t group_si
 
 void linear_w4_gemv_bf16_params(const bf16* x, const uint8_t* tiled, int64_t group_size, const bf16* scale,
                                 const bf16* shift, const float* bias, LinearShape s, float* y) {
-  w4_gemv_any(x, tiled, group_size, scale, shift, bias, s, y);
+  if (group_size % 128 == 0)
+    w4_gemv_g128(x, tiled, group_size, scale, shift, bias, s, y);
+  else
+    w4_gemv_any(x, tiled, group_size, scale, shift, bias, s, y);
 }
 
 }  // namespace quanto::kernels::avx512bf16

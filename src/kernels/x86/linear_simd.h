@@ -269,8 +269,8 @@ void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_s
 // The batch-1 driver of the W4 kernels (float or bf16 activations): per row of x, its group
 // sums, then blocks of kRowBlock output channels handed to
 // dot_rows(std::integral_constant<int, NR>, x_row, tiled_rows, scale_rows, shift_rows, xsum, dots).
-template <int Bits = 4, typename X, typename DotRows>
-void w4_tiled_gemv(const X* x, const uint8_t* tiled, int64_t group_size, const float* scale, const float* shift,
+template <int Bits = 4, typename X, typename P, typename DotRows>
+void w4_tiled_gemv(const X* x, const uint8_t* tiled, int64_t group_size, const P* scale, const P* shift,
                    const float* bias, LinearShape s, float* y, DotRows dot_rows) {
   const int64_t K = s.K, groups = K / group_size, row_bytes = K * Bits / 8;
   std::vector<float> xsum(static_cast<size_t>(groups));
@@ -285,8 +285,8 @@ void w4_tiled_gemv(const X* x, const uint8_t* tiled, int64_t group_size, const f
       const int64_t nr = std::min<int64_t>(kRowBlock, s.n_end - n0);
       float dots[kRowBlock];
       const uint8_t* t = tiled + n0 * row_bytes;
-      const float* sc = scale + n0 * groups;
-      const float* sh = shift + n0 * groups;
+      const P* sc = scale + n0 * groups;
+      const P* sh = shift + n0 * groups;
       if (nr == kRowBlock) {
         dot_rows(std::integral_constant<int, kRowBlock>{}, xm, t, sc, sh, xsum.data(), dots);
       } else {
