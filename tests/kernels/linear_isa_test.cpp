@@ -17,6 +17,7 @@
 namespace quanto::kernels {
 namespace {
 
+using testing::as_floats;
 using testing::random_values;
 
 std::vector<uint8_t> random_codes(size_t n, int bits, uint32_t seed) {
@@ -158,8 +159,7 @@ void check_w4_tiled_bf16x(const LinearKernels& k, int64_t M, int64_t K, int64_t 
   const auto scale = random_values<float>(groups, 5, 0.1f);
   const auto shift = random_values<float>(groups, 6, 0.5f);
   const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 7);
-  std::vector<float> x(xb.size());
-  for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+  const std::vector<float> x = as_floats(xb);
   const auto bias = random_values<float>(static_cast<size_t>(N), 8);
   const float* b = with_bias ? bias.data() : nullptr;
   std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
@@ -215,11 +215,9 @@ TEST_P(LinearPerIsa, W4GemvWithBf16ParametersMatchesFloatParameters) {
       const size_t groups = static_cast<size_t>(N * K / gs);
       const auto scale_b = random_values<bf16>(groups, 15, 0.1f);
       const auto shift_b = random_values<bf16>(groups, 16, 0.5f);
-      std::vector<float> scale(groups), shift(groups);
-      for (size_t i = 0; i < groups; ++i) scale[i] = to_float(scale_b[i]), shift[i] = to_float(shift_b[i]);
+      const std::vector<float> scale = as_floats(scale_b), shift = as_floats(shift_b);
       const auto xb = random_values<bf16>(static_cast<size_t>(K), 17);
-      std::vector<float> x(xb.size());
-      for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+      const std::vector<float> x = as_floats(xb);
       const auto bias = random_values<float>(static_cast<size_t>(N), 18);
       const float* b = with_bias ? bias.data() : nullptr;
       std::vector<float> want(static_cast<size_t>(N)), same(want.size()), got(want.size());
@@ -255,8 +253,7 @@ TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
             const auto scale = random_values<float>(groups, 25, 0.1f);
             const auto shift = random_values<float>(groups, 26, 0.5f);
             const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 27);
-            std::vector<float> x(xb.size());
-            for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+            const std::vector<float> x = as_floats(xb);
             const auto bias = random_values<float>(static_cast<size_t>(N), 28);
             const float* b = with_bias ? bias.data() : nullptr;
             std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
@@ -286,8 +283,7 @@ TEST_P(LinearPerIsa, W8WithBf16ActivationsMatchesReference) {
       for (int64_t N : {1, 7, 16, 53})
         for (bool with_bias : {false, true}) {
           const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 21);
-          std::vector<float> x(xb.size());
-          for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+          const std::vector<float> x = as_floats(xb);
           std::vector<int8_t> w(static_cast<size_t>(N * K));
           std::mt19937 gen(22);
           for (auto& v : w) v = static_cast<int8_t>(std::uniform_int_distribution<int>(-128, 127)(gen));
@@ -531,8 +527,7 @@ TEST_P(LinearPerIsa, Fp8MatchesReference) {
           const auto scale = random_values<float>(static_cast<size_t>(N), 32, 0.01f);
           const auto bias = random_values<float>(static_cast<size_t>(N), 33);
           const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 34);
-          std::vector<float> x(xb.size());
-          for (size_t i = 0; i < x.size(); ++i) x[i] = to_float(xb[i]);
+          const std::vector<float> x = as_floats(xb);
           std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
           const LinearShape all{M, K, N, 0, N};
           linear_fp8_ref<float>(x.data(), w.data(), format, scale.data(), 1, bias.data(), all, want.data());

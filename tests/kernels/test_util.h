@@ -34,6 +34,13 @@ void sprinkle_specials(std::vector<T>& v) {
   for (size_t i = 0; i < v.size(); i += 5) v[i] = from_float<T>(specials[(i / 5) % std::size(specials)]);
 }
 
+// bf16 values as float (exact), for the float references of bf16-input kernels.
+inline std::vector<float> as_floats(const std::vector<bf16>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = to_float(v[i]);
+  return out;
+}
+
 inline std::string isa_label(CpuIsa isa) { return isa_name(isa); }
 
 template <typename T>
