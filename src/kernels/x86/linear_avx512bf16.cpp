@@ -246,7 +246,7 @@ template <int NR, bool kParamsFar, class P>
       const __m512 t23 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(c2), x2),
                                           reinterpret_cast<__m512bh>(c3), x3);
       const P* sp = scale + r * groups + g0;
-      if (prefetch_params) {  // float parameters from memory: their rows, ahead like the codes
+      if (prefetch_params) {  // parameters from memory: their rows, ahead like the codes
         _mm_prefetch(reinterpret_cast<const char*>(sp + kPrefetchRows * groups), _MM_HINT_T1);
         _mm_prefetch(reinterpret_cast<const char*>(shift + (sp - scale) + kPrefetchRows * groups), _MM_HINT_T1);
       }
