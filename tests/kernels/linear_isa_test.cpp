@@ -151,28 +151,37 @@ TEST_P(LinearPerIsa, W2TiledMatchesReference) {
           }
 }
 
-// The bf16-activation W4 kernel on one shape against the float reference, its rows in two calls
-// (two threads' ranges).
-void check_w4_tiled_bf16x(const LinearKernels& k, int64_t M, int64_t K, int64_t N, int64_t gs, bool with_bias) {
-  const auto [codes, tiled] = random_tiled_w4(N, K, static_cast<uint32_t>(K * 3 + N));
+// The bf16-activation tiled kernel (4 or 2 bits) on one shape against the float reference, its
+// rows in two calls (two threads' ranges). Each width has its own seeds.
+void check_tiled_bf16x(const LinearKernels& k, int bits, int64_t M, int64_t K, int64_t N, int64_t gs, bool with_bias) {
+  const bool w4 = bits == 4;
+  const uint32_t seed = w4 ? 5 : 25;
+  const auto codes = random_codes(static_cast<size_t>(N * K), bits, static_cast<uint32_t>(K * (w4 ? 3 : 5) + N));
+  std::vector<uint8_t> tiled(static_cast<size_t>(N * K * bits / 8));
+  (w4 ? tile_w4_ref : tile_w2_ref)(codes.data(), K, 0, N, tiled.data());
   const size_t groups = static_cast<size_t>(N * K / gs);
-  const auto scale = random_values<float>(groups, 5, 0.1f);
-  const auto shift = random_values<float>(groups, 6, 0.5f);
-  const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 7);
+  const auto scale = random_values<float>(groups, seed, 0.1f);
+  const auto shift = random_values<float>(groups, seed + 1, 0.5f);
+  const auto xb = random_values<bf16>(static_cast<size_t>(M * K), seed + 2);
   const std::vector<float> x = as_floats(xb);
-  const auto bias = random_values<float>(static_cast<size_t>(N), 8);
+  const auto bias = random_values<float>(static_cast<size_t>(N), seed + 3);
   const float* b = with_bias ? bias.data() : nullptr;
   std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
-  linear_w4_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, N}, want.data());
+  (w4 ? linear_w4_tiled_ref : linear_w2_tiled_ref)(x.data(), tiled.data(), gs, scale.data(), shift.data(), b,
+                                                    {M, K, N, 0, N}, want.data());
+  const auto kernel = w4 ? k.linear_w4_tiled_bf16x : k.linear_w2_tiled_bf16x;
   const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
-  k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid}, got.data());
-  k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N}, got.data());
+  kernel(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid}, got.data());
+  kernel(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N}, got.data());
   // Prefill batches take the GEMM path, whose weights are rounded to bf16: close to the float
-  // reference, and as close as float summation allows to the same rounding.
-  expect_close(got, want, "w4 tiled, bf16 activations", M > 8 ? 1e-2f : 2e-5f);
+  // reference, and as close as float summation allows to the same rounding. The bf16 batch-1
+  // path sums x·(128 + c) and takes 128·s·Σx back out: with 2-bit codes the result is small next
+  // to those terms, so float rounding shows more than for W4.
+  const std::string label = std::string(w4 ? "w4" : "w2") + " tiled, bf16 activations";
+  expect_close(got, want, label.c_str(), M > 8 ? 1e-2f : (w4 ? 2e-5f : 1e-4f));
   if (M > 8)
     expect_close(got, bf16_weight_linear_ref(x, codes, gs, scale, shift, b, {M, K, N, 0, N}),
-                 "w4 tiled, bf16 activations and weights");
+                 (label + " and weights").c_str());
 }
 
 TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
@@ -188,7 +197,7 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
         for (int64_t gs : {32, 64, 96, 128, 256})
           for (bool with_bias : {false, true}) {
             if (K % gs != 0 || (K == 512) != (gs == 256) || (K >= 1088 && gs > 96)) continue;
-            check_w4_tiled_bf16x(k, M, K, N, gs, with_bias);
+            check_tiled_bf16x(k, 4, M, K, N, gs, with_bias);
           }
 }
 
@@ -197,7 +206,7 @@ TEST_P(LinearPerIsa, W4TiledWithBf16ActivationsMatchesReference) {
 TEST_P(LinearPerIsa, W4TiledBf16GemvWithParametersFromMemoryMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w4_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";
-  check_w4_tiled_bf16x(k, 1, 4096, 2200, 32, true);
+  check_tiled_bf16x(k, 4, 1, 4096, 2200, 32, true);
 }
 
 // Batch 1 with a bf16 model's scales and shifts read in place: the same arithmetic as the float-
@@ -246,30 +255,7 @@ TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
         for (int64_t gs : {64, 128, 256})
           for (bool with_bias : {false, true}) {
             if (K % gs != 0) continue;
-            const auto codes = random_codes(static_cast<size_t>(N * K), 2, static_cast<uint32_t>(K * 5 + N));
-            std::vector<uint8_t> tiled(static_cast<size_t>(N * K / 4));
-            tile_w2_ref(codes.data(), K, 0, N, tiled.data());
-            const size_t groups = static_cast<size_t>(N * K / gs);
-            const auto scale = random_values<float>(groups, 25, 0.1f);
-            const auto shift = random_values<float>(groups, 26, 0.5f);
-            const auto xb = random_values<bf16>(static_cast<size_t>(M * K), 27);
-            const std::vector<float> x = as_floats(xb);
-            const auto bias = random_values<float>(static_cast<size_t>(N), 28);
-            const float* b = with_bias ? bias.data() : nullptr;
-            std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
-            linear_w2_tiled_ref(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, N}, want.data());
-            const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
-            k.linear_w2_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, 0, mid},
-                                    got.data());
-            k.linear_w2_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {M, K, N, mid, N},
-                                    got.data());
-            // The bf16 path sums x·(128 + c) and takes 128·s·Σx back out: with 2-bit codes the
-            // result is small next to those terms, so float rounding shows more than for W4.
-            // Prefill batches take the GEMM path, whose weights are rounded to bf16.
-            expect_close(got, want, "w2 tiled, bf16 activations", M > 8 ? 1e-2f : 1e-4f);
-            if (M > 8)
-              expect_close(got, bf16_weight_linear_ref(x, codes, gs, scale, shift, b, {M, K, N, 0, N}),
-                           "w2 tiled, bf16 activations and weights");
+            check_tiled_bf16x(k, 2, M, K, N, gs, with_bias);
           }
 }
 
