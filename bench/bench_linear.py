@@ -22,6 +22,8 @@ starts with its measured read bandwidth, and gives W8, W4 (groups of 128 and 32)
 (e4m3fn) times, and W4A8 (int4 group 128) and W8A8 with dynamic per-token int8 activations (the
 quantization of x included), against torch fp32 / bf16 linear, as speed-ups over the fastest of the two and, for
 batches up to 8, as GB/s of codes + scales (+ shifts) read and their fraction of that bandwidth.
+Each of its layers cycles over copies of its weights (512 MiB in all), so every call reads them
+from memory rather than from a cache that still holds part of the last call's.
 
 Run: make bench            (QUANTO_BENCH_QUICK=1 for one shape and fewer batches)
      python bench/bench_linear.py --shapes 14336x4096 --batches 1,128 [--tables isa,main,w2,w8a8]
@@ -29,6 +31,7 @@ Run: make bench            (QUANTO_BENCH_QUICK=1 for one shape and fewer batches
 """
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -103,6 +106,10 @@ def parse_tables(text):
 
 
 CLOCK = time.perf_counter  # --cpu-time: time.process_time
+# Bytes of the bandwidth probe and of each layer's copies in the isa table: far past the LLC the
+# OS reports (on one virtual machine a 59 MB weight cycled over 2 copies still read 25% faster than
+# over 4 or more, with a "32 MiB" L3).
+COLD_MIB = 512
 
 
 def timeit(fn, min_time=0.3, min_reps=3):
@@ -116,11 +123,13 @@ def timeit(fn, min_time=0.3, min_reps=3):
     return best
 
 
-def read_bandwidth_gbs(mib=1024, min_time=2.0):
-    """Read bandwidth of this machine with every intra-op thread: a sum over a buffer far larger
-    than any cache (best of ~min_time seconds)."""
-    t = torch.ones(mib * 1024 * 1024 // 4, dtype=torch.float32)
-    return t.numel() * 4 / timeit(lambda: t.sum(), min_time=min_time) / 1e9
+def read_bandwidth_gbs(mib=COLD_MIB, min_time=1.0):
+    """Read bandwidth of this machine with every intra-op thread: the faster of two reads of a
+    random buffer far larger than any cache, a sum and a dot product (best of ~min_time seconds
+    each). Random, because a buffer of ones read at 55 GB/s where memory gives 34 on one virtual
+    machine, as if its identical pages were one."""
+    t = torch.rand(mib * 1024 * 1024 // 4, generator=torch.Generator().manual_seed(0))
+    return max(t.numel() * 4 / timeit(fn, min_time=min_time) / 1e9 for fn in (t.sum, lambda: torch.dot(t, t)))
 
 
 def last_level_cache_bytes():
@@ -215,6 +224,18 @@ def main_table(bw):
 ISA_COLUMNS = ["W8", "W4g128", "W4g32", "W2", "FP8", "W4A8", "W8A8"]
 
 
+def cold(fn, tensors):
+    """fn(x, *tensors) as a layer of the isa table: (call, bytes read per call). The call cycles over
+    enough copies of the tensors (COLD_MIB in all) that each is evicted from the caches before its
+    next use, so batch-1 times measure reads from memory, as in a model whose layers together
+    exceed the cache, not reuse of a weight that partly stays there between calls."""
+    size = nbytes(*tensors)
+    total = max(4 * last_level_cache_bytes(), COLD_MIB * 2**20)
+    copies = [tensors] + [tuple(t.clone() for t in tensors) for _ in range(-(-total // size) - 1)]
+    turn = itertools.cycle(copies)
+    return (lambda x: fn(x, *next(turn))), size
+
+
 def isa_layers(N, K):
     """quanto's weight-only kernels on one N x K weight, each with the bytes it reads per call."""
     torch.manual_seed(0)
@@ -222,34 +243,31 @@ def isa_layers(N, K):
     layers = {}
     s8 = ops.absmax_scale(w, "qint8", 0)
     q8 = ops.symmetric_quantize(w, s8, "qint8", 0)
-    layers["W8"] = (lambda x: ops.linear_qbytes(x, q8, s8), nbytes(q8, s8))
+    layers["W8"] = cold(ops.linear_qbytes, (q8, s8))
     tiled_w4 = {}
     for name, qtype, bits, group in (("W4g128", "qint4", 4, 128), ("W4g32", "qint4", 4, 32), ("W2", "qint2", 2, 128)):
         sc, sh = ops.minmax_scale_shift(w, qtype, 0, group)
         codes = ops.pack_codes(ops.affine_quantize(w, sc, sh, qtype, 0, group), bits)
         tiled = ops.tile_qbits(codes, bits, N, K, group)
         tiled_w4[name] = tiled, sc, sh
-        layers[name] = (lambda x, t=tiled, a=sc, b=sh, n=bits, g=group: ops.linear_qbits_tiled(x, t, a, b, n, g),
-                        nbytes(tiled, sc, sh))
+        layers[name] = cold(lambda x, t, a, b, n=bits, g=group: ops.linear_qbits_tiled(x, t, a, b, n, g),
+                            (tiled, sc, sh))
     # int8 activations (dynamic, per token: the quantization of x is part of each call) with the
     # W4g128 weight (integer W4A8 kernel) and the W8 weight in the layout a frozen W8A8 layer gets
     # on this tier (VNNI-packed on avx512vnni and avx512bf16, canonical below).
-    t4, sc4, sh4 = tiled_w4["W4g128"]
-    layers["W4A8"] = (lambda x: ops.linear_w4a8_tiled(*ops.quantize_per_token(x, "qint8"), t4, sc4, sh4, 128, None,
-                                                      x.dtype), nbytes(t4, sc4, sh4))
+    layers["W4A8"] = cold(lambda x, t, a, b: ops.linear_w4a8_tiled(*ops.quantize_per_token(x, "qint8"), t, a, b, 128,
+                                                                   None, x.dtype), tiled_w4["W4g128"])
     if ops.weight_layout("qint8", [N, K], None, torch.device("cpu"), "qint8") == "packed_w8a8":
-        p8 = ops.pack_w8a8(q8)
-        layers["W8A8"] = (lambda x: ops.linear_w8a8_packed(*ops.quantize_per_token(x, "qint8"), p8, s8, N, None,
-                                                           x.dtype), nbytes(p8, s8))
+        layers["W8A8"] = cold(lambda x, p, s: ops.linear_w8a8_packed(*ops.quantize_per_token(x, "qint8"), p, s, N, None,
+                                                                     x.dtype), (ops.pack_w8a8(q8), s8))
     else:
-        layers["W8A8"] = (lambda x: ops.linear_w8a8(*ops.quantize_per_token(x, "qint8"), q8, s8, None, x.dtype),
-                          nbytes(q8, s8))
+        layers["W8A8"] = cold(lambda x, q, s: ops.linear_w8a8(*ops.quantize_per_token(x, "qint8"), q, s, None, x.dtype),
+                              (q8, s8))
     sf = ops.absmax_scale(w, "qfloat8", 0)
     qf = ops.symmetric_quantize(w, sf, "qfloat8", 0)
-    layers["FP8"] = (lambda x: ops.linear_qbytes(x, qf, sf), nbytes(qf, sf))
-    dense32, dense16 = w, w.to(torch.bfloat16)
-    layers["torch fp32"] = (lambda x: F.linear(x.float(), dense32), nbytes(dense32))
-    layers["torch bf16"] = (lambda x: F.linear(x, dense16), nbytes(dense16))
+    layers["FP8"] = cold(ops.linear_qbytes, (qf, sf))
+    layers["torch fp32"] = cold(lambda x, d: F.linear(x.float(), d), (w,))
+    layers["torch bf16"] = cold(F.linear, (w.to(torch.bfloat16),))
     return layers
 
 
@@ -257,12 +275,12 @@ def isa_layers(N, K):
 def isa_table(bw):
     """One tier (this process's QUANTO_CPU_ISA): quanto's weight-only kernels against torch's
     fastest float linear on the same instruction set."""
-    llc = last_level_cache_bytes()
     clock = "CPU time" if CLOCK is time.process_time else "wall time"
     print(f"\n== ISA tier {ops.cpu_isa()}: torch {torch.__version__}, {torch.get_num_threads()} threads, {clock}, "
-          f"measured read bandwidth {bw:.1f} GB/s (sum over 512 MiB)")
+          f"measured read bandwidth {bw:.1f} GB/s (sum or dot over 512 MiB)")
     print("times in ms (bf16 activations); xfloat = fastest of torch fp32 / bf16 time / quanto time; "
-          "GB/s = codes + scales read per call / time, % of the read bandwidth (weights larger than the LLC)")
+          "GB/s = codes + scales read per call / time, % of the read bandwidth (each call reads weights the LLC no "
+          "longer holds)")
     print(f"{'N x K':>12} {'M':>4} {'fp32':>9} {'bf16':>9} " + " ".join(f"{c:>8}" for c in ISA_COLUMNS) + "  "
           + " ".join(f"{'x' + c:>8}" for c in ISA_COLUMNS) + "  "
           + " ".join(f"{c + ' GB/s':>15}" for c in ISA_COLUMNS))
@@ -281,7 +299,7 @@ def isa_table(bw):
                 for c in ISA_COLUMNS:
                     size = layers[c][1]
                     gbs = size / t[c] / 1e9
-                    cells.append(f"{gbs:6.1f} ({100 * gbs / bw:3.0f}%)" if size > llc else f"{gbs:6.1f} (LLC)")
+                    cells.append(f"{gbs:6.1f} ({100 * gbs / bw:3.0f}%)")
                 row += " ".join(f"{cell:>15}" for cell in cells)
             print(row, flush=True)
 
@@ -398,7 +416,7 @@ def main():
         CLOCK = time.process_time
     if args.child:
         SHAPES, BATCHES = args.shapes or ISA_SHAPES, args.batches or ISA_BATCHES
-        isa_table(read_bandwidth_gbs(mib=512, min_time=2.0))
+        isa_table(read_bandwidth_gbs())
         return
     if "isa" in args.tables:
         SHAPES = args.shapes or ISA_SHAPES
