@@ -18,7 +18,9 @@ Settings (transformers' generate path, eager, dynamic KV cache):
   - optimum-quanto 0.2.7 W8 / W4 (frozen), same float model and exclusions.
 
 Decode: tokens/s of greedy decoding with the KV cache after a 32-token prompt (median step).
-Prefill: tokens/s of one forward over a 128-token prompt (best of 3).
+Prefill: tokens/s of one forward over a 128-token prompt with the logits of its last token only
+(best of 3), as generate's prefill and llama-bench's pp128 compute them (the head over every
+position would add a 49152 x 576 x 128 product to SmolLM2's prompt).
 Decode attention: "+ attn" rows switch the model to quanto.models.use_decode_attention (decode steps
 run torch.ops.quanto.decode_attention instead of PyTorch's CPU SDPA, which on bf16 costs several
 times its float32 kernel); the bf16 row with it shows how much of a gain is attention alone.
@@ -103,11 +105,11 @@ def decode_tps(model, reps=2):
 @torch.no_grad()
 def prefill_tps(model, reps=3):
     ids = torch.tensor([PREFILL])
-    model(ids[:, :16])  # warm-up
+    model(ids[:, :16], logits_to_keep=1)  # warm-up
     best = float("inf")
     for _ in range(reps):
         start = time.perf_counter()
-        model(ids)
+        model(ids, logits_to_keep=1)
         best = min(best, time.perf_counter() - start)
     return ids.shape[1] / best
 
