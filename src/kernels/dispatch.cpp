@@ -5,6 +5,7 @@
 
 #if defined(__x86_64__)
 #include "kernels/x86/attention_x86.h"
+#include "kernels/x86/convert_x86.h"
 #include "kernels/x86/hqq_x86.h"
 #include "kernels/x86/linear_bf16_x86.h"
 #include "kernels/x86/linear_vnni_x86.h"
@@ -24,6 +25,8 @@ constexpr KernelTable generic_table() {
   t.hqq_refine = &hqq_refine_ref;
   t.attention.decode_f32 = &decode_attention_ref<float>;
   t.attention.decode_bf16 = &decode_attention_ref<bf16>;
+  t.convert.to_bf16 = &to_bf16_ref;
+  t.convert.to_fp16 = &to_fp16_ref;
   return t;
 }
 constexpr KernelTable kGeneric = generic_table();
@@ -52,6 +55,8 @@ constexpr KernelTable avx2_table() {
   t.hqq_refine = &avx2::hqq_refine;
   t.attention.decode_f32 = &avx2::decode_attention<float>;
   t.attention.decode_bf16 = &avx2::decode_attention<bf16>;
+  t.convert.to_bf16 = &avx2::to_bf16;
+  t.convert.to_fp16 = &avx2::to_fp16;
   return t;
 }
 
@@ -87,6 +92,8 @@ constexpr KernelTable avx512_table() {
   t.hqq_refine = &avx512::hqq_refine;
   t.attention.decode_f32 = &avx512::decode_attention<float>;
   t.attention.decode_bf16 = &avx512::decode_attention<bf16>;
+  t.convert.to_bf16 = &avx512::to_bf16;
+  t.convert.to_fp16 = &avx512::to_fp16;
   return t;
 }
 

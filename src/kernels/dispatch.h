@@ -14,6 +14,7 @@
 
 #include "kernels/numeric.h"
 #include "kernels/ref/attention_ref.h"
+#include "kernels/ref/convert_ref.h"
 #include "kernels/ref/hqq_ref.h"
 #include "kernels/ref/linear_ref.h"
 #include "kernels/ref/quantize_ref.h"
@@ -142,6 +143,13 @@ struct AttentionKernels {
   DecodeAttentionFn<bf16> decode_bf16;
 };
 
+// A float run to the layer's 16-bit dtype (kernels/ref/convert_ref.h): the fused kernels' float
+// output, converted by the thread that wrote it.
+struct ConvertKernels {
+  ToBf16Fn to_bf16;
+  ToFp16Fn to_fp16;
+};
+
 struct KernelTable {
   CpuIsa isa;
   QuantizeKernels<float> f32;
@@ -149,6 +157,7 @@ struct KernelTable {
   LinearKernels linear;
   HqqRefineFn hqq_refine;
   AttentionKernels attention;
+  ConvertKernels convert;
 };
 
 // The table of one ISA; throws std::invalid_argument if this CPU does not support it.

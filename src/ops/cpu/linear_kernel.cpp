@@ -134,32 +134,49 @@ void over_channels(int64_t M, int64_t K, int64_t N, Fn&& fn) {
   parallel_rows(N, grain, [&](int64_t n0, int64_t n1) { fn(kernels::LinearShape{M, K, N, n0, n1}); });
 }
 
-// y[M, N] in out_dtype from kernels that write float: fn(shape, y_float) over channel ranges, each
-// range converted (round to nearest even, as ATen does) by the thread that computed it. A
-// separate y.to(out_dtype) was a second parallel pass through ATen's TensorIterator, about a
-// tenth of a small decode-time linear layer.
+// y[M, N] in out_dtype from kernels that write float: they write a float scratch tensor, and each
+// thread converts the channels it computed while they are in its cache (the kernel table's
+// vector conversion: rounding to nearest even, as ATen does). A separate y.to(out_dtype) was a
+// second parallel pass through ATen's TensorIterator, about a tenth of a small decode-time
+// linear layer; a scalar conversion loop, ~5% of a prefill layer at K = 384.
+class FloatOutput {
+ public:
+  FloatOutput(int64_t M, int64_t N, at::IntArrayRef sizes, const at::TensorOptions& options,
+              c10::ScalarType out_dtype)
+      : M_(M), N_(N), yf_(at::empty(sizes, options.dtype(at::kFloat))) {
+    TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kBFloat16 || out_dtype == at::kHalf,
+                "quanto: unsupported output dtype ", out_dtype);
+    if (out_dtype != at::kFloat) y_ = at::empty(sizes, options.dtype(out_dtype));
+  }
+  float* data() { return yf_.data_ptr<float>(); }
+  // Converts channels [n0, n1) of every row (nothing to do for a float output).
+  void finish(int64_t n0, int64_t n1) {
+    if (!y_.defined() || n1 <= n0) return;
+    const float* f = yf_.data_ptr<float>();
+    const kernels::ConvertKernels& cv = kernels::kernels().convert;
+    for (int64_t m = 0; m < M_; ++m) {
+      const int64_t at = m * N_ + n0;
+      if (y_.scalar_type() == at::kBFloat16) cv.to_bf16(f + at, data_as<kernels::bf16>(y_) + at, n1 - n0);
+      else cv.to_fp16(f + at, data_as<kernels::fp16>(y_) + at, n1 - n0);
+    }
+  }
+  at::Tensor result() const { return y_.defined() ? y_ : yf_; }
+
+ private:
+  int64_t M_, N_;
+  at::Tensor yf_, y_;
+};
+
+// fn(shape, y_float) over channel ranges, into y[M, N] in out_dtype (FloatOutput).
 template <typename Fn>
 at::Tensor over_channels_into(int64_t M, int64_t K, int64_t N, at::IntArrayRef sizes, const at::TensorOptions& options,
                               c10::ScalarType out_dtype, Fn&& fn) {
-  at::Tensor yf = at::empty(sizes, options.dtype(at::kFloat));
-  if (out_dtype == at::kFloat) {
-    over_channels(M, K, N, [&](kernels::LinearShape s) { fn(s, yf.data_ptr<float>()); });
-    return yf;
-  }
-  TORCH_CHECK(out_dtype == at::kBFloat16 || out_dtype == at::kHalf, "quanto: unsupported output dtype ", out_dtype);
-  at::Tensor y = at::empty(sizes, options.dtype(out_dtype));
+  FloatOutput out(M, N, sizes, options, out_dtype);
   over_channels(M, K, N, [&](kernels::LinearShape s) {
-    float* f = yf.data_ptr<float>();
-    fn(s, f);
-    auto convert = [&](auto* out) {
-      using T = std::remove_pointer_t<decltype(out)>;
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = s.n_begin; n < s.n_end; ++n) out[m * N + n] = static_cast<T>(f[m * N + n]);
-    };
-    if (out_dtype == at::kBFloat16) convert(y.data_ptr<at::BFloat16>());
-    else convert(y.data_ptr<at::Half>());
+    fn(s, out.data());
+    out.finish(s.n_begin, s.n_end);
   });
-  return y;
+  return out.result();
 }
 
 // The fused kernels take float activations: x is converted once (M·K values, small next to the
@@ -244,7 +261,7 @@ at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const a
   at::Tensor y = at::empty(concrete(spec.sizes), x.options());
   const auto* xd = data_as<const kernels::bf16>(x);
   const auto* td = data_as<const uint8_t>(tiled);
-  auto* yd = y.data_ptr<at::BFloat16>();
+  auto* yd = data_as<kernels::bf16>(y);
   over_channels(1, K, N, [&](kernels::LinearShape s) {
     const int64_t rows = s.n_end - s.n_begin, params_floats = params_in_place ? 0 : params.scratch_floats(rows);
     thread_local std::vector<float> scratch;
@@ -261,7 +278,7 @@ at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const a
       const auto [sf, hf] = params.rows_at(s.n_begin, s.n_end, scratch.data());
       kernel(codes, sf, hf, bf, local, yf);
     }
-    for (int64_t n = 0; n < rows; ++n) yd[s.n_begin + n] = static_cast<at::BFloat16>(yf[n]);
+    kernels::kernels().convert.to_bf16(yf, yd + s.n_begin, rows);
   });
   return y;
 }
@@ -321,11 +338,12 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
   const GroupParams params(w_scale, w_shift, K / group_size);
   const auto bc = float_bias(bias);
   const auto fn = kernels::kernels().linear.linear_w4a8_tiled;
-  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
+  FloatOutput out(M, N, concrete(spec.sizes), x_data.options(), out_dtype);
   auto run = [&](kernels::LinearShape s) {
     params.rows(s.n_begin, s.n_end);
     fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1, data_as<const uint8_t>(tc), group_size,
-       params.scale(), params.shift(), float_or_null(bc), s, y.data_ptr<float>());
+       params.scale(), params.shift(), float_or_null(bc), s, out.data());
+    out.finish(s.n_begin, s.n_end);
   };
   if (M < kernels::kW4A8PrefillMinRows) {
     over_channels(M, K, N, run);
@@ -337,7 +355,7 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
                                std::min(N, b1 * kernels::kW4A8ChannelBlock)});
     });
   }
-  return out_dtype == at::kFloat ? y : y.to(out_dtype);
+  return out.result();
 }
 
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
@@ -386,16 +404,17 @@ at::Tensor linear_w8a8_packed(const at::Tensor& x_data, const at::Tensor& x_scal
   const at::Tensor xs = as_float(x_scale), ws = as_float(w_scale);
   const auto bc = float_bias(bias);
   const auto fn = kernels::kernels().linear.linear_w8a8_packed;
-  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(at::kFloat));
+  FloatOutput out(M, N, concrete(spec.sizes), x_data.options(), out_dtype);
   // Threads take whole 64-channel blocks.
   const int64_t blocks = kernels::w8a8_block_count(N);
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(M * K * kernels::kW8A8BlockN, 1));
   parallel_rows(blocks, grain, [&](int64_t b0, int64_t b1) {
     const kernels::LinearShape s{M, K, N, b0 * kernels::kW8A8BlockN, std::min(N, b1 * kernels::kW8A8BlockN)};
     fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), xs.numel() == 1 ? 0 : 1, data_as<const uint8_t>(pc),
-       ws.data_ptr<float>(), ws.numel() == 1 ? 0 : 1, float_or_null(bc), s, y.data_ptr<float>());
+       ws.data_ptr<float>(), ws.numel() == 1 ? 0 : 1, float_or_null(bc), s, out.data());
+    out.finish(s.n_begin, s.n_end);
   });
-  return out_dtype == at::kFloat ? y : y.to(out_dtype);
+  return out.result();
 }
 
 }  // namespace
