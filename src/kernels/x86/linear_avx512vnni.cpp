@@ -11,8 +11,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/x86/linear_simd.h"
 #include "kernels/x86/linear_vnni_x86.h"
-#include "kernels/x86/transpose_avx512.h"
 #include "kernels/x86/vec_avx512.h"
+#include "kernels/x86/w4a8_prefill_simd.h"
 #include "kernels/x86/w4a8_simd.h"
 
 namespace quanto::kernels::avx512vnni {
@@ -160,162 +160,52 @@ struct VnniVec : avx512::Vec {
   }
 };
 
-// ---- W4A8 prefill (M >= kW4A8PrefillMinRows): channels in lanes ----
-// The GEMV-shaped kernel (w4a8_simd.h) holds k in its lanes, so every (row of x, weight row,
-// group) pays an int -> float conversion and an FMA, as much as its dot products when a group is
-// one 128-code register. Here, as in the packed W8A8 kernel, each int32 lane is one output channel
-// and each vpdpbusd adds 4 consecutive k: a block of kW4A8BlockN channels is unpacked once per call
-// into u8 quads, and 4 bytes of x are broadcast. The codes are vpdpbusd's unsigned operand and x
-// its signed one, so the dot products are Σ code · x exactly, with no offset to take back out, and
-// a group costs one conversion and one FMA per 16 channels and row against group_size / 4
-// vpdpbusd.
-constexpr int64_t kW4A8BlockN = kW4A8ChannelBlock;  // channels per block (kernels/dispatch.h): 4 zmm
-constexpr int kW4A8BlockRegs = static_cast<int>(kW4A8BlockN / 16);
-// A tile: kW4A8PrefillRows rows of x × kW4A8TileRegs channel vectors (8 int32 sums + 8 float
-// accumulators + 2 codes + 1 x), so the float sums stay in registers across groups. Measured on
-// Zen 4 (one thread, 1536 x 576 and 576 x 1536, M = 512): 4 x 2 ran groups of 32 24% faster than
-// 6 rows x 4 vectors with their float sums in memory, and 6 x 2, 8 x 1, 12 x 1, 3 x 2 and 2 x 4
-// were all slower than 4 x 2.
-constexpr int kW4A8PrefillRows = 4;
-constexpr int kW4A8TileRegs = 2;
+// ---- W4A8 prefill (M >= kW4A8PrefillMinRows): channels in lanes (w4a8_prefill_simd.h) ----
+// Each vpdpbusd adds 4 consecutive k of 16 channels straight into int32 lanes, with the codes
+// as its unsigned operand and x as its signed one, so the sums are Σ code · x exactly.
+//
+// A tile: kRows rows of x × kRegs channel vectors (8 int32 sums + 8 float accumulators + 2 codes
+// + 1 x), so the float sums stay in registers across groups. Measured on Zen 4 (one thread,
+// 1536 x 576 and 576 x 1536, M = 512): 4 x 2 ran groups of 32 24% faster than 6 rows x 4 vectors
+// with their float sums in memory, and 6 x 2, 8 x 1, 12 x 1, 3 x 2 and 2 x 4 were all slower
+// than 4 x 2.
+struct DpbusdTile {
+  static constexpr int kRows = 4;
+  static constexpr int kRegs = 2;
 
-// Codes of channels [n0, n0 + nb) of a tiled 4-bit weight as u8 quads:
-// out[(q · kW4A8BlockN + j) · 4 + i] = code(n0 + j, 4q + i), 0 for j >= nb. K % 32 == 0.
-// codes: kW4A8BlockN · K bytes of scratch (the block's codes in natural order, row by row), from
-// which 16 channels × 16 quads at a time are one dword transpose (scalar copies cost most of a
-// prefill call, gathers more).
-void w4_block_quads(const uint8_t* tiled, int64_t K, int64_t n0, int64_t nb, uint8_t* codes, uint8_t* out) {
-  const int64_t quads = K / 4, row_bytes = K / 2;
-  const __m128i low4 = _mm_set1_epi8(0x0F);
-  for (int64_t j = 0; j < kW4A8BlockN; ++j) {
-    uint8_t* row = codes + j * K;
-    if (j >= nb) {
-      std::memset(row, 0, static_cast<size_t>(K));
-      continue;
-    }
-    const uint8_t* t = tiled + (n0 + j) * row_bytes;
-    // The same row of the next block, a line at a time (64 rows unpacked one after another left
-    // each row's first loads waiting on memory).
-    const uint8_t* next = t + kW4A8BlockN * row_bytes;
-    for (int64_t k = 0; k < K; k += kTileCodes) {  // a tiled block: codes k..k+15 low, k+16..k+31 high
-      if (k % 128 == 0) _mm_prefetch(reinterpret_cast<const char*>(next + k / 2), _MM_HINT_T1);
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + k / 2));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(row + k), _mm_and_si128(b, low4));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(row + k + 16), _mm_and_si128(_mm_srli_epi16(b, 4), low4));
-    }
-  }
-  const int64_t whole = quads - quads % 16;
-  for (int64_t j0 = 0; j0 < kW4A8BlockN; j0 += 16)
-    for (int64_t q0 = 0; q0 < whole; q0 += 16) {
-      __m512i r[16];
-      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(codes + (j0 + i) * K + 4 * q0);
-      avx512::transpose16_epi32(r);
-      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(out + ((q0 + i) * kW4A8BlockN + j0) * 4, r[i]);
-    }
-  for (int64_t q = whole; q < quads; ++q)
-    for (int64_t j = 0; j < kW4A8BlockN; ++j) std::memcpy(out + (q * kW4A8BlockN + j) * 4, codes + j * K + 4 * q, 4);
-}
-
-// MR rows of x (K apart) against NR of the block's channel vectors, from vector r0: acc[i][r] lane
-// l = Σ_g scale[g, 16(r0 + r) + l] · dot_g(row i, that channel), dot_g exact in int32, converted
-// and scaled once a group.
-template <int MR, int NR>
-[[gnu::always_inline]] inline void w4a8_quads_tile(const int8_t* x, int64_t K, const uint8_t* quads, int r0,
-                                                   int64_t groups, int64_t group_quads, const float* block_scale,
-                                                   __m512 (&acc)[MR][NR]) {
-  for (int i = 0; i < MR; ++i)
-    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_ps();
-  const uint8_t* wq = quads + 64 * r0;
-  const int8_t* xq = x;
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512i dots[MR][NR];
+  template <int MR, int NR>
+  [[gnu::always_inline]] static inline void tile(const int8_t* x, int64_t K, const uint8_t* quads, int r0,
+                                                 int64_t groups, int64_t group_quads, const float* block_scale,
+                                                 __m512 (&sums)[MR][NR]) {
+    __m512 acc[MR][NR];  // local, so the sums live in registers (sums is read and written once)
     for (int i = 0; i < MR; ++i)
-      for (int r = 0; r < NR; ++r) dots[i][r] = _mm512_setzero_si512();
-    for (int64_t q = 0; q < group_quads; ++q, wq += kW4A8BlockN * 4, xq += 4) {
-      __m512i w[NR];
-      for (int r = 0; r < NR; ++r) w[r] = _mm512_loadu_si512(wq + 64 * r);
-      for (int i = 0; i < MR; ++i) {
-        int32_t quad;
-        std::memcpy(&quad, xq + i * K, sizeof(quad));
-        const __m512i xb = _mm512_set1_epi32(quad);
-        for (int r = 0; r < NR; ++r) dots[i][r] = _mm512_dpbusd_epi32(dots[i][r], w[r], xb);
-      }
-    }
-    for (int r = 0; r < NR; ++r) {
-      const __m512 sv = _mm512_loadu_ps(block_scale + g * kW4A8BlockN + 16 * (r0 + r));
-      for (int i = 0; i < MR; ++i) acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[i][r]), sv, acc[i][r]);
-    }
-  }
-}
-
-void w4a8_prefill_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
-                       int64_t group_size, const float* scale, const float* shift, const float* bias, LinearShape s,
-                       float* y) {
-  const int64_t K = s.K, M = s.M, groups = K / group_size;
-  std::vector<float> xsum(static_cast<size_t>(M * groups));  // exact int32 group sums of x, as float
-  for (int64_t m = 0; m < M; ++m)
+      for (int r = 0; r < NR; ++r) acc[i][r] = sums[i][r];
+    const int64_t stride = K / 4 * 64;  // bytes between channel vectors (w4_block_quads)
+    const uint8_t* wq = quads + r0 * stride;
+    const int8_t* xq = x;
     for (int64_t g = 0; g < groups; ++g) {
-      int32_t t = 0;
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
-      xsum[m * groups + g] = static_cast<float>(t);
-    }
-  std::vector<uint8_t> codes(static_cast<size_t>(K * kW4A8BlockN)), quads(static_cast<size_t>(K * kW4A8BlockN));
-  // The block's scales and shifts group by group, channels in lanes (0 past the last channel).
-  std::vector<float> block_scale(static_cast<size_t>(groups * kW4A8BlockN)),
-      block_shift(static_cast<size_t>(groups * kW4A8BlockN));
-  for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += kW4A8BlockN) {
-    const int64_t nb = std::min(kW4A8BlockN, s.n_end - n0);
-    w4_block_quads(tiled, K, n0, nb, codes.data(), quads.data());
-    for (int64_t g = 0; g < groups; ++g)
-      for (int64_t j = 0; j < kW4A8BlockN; ++j) {
-        block_scale[g * kW4A8BlockN + j] = j < nb ? scale[(n0 + j) * groups + g] : 0.0f;
-        block_shift[g * kW4A8BlockN + j] = j < nb ? shift[(n0 + j) * groups + g] : 0.0f;
-      }
-    __m512 bias_v[kW4A8BlockRegs];
-    __mmask16 mask[kW4A8BlockRegs];
-    for (int r = 0; r < kW4A8BlockRegs; ++r) {
-      const int64_t left = std::clamp<int64_t>(nb - 16 * r, 0, 16);
-      mask[r] = static_cast<__mmask16>((1u << left) - 1u);
-      bias_v[r] = bias ? _mm512_maskz_loadu_ps(mask[r], bias + n0 + 16 * r) : _mm512_setzero_ps();
-    }
-    // y = x_scale · (Σ_g s_g dot_g − Σ_g h_g xsum_g) + bias, 16 channels a vector (a scalar
-    // shift dot product per output cost as much as the integer dot products at K = 384).
-    auto tile = [&](auto mr, int64_t m0) {
-      constexpr int MR = decltype(mr)::value, NR = kW4A8TileRegs;
-      for (int r0 = 0; r0 < kW4A8BlockRegs; r0 += NR) {
-        if (mask[r0] == 0) break;
-        __m512 acc[MR][NR];
-        w4a8_quads_tile<MR, NR>(x + m0 * K, K, quads.data(), r0, groups, group_size / 4, block_scale.data(), acc);
-        // The shift terms of every row and channel vector as independent chains over the groups
-        // (one chain per output vector in turn waited ~4 cycles a group: ~17% of a call with
-        // groups of 32).
-        __m512 corr[MR][NR];
-        for (int i = 0; i < MR; ++i)
-          for (int r = 0; r < NR; ++r) corr[i][r] = _mm512_setzero_ps();
-        for (int64_t g = 0; g < groups; ++g) {
-          __m512 h[NR];
-          for (int r = 0; r < NR; ++r) h[r] = _mm512_loadu_ps(block_shift.data() + g * kW4A8BlockN + 16 * (r0 + r));
-          for (int i = 0; i < MR; ++i) {
-            const __m512 xg = _mm512_set1_ps(xsum[(m0 + i) * groups + g]);
-            for (int r = 0; r < NR; ++r) corr[i][r] = _mm512_fmadd_ps(h[r], xg, corr[i][r]);
-          }
-        }
+      __m512i dots[MR][NR];
+      for (int i = 0; i < MR; ++i)
+        for (int r = 0; r < NR; ++r) dots[i][r] = _mm512_setzero_si512();
+      for (int64_t q = 0; q < group_quads; ++q, wq += 64, xq += 4) {
+        __m512i w[NR];
+        for (int r = 0; r < NR; ++r) w[r] = _mm512_loadu_si512(wq + r * stride);
         for (int i = 0; i < MR; ++i) {
-          const int64_t m = m0 + i;
-          const __m512 xs = _mm512_set1_ps(x_scale[m * x_scale_stride]);
-          for (int r = 0; r < NR; ++r) {
-            if (mask[r0 + r] == 0) continue;
-            const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(acc[i][r], corr[i][r]), xs, bias_v[r0 + r]);
-            _mm512_mask_storeu_ps(y + m * s.N + n0 + 16 * (r0 + r), mask[r0 + r], v);
-          }
+          int32_t quad;
+          std::memcpy(&quad, xq + i * K, sizeof(quad));
+          const __m512i xb = _mm512_set1_epi32(quad);
+          for (int r = 0; r < NR; ++r) dots[i][r] = _mm512_dpbusd_epi32(dots[i][r], w[r], xb);
         }
       }
-    };
-    int64_t m0 = 0;
-    for (; m0 + kW4A8PrefillRows <= M; m0 += kW4A8PrefillRows) tile(std::integral_constant<int, kW4A8PrefillRows>{}, m0);
-    simd::with_static_rows<1, kW4A8PrefillRows - 1>(M - m0, [&](auto mb) { tile(mb, m0); });
+      for (int r = 0; r < NR; ++r) {
+        const __m512 sv = _mm512_loadu_ps(block_scale + g * kW4A8ChannelBlock + 16 * (r0 + r));
+        for (int i = 0; i < MR; ++i) acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[i][r]), sv, acc[i][r]);
+      }
+    }
+    for (int i = 0; i < MR; ++i)
+      for (int r = 0; r < NR; ++r) sums[i][r] = acc[i][r];
   }
-}
+};
 
 }  // namespace
 
@@ -353,7 +243,8 @@ void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_sca
                             int64_t group_size, const float* scale, const float* shift, const float* bias,
                             LinearShape s, float* y) {
   if (s.M >= kW4A8PrefillMinRows) {
-    w4a8_prefill_vnni(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);
+    simd::w4a8_prefill<avx512::Vec, DpbusdTile>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s,
+                                                 y);
     return;
   }
   simd::linear_w4a8_tiled<VnniVec>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);

@@ -54,7 +54,10 @@ QUANTO_DECLARE_LINEAR_X86
   }                                                                                                        \
   void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,          \
                    const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) { \
-    simd::linear_w8a8<Vec>(x, x_scale, x_scale_stride, w, w_scale, w_scale_stride, bias, s, y);            \
+    if (s.M >= simd::kW8A8PrefillMinRows)                                                                  \
+      simd::w8a8_prefill<Vec>(x, x_scale, x_scale_stride, w, w_scale, w_scale_stride, bias, s, y);         \
+    else                                                                                                   \
+      simd::linear_w8a8<Vec>(x, x_scale, x_scale_stride, w, w_scale, w_scale_stride, bias, s, y);          \
   }                                                                                                        \
   void linear_w8a8_packed(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* packed,  \
                           const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) { \
@@ -63,7 +66,11 @@ QUANTO_DECLARE_LINEAR_X86
   void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,    \
                          int64_t group_size, const float* scale, const float* shift, const float* bias,          \
                          LinearShape s, float* y) {                                                        \
-    simd::linear_w4a8_tiled<Vec>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);     \
+    if (s.M >= kW4A8PrefillMinRows && simd::slot_gemv_supports<Vec, 4>(group_size))                        \
+      simd::w4a8_prefill<Vec, simd::PairProductTile<Vec>>(x, x_scale, x_scale_stride, tiled, group_size, scale,  \
+                                                          shift, bias, s, y);                               \
+    else                                                                                                   \
+      simd::linear_w4a8_tiled<Vec>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);   \
   }
 
 }  // namespace quanto::kernels

@@ -136,7 +136,41 @@ struct Vec {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   static F cvt_i32(I v) { return _mm256_cvtepi32_ps(v); }
+  // ---- W4A8 prefill, channels in lanes (kernels/x86/w4a8_prefill_simd.h) ----
+  static I load_u8(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void store_u8_vec(uint8_t* p, I v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static I set1_i32(int32_t v) { return _mm256_set1_epi32(v); }
+  // Per int16 lane, u[2i]·s[2i] + u[2i+1]·s[2i+1] (u8 × s8; callers keep it from saturating).
+  static I pair_products(I u, I s) { return _mm256_maddubs_epi16(u, s); }
+  static I add_i16(I a, I b) { return _mm256_add_epi16(a, b); }
+  static I add_i32(I a, I b) { return _mm256_add_epi32(a, b); }
+  // Adjacent int16 lanes summed into int32 lanes.
+  static I widen_pairs(I v) { return _mm256_madd_epi16(v, _mm256_set1_epi16(1)); }
+  // The 8 × 8 dword matrix r (row i in r[i]) transposed in place.
+  static void transpose_i32(I r[8]) {
+    I t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int b = 0; b < 8; b += 4) {  // u[b + c], 128-bit lane L: rows b .. b + 3 of column 4L + c
+      u[b + 0] = _mm256_unpacklo_epi64(t[b], t[b + 2]);
+      u[b + 1] = _mm256_unpackhi_epi64(t[b], t[b + 2]);
+      u[b + 2] = _mm256_unpacklo_epi64(t[b + 1], t[b + 3]);
+      u[b + 3] = _mm256_unpackhi_epi64(t[b + 1], t[b + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
+      r[4 + c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
+    }
+  }
   static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  // The first n (0 < n <= kWidth) lanes of v to p; nothing past them is written.
+  static void store_first(float* p, F v, int64_t n) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane), v);
+  }
   static F div(F a, F b) { return _mm256_div_ps(a, b); }
   static F min(F a, F b) { return _mm256_min_ps(a, b); }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }

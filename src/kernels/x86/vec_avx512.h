@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/numeric.h"
+#include "kernels/x86/transpose_avx512.h"
 
 namespace quanto::kernels::avx512 {
 namespace {
@@ -115,7 +116,24 @@ struct Vec {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
   }
   static F cvt_i32(I v) { return _mm512_cvtepi32_ps(v); }
+  // ---- W4A8 prefill, channels in lanes (kernels/x86/w4a8_prefill_simd.h) ----
+  static I load_u8(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  static void store_u8_vec(uint8_t* p, I v) { _mm512_storeu_si512(p, v); }
+  static I set1_i32(int32_t v) { return _mm512_set1_epi32(v); }
+  // Per int16 lane, u[2i]·s[2i] + u[2i+1]·s[2i+1] (u8 × s8; callers keep it from saturating).
+  static I pair_products(I u, I s) { return _mm512_maddubs_epi16(u, s); }
+  static I add_i16(I a, I b) { return _mm512_add_epi16(a, b); }
+  static I add_i32(I a, I b) { return _mm512_add_epi32(a, b); }
+  // Adjacent int16 lanes summed into int32 lanes.
+  static I widen_pairs(I v) { return _mm512_madd_epi16(v, _mm512_set1_epi16(1)); }
+  // The 16 × 16 dword matrix r (row i in r[i]) transposed in place.
+  static void transpose_i32(I r[16]) { transpose16_epi32(r); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  // The first n (0 < n <= kWidth) lanes of v to p; nothing past them is written.
+  static void store_first(float* p, F v, int64_t n) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u), v);
+  }
   static F div(F a, F b) { return _mm512_div_ps(a, b); }
   static F min(F a, F b) { return _mm512_min_ps(a, b); }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
