@@ -33,14 +33,13 @@ Run: make bench            (QUANTO_BENCH_QUICK=1 for one shape and fewer batches
 import argparse
 import itertools
 import os
-import subprocess
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 import quanto  # noqa: F401
+from isa_tiers import checked_tiers, parse_isas, run_as_tier
 
 ops = torch.ops.quanto
 GROUP = 128
@@ -52,20 +51,6 @@ TABLES = ("isa", "main", "w2", "w8a8")
 # The isa table: weights larger than the LLC (batch 1 is then a bandwidth measurement).
 ISA_SHAPES = [(14336, 4096)] if QUICK else [(14336, 4096), (4096, 14336)]
 ISA_BATCHES = [1, 8, 128] if QUICK else [1, 2, 8, 32, 128]
-# Environment that holds torch's own CPU kernels to a quanto tier: ATen's vectorized ops, MKL's
-# sgemm and oneDNN's bf16 matmul (which without AVX-512 BF16 emulates bf16, slowly).
-TORCH_ISA_ENV = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "avx2vnni": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"},
-    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
-               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
-    "avx512vnni": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
-                   "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"},
-    "avx512bf16": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
-                   "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
-}
-
-
 def parse_shapes(text):
     shapes = []
     for item in text.split(","):
@@ -87,14 +72,6 @@ def parse_batches(text):
     if any(m <= 0 for m in batches):
         raise argparse.ArgumentTypeError(f"batches {text!r} must be positive")
     return batches
-
-
-def parse_isas(text):
-    isas = text.split(",")
-    unknown = [i for i in isas if i not in TORCH_ISA_ENV]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown ISA tier(s) {unknown}; choose from {list(TORCH_ISA_ENV)}")
-    return isas
 
 
 def parse_tables(text):
@@ -307,13 +284,10 @@ def isa_table(bw):
 def run_isa_tiers(isas):
     """The isa table once per tier, each in a child process with that tier's environment."""
     for isa in isas:
-        env = dict(os.environ, QUANTO_CPU_ISA=isa, **TORCH_ISA_ENV[isa])
-        cmd = [sys.executable, os.path.abspath(__file__), "--tables", "isa", "--child",
-               "--shapes", ",".join(f"{n}x{k}" for n, k in SHAPES), "--batches", ",".join(map(str, BATCHES)),
-               "--threads", str(torch.get_num_threads())] + (["--cpu-time"] if CLOCK is time.process_time else [])
-        sys.stdout.flush()
-        if subprocess.run(cmd, env=env).returncode != 0:
-            raise SystemExit(f"the {isa} tier's table failed")
+        run_as_tier(isa, __file__, ["--tables", "isa", "--child",
+                                    "--shapes", ",".join(f"{n}x{k}" for n, k in SHAPES),
+                                    "--batches", ",".join(map(str, BATCHES)), "--threads", str(torch.get_num_threads())]
+                    + (["--cpu-time"] if CLOCK is time.process_time else []))
 
 
 def frozen_linear(w, make_quantize, qtype, dtype=torch.bfloat16):
@@ -420,11 +394,7 @@ def main():
         return
     if "isa" in args.tables:
         SHAPES = args.shapes or ISA_SHAPES
-        supported = [i for i in ops.supported_cpu_isas() if i in TORCH_ISA_ENV]
-        isas = args.isas or supported
-        missing = [i for i in isas if i not in supported]
-        if missing:
-            raise SystemExit(f"this CPU does not support {missing}; it supports {supported}")
+        isas = checked_tiers(args.isas)
         BATCHES = args.batches or ISA_BATCHES
         run_isa_tiers(isas)
         if args.tables == ["isa"]:
