@@ -64,10 +64,11 @@ class LinearPerIsa : public ::testing::TestWithParam<CpuIsa> {};
 
 TEST_P(LinearPerIsa, W8MatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
-  // K = 1100: several K blocks of the GEMM, and a tail.
+  // K = 1100: several K blocks of the GEMM, and a tail. N = 70: several panels of channels and a
+  // partial one (16 channels a panel on AVX2, 64 on AVX-512).
   for (int64_t M : kBatches)
     for (int64_t K : {1, 33, 64, 257, 1100})
-      for (int64_t N : {1, 7, 16})
+      for (int64_t N : {1, 7, 16, 70})
         for (bool with_bias : {false, true}) {
           const auto x = random_values<float>(static_cast<size_t>(M * K), 1);
           std::vector<int8_t> w(static_cast<size_t>(N * K));

@@ -107,7 +107,7 @@ void linear_bytes(const float* x, const typename D::Byte* w, const D& dec, Decod
     y[m * s.N + n] = bias ? out + bias[n] : out;
   };
   if (M > kGemvMaxRows) {
-    gemm_blocked<FloatTile<V>>(
+    gemm_blocked<V>(
         x, M, K, s.n_begin, s.n_end, WeightRows{w, K, 8},
         [&](int64_t n, int64_t k0, int64_t count, float* out) { decode_row(w + n * K + k0, count, out); }, emit);
     return;
@@ -329,7 +329,7 @@ void linear_qbits_tiled(const float* x, const uint8_t* tiled, int64_t group_size
   }
   // Prefill, and group sizes that are not whole tiled blocks (W2 groups of 32).
   const int64_t K = s.K, groups = K / group_size, row_bytes = tiled_row_bytes(Bits, K);
-  gemm_blocked<FloatTile<V>>(
+  gemm_blocked<V>(
       x, s.M, K, s.n_begin, s.n_end, WeightRows{tiled, row_bytes, Bits},
       [&](int64_t n, int64_t k0, int64_t count, float* out) {
         decode_tiled_row<V, Bits>(tiled + n * row_bytes, k0, count, group_size, scale + n * groups,

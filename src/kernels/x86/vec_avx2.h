@@ -21,9 +21,9 @@ struct Vec {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   static constexpr int kGemmRows = 2;  // rows of x per GEMM micro-tile (16 ymm registers)
-  // Weight-only GEMM micro-tile (gemm_simd.h): kGemmMR rows of x × kGemmNR weight rows, 12
-  // accumulators + 3 x + 1 weight register.
-  static constexpr int kGemmMR = 3, kGemmNR = 4;
+  // Weight-only GEMM micro-tile (gemm_simd.h): kGemmMR rows of x × kGemmNV vectors of channels,
+  // 12 accumulators + 2 weight vectors + 1 broadcast of x.
+  static constexpr int kGemmMR = 6, kGemmNV = 2;
   static F set1(float v) { return _mm256_set1_ps(v); }
   static F zero() { return _mm256_setzero_ps(); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }

@@ -22,8 +22,9 @@ struct Vec {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
   static constexpr int kGemmRows = 4;  // rows of x per GEMM micro-tile (32 zmm registers)
-  // Weight-only GEMM micro-tile (gemm_simd.h): 24 accumulators + 4 x + 1 weight register.
-  static constexpr int kGemmMR = 4, kGemmNR = 6;
+  // Weight-only GEMM micro-tile (gemm_simd.h): kGemmMR rows of x × kGemmNV vectors of channels,
+  // 24 accumulators + 4 weight vectors + 1 broadcast of x.
+  static constexpr int kGemmMR = 6, kGemmNV = 4;
   static F set1(float v) { return _mm512_set1_ps(v); }
   static F zero() { return _mm512_setzero_ps(); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
