@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import quanto  # noqa: F401
-from isa_tiers import checked_tiers, parse_isas, run_as_tier
+from isa_tiers import checked_tiers, parse_choices, parse_isas, run_as_tier
 
 ops = torch.ops.quanto
 GROUP = 128
@@ -75,11 +75,7 @@ def parse_batches(text):
 
 
 def parse_tables(text):
-    tables = text.split(",")
-    unknown = [t for t in tables if t not in TABLES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown table(s) {unknown}; choose from {list(TABLES)}")
-    return tables
+    return parse_choices(text, TABLES, "table(s)")
 
 
 CLOCK = time.perf_counter  # --cpu-time: time.process_time

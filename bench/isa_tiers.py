@@ -25,12 +25,17 @@ TORCH_ISA_ENV = {
 }
 
 
-def parse_isas(text):
-    isas = text.split(",")
-    unknown = [i for i in isas if i not in TORCH_ISA_ENV]
+def parse_choices(text, allowed, what):
+    """A comma-separated command-line list whose items must all be in allowed (what: their name)."""
+    items = text.split(",")
+    unknown = [i for i in items if i not in allowed]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown ISA tier(s) {unknown}; choose from {list(TORCH_ISA_ENV)}")
-    return isas
+        raise argparse.ArgumentTypeError(f"unknown {what} {unknown}; choose from {list(allowed)}")
+    return items
+
+
+def parse_isas(text):
+    return parse_choices(text, TORCH_ISA_ENV, "ISA tier(s)")
 
 
 def supported_tiers():
