@@ -54,6 +54,21 @@ void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group
   linear_float_acc(x, bias, s, y, weight, nullptr, 0);
 }
 
+void dequantize_qbits_rows_ref(const uint8_t* packed, int bits, int64_t group_size, int64_t N, int64_t K,
+                               const float* scale, const float* shift, int64_t n_begin, int64_t n_end, float* out) {
+  const int64_t R = packed_rows(N * K / group_size, bits), row_groups = K / group_size;
+  const unsigned mask = (1u << bits) - 1u;
+  for (int64_t n = n_begin; n < n_end; ++n)
+    for (int64_t i = 0; i < row_groups; ++i) {
+      const int64_t g = n * row_groups + i;
+      const uint8_t* codes = packed + (g % R) * group_size;
+      const int shift_bits = bits * static_cast<int>(g / R);
+      const float sc = scale[g], sh = shift[g];
+      float* o = out + (n - n_begin) * K + i * group_size;
+      for (int64_t j = 0; j < group_size; ++j) o[j] = static_cast<float>((codes[j] >> shift_bits) & mask) * sc - sh;
+    }
+}
+
 void linear_w8a8_ref(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,
                      const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y) {
   for (int64_t m = 0; m < s.M; ++m)

@@ -37,6 +37,12 @@ void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group
                       const float* scale, const float* shift, const float* bias, LinearShape s,
                       T* y);
 
+// Rows [n_begin, n_end) of that W as floats (out holds (n_end - n_begin) · K): the weights
+// linear_qbits_ref multiplies, each decoded once (its own loop decodes every weight once per row
+// of x, with two divisions each). The op layer multiplies blocks of them with ATen's float GEMM.
+void dequantize_qbits_rows_ref(const uint8_t* packed, int bits, int64_t group_size, int64_t N, int64_t K,
+                               const float* scale, const float* shift, int64_t n_begin, int64_t n_end, float* out);
+
 // W8A8: x int8 [M, K] with a float scale per tensor (x_scale_stride 0, static calibration) or
 // per row (1, dynamic per-token), w int8 [N, K]; exact int32 accumulation, then
 // y = acc * (x_scale[m] * w_scale[n]) + bias[n], in float. Optimised variants compute the same
