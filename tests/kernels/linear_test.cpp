@@ -123,6 +123,31 @@ TEST(LinearRef, PackedQbitsWeights) {
     }
 }
 
+// The rows the op layer decodes before its float GEMM: exactly code · scale − shift of each
+// weight, for any row range (rows 1-3 of 5 here), with groups several to a row (K = 96, 32).
+TEST(LinearRef, DequantizedQbitsRows) {
+  for (int bits : {2, 4})
+    for (int64_t gs : {32, 96}) {
+      const int64_t N = 5, K = 96, groups = N * K / gs;
+      std::mt19937 gen(13);
+      std::uniform_int_distribution<int> d(0, (1 << bits) - 1);
+      std::vector<uint8_t> codes(static_cast<size_t>(groups * gs));
+      for (auto& c : codes) c = static_cast<uint8_t>(d(gen));
+      std::vector<uint8_t> packed(static_cast<size_t>(packed_rows(groups, bits) * gs));
+      ASSERT_TRUE(pack_ref(codes.data(), groups, gs, bits, 0, packed_rows(groups, bits), packed.data()));
+      const auto scale = random_values<float>(static_cast<size_t>(groups), 14, 0.1f);
+      const auto shift = random_values<float>(static_cast<size_t>(groups), 15, 0.5f);
+      std::vector<float> rows(static_cast<size_t>(3 * K), NAN);
+      dequantize_qbits_rows_ref(packed.data(), bits, gs, N, K, scale.data(), shift.data(), 1, 4, rows.data());
+      for (int64_t n = 1; n < 4; ++n)
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t flat = n * K + k, g = flat / gs;
+          ASSERT_EQ(rows[(n - 1) * K + k], static_cast<float>(codes[flat]) * scale[g] - shift[g])
+              << "bits " << bits << ", group " << gs << ", row " << n << ", k " << k;
+        }
+    }
+}
+
 TEST(LinearRef, W8A8AccumulatesExactly) {
   for (const Shape s : kShapes) {
     const auto x = random_int8(static_cast<size_t>(s.M * s.K), 11);
