@@ -15,9 +15,9 @@
 // otherwise).
 //
 // Loops: weight rows outermost, w4a8_rows<V>() (NR) at a time, and every tile of MB <= 4 rows of
-// x against them, so the codes are read from memory once for all of x (GEMV-like batches) and
-// stay in L1 for the following tiles (prefill on AVX2 / AVX-512; the VNNI tier has a prefill
-// kernel of its own, channels in lanes, in linear_avx512vnni.cpp). Sums are exact int32 per
+// x against them, so the codes are read from memory once for all of x and stay in L1 for the
+// following tiles. This serves batches below kW4A8PrefillMinRows rows (and the avx2vnni tier's
+// prefill); larger ones run w4a8_prefill_simd.h, channels in lanes. Sums are exact int32 per
 // group (or per chunk); only the float sums over groups differ in order from the reference.
 #pragma once
 
