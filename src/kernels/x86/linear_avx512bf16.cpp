@@ -324,6 +324,21 @@ void w4_gemv_any(const bf16* x, const uint8_t* tiled, int64_t group_size, const 
   for (; n < s.n_end; ++n) rows(std::integral_constant<int, 1>{}, n);
 }
 
+// Rows of x permuted per 128-code chunk (permute_x_chunks, ldx apart) and their group sums
+// (float, in order), for the batch kernels.
+void permuted_rows_and_sums(const bf16* x, int64_t M, int64_t K, int64_t ldx, int64_t group_size, bf16* xp,
+                            float* xsum) {
+  const int64_t groups = K / group_size;
+  for (int64_t m = 0; m < M; ++m) {
+    permute_x_chunks(x + m * K, K, xp + m * ldx);
+    for (int64_t g = 0; g < groups; ++g) {
+      float t = 0.0f;
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += to_float(x[m * K + k]);
+      xsum[m * groups + g] = t;
+    }
+  }
+}
+
 // Batches of MB rows (2 to 8), groups of any multiple of 32 codes: w4_dot_rows_any's decoding
 // and lane-by-lane scales, each 64-byte load decoded and its scales spread once for every row of
 // x, one weight row at a time (MB accumulators). The float GEMV these batches took before
@@ -374,14 +389,7 @@ void w4_batch_any(const bf16* x, const uint8_t* tiled, int64_t group_size, const
   const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2, ldx = (K + 127) / 128 * 128;
   std::vector<bf16> xp(static_cast<size_t>(s.M * ldx));
   std::vector<float> xsum(static_cast<size_t>(s.M * groups));
-  for (int64_t m = 0; m < s.M; ++m) {
-    permute_x_chunks(x + m * K, K, xp.data() + m * ldx);
-    for (int64_t g = 0; g < groups; ++g) {
-      float t = 0.0f;
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += to_float(x[m * K + k]);
-      xsum[m * groups + g] = t;
-    }
-  }
+  permuted_rows_and_sums(x, s.M, K, ldx, group_size, xp.data(), xsum.data());
   const ChunkScales cs(K, group_size);
   simd::with_static_rows<2, simd::kGemmMinRows - 1>(s.M, [&](auto mb) {
     constexpr int MB = decltype(mb)::value;
@@ -448,14 +456,7 @@ void w4_batch_g128(const bf16* x, const uint8_t* tiled, int64_t group_size, cons
   const int64_t K = s.K, groups = K / group_size, row_bytes = K / 2;
   std::vector<bf16> xp(static_cast<size_t>(s.M * K));
   std::vector<float> xsum(static_cast<size_t>(s.M * groups));
-  for (int64_t m = 0; m < s.M; ++m) {
-    permute_x_chunks(x + m * K, K, xp.data() + m * K);
-    for (int64_t g = 0; g < groups; ++g) {
-      float t = 0.0f;
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += to_float(x[m * K + k]);
-      xsum[m * groups + g] = t;
-    }
-  }
+  permuted_rows_and_sums(x, s.M, K, K, group_size, xp.data(), xsum.data());
   auto store = [&](int64_t m, int64_t n, float d) {
     const float v = d - group_correction(scale + n * groups, shift + n * groups, xsum.data() + m * groups, groups);
     y[m * s.N + n] = bias ? v + bias[n] : v;
