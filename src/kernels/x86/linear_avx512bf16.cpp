@@ -49,6 +49,18 @@ inline __m512 group_correction_lanes(const P* scale, const P* shift, const float
   return acc;
 }
 
+// A 64-byte load of tiled 4-bit codes as four vectors of bf16(128 + code), exactly: one AND-OR
+// (ternary logic) per vector puts the code under bf16 128's exponent; c[q] holds the codes the
+// permuted x's q-th 32 values of the load multiply (permute_x_chunks).
+[[gnu::always_inline]] inline void w4_bf16_codes(__m512i w, __m512i (&c)[4]) {
+  const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
+  constexpr int kTern = 0xEA;  // (a & b) | c
+  c[0] = _mm512_ternarylogic_epi32(w, low4, one28, kTern);
+  c[1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, one28, kTern);
+  c[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low4, one28, kTern);
+  c[3] = _mm512_or_si512(_mm512_srli_epi16(w, 12), one28);
+}
+
 // Σ_g (128 s_g + h_g) xsum_g, 16 groups per step (a serial scalar chain would cost ~4 cycles
 // a group, a large share of a row's work at K = 4096).
 template <class P>
@@ -128,8 +140,6 @@ template <int NR, class P>
 void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t group_size, const P* scale,
                       const P* shift, const float* xsum, float* dots) {
   const int64_t groups = K / group_size, row_bytes = K / 2;
-  const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
-  constexpr int kTern = 0xEA;  // (a & b) | c
   __m512 acc[NR];
   for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -143,15 +153,12 @@ void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
       for (int r = 0; r < NR; ++r) {
         const uint8_t* wp = tiled + r * row_bytes + k / 2;
         _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
-        const __m512i w = _mm512_loadu_si512(wp);
-        const __m512i c0 = _mm512_ternarylogic_epi32(w, low4, one28, kTern);
-        const __m512i c1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, one28, kTern);
-        const __m512i c2 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low4, one28, kTern);
-        const __m512i c3 = _mm512_or_si512(_mm512_srli_epi16(w, 12), one28);
-        ga[r] = _mm512_dpbf16_ps(ga[r], reinterpret_cast<__m512bh>(c0), x0);
-        gb[r] = _mm512_dpbf16_ps(gb[r], reinterpret_cast<__m512bh>(c1), x1);
-        ga[r] = _mm512_dpbf16_ps(ga[r], reinterpret_cast<__m512bh>(c2), x2);
-        gb[r] = _mm512_dpbf16_ps(gb[r], reinterpret_cast<__m512bh>(c3), x3);
+        __m512i c[4];
+        w4_bf16_codes(_mm512_loadu_si512(wp), c);
+        ga[r] = _mm512_dpbf16_ps(ga[r], reinterpret_cast<__m512bh>(c[0]), x0);
+        gb[r] = _mm512_dpbf16_ps(gb[r], reinterpret_cast<__m512bh>(c[1]), x1);
+        ga[r] = _mm512_dpbf16_ps(ga[r], reinterpret_cast<__m512bh>(c[2]), x2);
+        gb[r] = _mm512_dpbf16_ps(gb[r], reinterpret_cast<__m512bh>(c[3]), x3);
       }
     }
     for (int r = 0; r < NR; ++r)
@@ -213,8 +220,6 @@ template <int NR, bool kParamsFar, class P>
                                        const float* xsum, const float* bias, float* y) {
   static_assert(NR == 1 || NR == 4, "one or four rows");
   const int64_t groups = K / group_size, row_bytes = K / 2, chunks = (K + 127) / 128;
-  const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
-  constexpr int kTern = 0xEA;  // (a & b) | c
   const int32_t* lane_group = cs.lane_group.data();
   const int64_t* first = cs.first.data();
   const uint16_t* valid_scales = cs.valid.data();
@@ -234,11 +239,9 @@ template <int NR, bool kParamsFar, class P>
     auto row = [&](__m512 acc, int r) [[gnu::always_inline]] {
       const uint8_t* wp = tiled + r * row_bytes + c * 64;
       _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
-      const __m512i w = _mm512_maskz_loadu_epi8(load, wp);
-      const __m512i c0 = _mm512_ternarylogic_epi32(w, low4, one28, kTern);
-      const __m512i c1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, one28, kTern);
-      const __m512i c2 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low4, one28, kTern);
-      const __m512i c3 = _mm512_or_si512(_mm512_srli_epi16(w, 12), one28);
+      __m512i codes[4];
+      w4_bf16_codes(_mm512_maskz_loadu_epi8(load, wp), codes);
+      const __m512i c0 = codes[0], c1 = codes[1], c2 = codes[2], c3 = codes[3];
       // Two chains of two dot products, not one of four: with four rows in flight the chain's
       // latency, not the decoding, bounded a load's time.
       const __m512 t01 = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(c0), x0),
@@ -350,8 +353,6 @@ template <int MB>
                                         const float* shift, const float* xsum, const float* bias, float* y,
                                         int64_t ldy) {
   const int64_t groups = K / group_size, row_bytes = K / 2, chunks = (K + 127) / 128;
-  const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
-  constexpr int kTern = 0xEA;  // (a & b) | c
   __m512 acc[MB];
   for (int m = 0; m < MB; ++m) acc[m] = _mm512_setzero_ps();
   for (int64_t c = 0; c < chunks; ++c) {
@@ -359,11 +360,10 @@ template <int MB>
     const __mmask64 load = bytes == 64 ? ~__mmask64{0} : (__mmask64{1} << bytes) - 1;
     const uint8_t* wp = tiled + c * 64;
     _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
-    const __m512i w = _mm512_maskz_loadu_epi8(load, wp);
-    const __m512bh c0 = reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(w, low4, one28, kTern));
-    const __m512bh c1 = reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, one28, kTern));
-    const __m512bh c2 = reinterpret_cast<__m512bh>(_mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low4, one28, kTern));
-    const __m512bh c3 = reinterpret_cast<__m512bh>(_mm512_or_si512(_mm512_srli_epi16(w, 12), one28));
+    __m512i codes[4];
+    w4_bf16_codes(_mm512_maskz_loadu_epi8(load, wp), codes);
+    const __m512bh c0 = reinterpret_cast<__m512bh>(codes[0]), c1 = reinterpret_cast<__m512bh>(codes[1]);
+    const __m512bh c2 = reinterpret_cast<__m512bh>(codes[2]), c3 = reinterpret_cast<__m512bh>(codes[3]);
     const __m512 sv = _mm512_permutexvar_ps(_mm512_loadu_si512(cs.lane_group.data() + c * 16),
                                             load_params(cs.valid[static_cast<size_t>(c)], scale + cs.first[static_cast<size_t>(c)]));
     for (int m = 0; m < MB; ++m) {
@@ -408,8 +408,6 @@ template <int MB, int NR>
                                          int64_t group_size, const float* scale, float dots[][NR]) {
   constexpr int S = NR == 1 ? 2 : 1;
   const int64_t groups = K / group_size, row_bytes = K / 2;
-  const __m512i low4 = _mm512_set1_epi16(0x000F), one28 = _mm512_set1_epi16(0x4300);
-  constexpr int kTern = 0xEA;  // (a & b) | c
   __m512 acc[MB][NR];
   for (int m = 0; m < MB; ++m)
     for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
@@ -423,11 +421,7 @@ template <int MB, int NR>
       for (int r = 0; r < NR; ++r) {
         const uint8_t* wp = tiled + r * row_bytes + k / 2;
         _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
-        const __m512i w = _mm512_loadu_si512(wp);
-        c[r][0] = _mm512_ternarylogic_epi32(w, low4, one28, kTern);
-        c[r][1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), low4, one28, kTern);
-        c[r][2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 8), low4, one28, kTern);
-        c[r][3] = _mm512_or_si512(_mm512_srli_epi16(w, 12), one28);
+        w4_bf16_codes(_mm512_loadu_si512(wp), c[r]);
       }
       for (int m = 0; m < MB; ++m)
         for (int q = 0; q < 4; ++q) {
