@@ -37,6 +37,18 @@ void linear_w4a8_tiled_ref(const int8_t* x, const float* x_scale, int64_t x_scal
                            int64_t group_size, const float* scale, const float* shift, const float* bias,
                            LinearShape s, float* y);
 
+// xsum_g above for every row of x [M, K]: exact int32 sums, as float (what the shift terms
+// multiply), xsum[m * groups + g]. The W4A8 kernels take them once per call.
+inline void w4a8_x_group_sums(const int8_t* x, int64_t M, int64_t K, int64_t group_size, float* xsum) {
+  const int64_t groups = K / group_size;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t t = 0;
+      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
+      xsum[m * groups + g] = static_cast<float>(t);
+    }
+}
+
 // The tiled 2-bit layout: row n holds K / 4 bytes, in blocks of 64 codes (16 bytes) where byte i
 // holds codes i, i + 16, i + 32, i + 48 at bits 0, 2, 4, 6, so a 16-byte load decodes to 64
 // weights in order. It needs K % 64 == 0 (group_size a multiple of 64).

@@ -128,13 +128,8 @@ void w4a8_prefill(const int8_t* x, const float* x_scale, int64_t x_scale_stride,
   using F = typename V::F;
   constexpr int W = V::kWidth, kBlockRegs = static_cast<int>(kW4A8BlockN / W);
   const int64_t K = s.K, M = s.M, groups = K / group_size;
-  std::vector<float> xsum(static_cast<size_t>(M * groups));  // exact int32 group sums of x, as float
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t g = 0; g < groups; ++g) {
-      int32_t t = 0;
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
-      xsum[m * groups + g] = static_cast<float>(t);
-    }
+  std::vector<float> xsum(static_cast<size_t>(M * groups));
+  w4a8_x_group_sums(x, M, K, group_size, xsum.data());
   std::vector<uint8_t> codes(static_cast<size_t>(K * kW4A8BlockN)), quads(static_cast<size_t>(K * kW4A8BlockN));
   // The block's scales, shifts and bias, channels in lanes (0 past the last channel).
   std::vector<float> block_scale(static_cast<size_t>(groups * kW4A8BlockN)),

@@ -140,14 +140,8 @@ void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_st
   // x in chunk order, and its exact group sums (as float: what the shift term multiplies).
   std::vector<int8_t> xs(static_cast<size_t>(M * ldx));
   std::vector<float> xsum(static_cast<size_t>(M * groups));
-  for (int64_t m = 0; m < M; ++m) {
-    w4a8_chunk_order_x<V>(x + m * K, K, ldx, xs.data() + m * ldx);
-    for (int64_t g = 0; g < groups; ++g) {
-      int32_t t = 0;
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
-      xsum[m * groups + g] = static_cast<float>(t);
-    }
-  }
+  for (int64_t m = 0; m < M; ++m) w4a8_chunk_order_x<V>(x + m * K, K, ldx, xs.data() + m * ldx);
+  w4a8_x_group_sums(x, M, K, group_size, xsum.data());
   auto store = [&](int64_t m, int64_t n, float d) {
     const float v = x_scale[m * x_scale_stride] * (d - dot<V>(shift + n * groups, xsum.data() + m * groups, groups));
     y[m * s.N + n] = bias ? v + bias[n] : v;
