@@ -22,6 +22,13 @@ void linear_float_acc(const T* x, const float* bias, LinearShape s, T* y, Weight
     }
 }
 
+// Code j of group g in the canonical packed layout (pack_ref over the grouped
+// [groups, group_size] matrix, R = packed_rows(groups, bits) packed rows).
+inline unsigned packed_group_code(const uint8_t* packed, int64_t R, int64_t group_size, int bits, int64_t g,
+                                  int64_t j) {
+  return (packed[(g % R) * group_size + j] >> (bits * (g / R))) & ((1u << bits) - 1u);
+}
+
 }  // namespace
 
 template <typename T>
@@ -44,12 +51,10 @@ void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group
                       T* y) {
   const int64_t groups = s.N * s.K / group_size;
   const int64_t R = packed_rows(groups, bits);
-  const unsigned mask = (1u << bits) - 1u;
   auto weight = [&](int64_t n, int64_t k) {
     const int64_t flat = n * s.K + k;
     const int64_t g = flat / group_size, j = flat % group_size;
-    const unsigned code = (packed[(g % R) * group_size + j] >> (bits * (g / R))) & mask;
-    return static_cast<float>(code) * scale[g] - shift[g];
+    return static_cast<float>(packed_group_code(packed, R, group_size, bits, g, j)) * scale[g] - shift[g];
   };
   linear_float_acc(x, bias, s, y, weight, nullptr, 0);
 }
@@ -57,15 +62,13 @@ void linear_qbits_ref(const T* x, const uint8_t* packed, int bits, int64_t group
 void dequantize_qbits_rows_ref(const uint8_t* packed, int bits, int64_t group_size, int64_t N, int64_t K,
                                const float* scale, const float* shift, int64_t n_begin, int64_t n_end, float* out) {
   const int64_t R = packed_rows(N * K / group_size, bits), row_groups = K / group_size;
-  const unsigned mask = (1u << bits) - 1u;
   for (int64_t n = n_begin; n < n_end; ++n)
     for (int64_t i = 0; i < row_groups; ++i) {
       const int64_t g = n * row_groups + i;
-      const uint8_t* codes = packed + (g % R) * group_size;
-      const int shift_bits = bits * static_cast<int>(g / R);
       const float sc = scale[g], sh = shift[g];
       float* o = out + (n - n_begin) * K + i * group_size;
-      for (int64_t j = 0; j < group_size; ++j) o[j] = static_cast<float>((codes[j] >> shift_bits) & mask) * sc - sh;
+      for (int64_t j = 0; j < group_size; ++j)
+        o[j] = static_cast<float>(packed_group_code(packed, R, group_size, bits, g, j)) * sc - sh;
     }
 }
 
