@@ -28,9 +28,11 @@ Compiled: on SmolLM2, quanto W4 g32 + head8 + attn under torch.compile(fullgraph
 static KV cache, torch.compiler.skip_guard_on_all_nn_modules_unsafe as the guard filter (the
 module guards cost ~1 ms a step; safe while the model's modules are not swapped after compiling)
 and inductor's freezing (weights as graph constants) and C++ wrapper (torch._inductor.config
-freezing / cpp_wrapper), through transformers' generate and in a plain greedy loop (the compiled
-forward called once per token, its quanto ops' share of the step measured under the profiler) —
-all of it what PyTorch users can add without leaving transformers.
+freezing / cpp_wrapper) and quanto.fusion's graph pass (a layer's q/k/v and gate/up projections as
+one op each: 120 W4 calls a step instead of 210), through transformers' generate and in a plain
+greedy loop (the compiled forward called once per token, its quanto ops' share of the step
+measured under the profiler; once more without the pass) — all of it what PyTorch users can add
+without leaving transformers.
 Profile: for quanto W4 g32 + head8 + attn, a decode step split into quanto's kernels, torch's matmuls
 (float layers), other torch ops and everything else (Python, transformers, dispatch): wall time
 minus the profiled op time.
@@ -125,11 +127,13 @@ def compile_for_decode(fn):
                          options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
 
-def inductor_for_decode():
+def inductor_for_decode(fuse=True):
     """Freezing: the weights become constants of the graph, so a call no longer gathers the
     model's ~700 tensors as inputs (~0.3 ms of a SmolLM2 step). The C++ wrapper: the graph's ~500
-    calls a step (quanto's ops among them) made from C++, not Python (~0.5 ms more)."""
-    return torch._inductor.config.patch(freezing=True, cpp_wrapper=True)
+    calls a step (quanto's ops among them) made from C++, not Python (~0.5 ms more). fuse:
+    quanto.fusion's graph pass, a layer's q/k/v and gate/up projections as one op each."""
+    options = quanto.fusion.inductor_options() if fuse else {}
+    return torch._inductor.config.patch(freezing=True, cpp_wrapper=True, **options)
 
 
 @torch.no_grad()
@@ -159,7 +163,7 @@ def compiled_decode_tps(model, new_tokens=32):
 
 
 @torch.no_grad()
-def compiled_loop_decode(model, steps=48):
+def compiled_loop_decode(model, steps=48, fuse=True):
     """A plain greedy loop over a transformers StaticCache, one compiled step per token (forward
     and argmax: eager argmax over SmolLM2's 49152 bf16 logits took ~0.16 ms), as gpt-fast-style
     scripts do instead of ``generate``, whose per-token bookkeeping costs ~1 ms on SmolLM2:
@@ -184,7 +188,7 @@ def compiled_loop_decode(model, steps=48):
         return compiled(token, torch.tensor([pos]))
 
     pos = len(PROMPT)
-    with inductor_for_decode():
+    with inductor_for_decode(fuse):
         for _ in range(2):  # compiles
             token = step(pos)
             pos += 1
@@ -313,11 +317,14 @@ def bench_model(loader, compile_too=False):
     if compile_too:
         start = time.perf_counter()
         tps = compiled_decode_tps(quanto_variant(model, "qint4", 32, head8=True, attn=True))
-        print(f"| W4 g32 + head8 + attn, torch.compile + static cache, generate (compiled in "
+        print(f"| W4 g32 + head8 + attn, torch.compile + static cache + quanto.fusion, generate (compiled in "
               f"{time.perf_counter() - start:.0f} s) | quanto | {tps:.1f} | {tps / base_dec:.2f} | - | - |", flush=True)
         tps, quanto_ms = compiled_loop_decode(quanto_variant(model, "qint4", 32, head8=True, attn=True))
         print(f"| same, plain greedy loop (step {1e3 / tps:.2f} ms, quanto ops {quanto_ms:.2f} ms of it) | quanto | "
               f"{tps:.1f} | {tps / base_dec:.2f} | - | - |", flush=True)
+        tps, quanto_ms = compiled_loop_decode(quanto_variant(model, "qint4", 32, head8=True, attn=True), fuse=False)
+        print(f"| same loop without quanto.fusion's pass (step {1e3 / tps:.2f} ms, quanto ops {quanto_ms:.2f} ms) | "
+              f"quanto | {tps:.1f} | {tps / base_dec:.2f} | - | - |", flush=True)
     kern, mm, other, rest, wall = decode_profile(q)
     print(f"\nquanto W4 g32 + head8 + attn, one decode step (under the profiler, which slows small ops): {wall:.2f} ms = "
           f"quanto kernels {kern:.2f} + torch matmuls {mm:.2f} + other torch ops {other:.2f} + everything else "

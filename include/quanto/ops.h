@@ -11,6 +11,7 @@
 //  - Floating inputs are float32, bfloat16 or float16; arithmetic matches PyTorch in that dtype.
 #pragma once
 
+#include <ATen/core/List.h>
 #include <ATen/core/Tensor.h>
 
 #include <optional>
@@ -112,6 +113,13 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
 at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
                               const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                               const std::optional<at::Tensor>& bias = std::nullopt);
+// linear_qbits_tiled for several weights that read the same x (e.g. a layer's q, k and v): y is
+// their outputs side by side along the last dim (as for the weights concatenated along N); at
+// batch 1 the CPU runs all their rows in one parallel pass. bias: empty, or one entry (a tensor
+// or nullopt) per weight.
+at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
+                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                                 const c10::List<std::optional<at::Tensor>>& bias = c10::List<std::optional<at::Tensor>>());
 // int8 activations (one scale, or one per row of x) × tiled 4-bit weights: exact int32 dot
 // products per group, y = x_scale · Σ_g (scale_g · dot_g − shift_g · Σ_g x) + bias, in out_dtype.
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,

@@ -44,6 +44,10 @@ hf_quantizer.install()
 def __getattr__(name):
     if name == "QuantoConfig":  # imports transformers' config classes (about a second): on first use
         return hf_quantizer.QuantoConfig
+    if name == "fusion":  # torch.compile's graph pass (imports torch._inductor): on first use
+        import importlib
+
+        return importlib.import_module(".fusion", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"

@@ -138,6 +138,15 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   return h.call(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
 }
 
+at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
+                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                                 const c10::List<std::optional<at::Tensor>>& bias) {
+  static const auto h = op<at::Tensor(const at::Tensor&, at::TensorList, at::TensorList, at::TensorList,
+                                                   int64_t, int64_t, const c10::List<std::optional<at::Tensor>>&)>(
+      "quanto::linear_qbits_tiled_cat");
+  return h.call(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
+}
+
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                              const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                              const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {

@@ -145,6 +145,12 @@ TORCH_LIBRARY(quanto, m) {
   m.def("linear_qbytes(Tensor x, Tensor w_data, Tensor w_scale, Tensor? bias=None) -> Tensor");
   m.def("linear_qbits(Tensor x, Tensor w_packed, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
   m.def("linear_qbits_tiled(Tensor x, Tensor w_tiled, Tensor w_scale, Tensor w_shift, int bits, int group_size, Tensor? bias=None) -> Tensor");
+  // linear_qbits_tiled for several weights on one x (a layer's q, k and v, or gate and up), their
+  // outputs side by side along the last dim, as for the weights concatenated along N: at batch 1
+  // one pass over all their rows, where separate calls each paid a fork and join of the threads
+  // and a cold start on memory. quanto.fusion's graph pass makes these calls under torch.compile.
+  m.def("linear_qbits_tiled_cat(Tensor x, Tensor[] w_tiled, Tensor[] w_scale, Tensor[] w_shift, int bits, "
+        "int group_size, Tensor?[] bias) -> Tensor");
   // W4A8: int8 activation codes (x_scale: one value, or one per row of x) × a tiled 4-bit weight,
   // integer dot products per group (a uint8 w_shift is a zero-point, as in linear_qbits_tiled).
   m.def("linear_w4a8_tiled(Tensor x_data, Tensor x_scale, Tensor w_tiled, Tensor w_scale, Tensor w_shift, "

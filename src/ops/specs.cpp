@@ -336,6 +336,29 @@ TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tile
   return {linear_out_sizes(op, x, K, N), x.scalar_type()};
 }
 
+TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_tiled,
+                                                      at::TensorList w_scale, at::TensorList w_shift, int64_t bits,
+                                                      int64_t group_size,
+                                                      const c10::List<std::optional<at::Tensor>>& bias) {
+  const char* op = "linear_qbits_tiled_cat";
+  const size_t parts = w_tiled.size();
+  TORCH_CHECK_VALUE(parts >= 1, op, ": needs at least one weight, got none");
+  TORCH_CHECK_VALUE(w_scale.size() == parts && w_shift.size() == parts, op, ": w_tiled, w_scale and w_shift must "
+                    "hold one tensor per weight, got ", parts, ", ", w_scale.size(), " and ", w_shift.size());
+  TORCH_CHECK_VALUE(bias.empty() || bias.size() == parts, op, ": bias must be empty or hold one entry per weight (",
+                    parts, "), got ", bias.size());
+  check_float(op, "x", x);
+  c10::SymInt N_total = 0, K_x = x.sym_size(-1);
+  for (size_t i = 0; i < parts; ++i) {
+    const std::optional<at::Tensor> b = bias.empty() ? std::nullopt : bias.get(i);
+    const auto [N, K] = check_tiled_weight(op, x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size);
+    check_bias(op, b, N);
+    N_total = N_total + N;
+    K_x = K;
+  }
+  return {linear_out_sizes(op, x, K_x, N_total), x.scalar_type()};
+}
+
 TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                                   const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                                   const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {

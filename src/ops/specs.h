@@ -7,6 +7,7 @@
 #include <optional>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "ops/checks.h"
 
@@ -70,6 +71,14 @@ TensorSpec untile_qbits_spec(const at::Tensor& tiled, int64_t bits, int64_t out_
 TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
                                    const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                                    const std::optional<at::Tensor>& bias);
+// Several tiled weights that read the same x (a layer's q, k and v projections): each part
+// checked as linear_qbits_tiled checks it (named "linear_qbits_tiled_cat"), the lists of one
+// length (at least 1; bias empty, or one entry per part). The output holds the parts' outputs
+// side by side along its last dim.
+TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_tiled,
+                                                      at::TensorList w_scale, at::TensorList w_shift, int64_t bits,
+                                                      int64_t group_size,
+                                                      const c10::List<std::optional<at::Tensor>>& bias);
 // W4A8: int8 activation codes (scale per tensor or per row) × a tiled 4-bit weight.
 TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                                   const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,

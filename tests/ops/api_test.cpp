@@ -33,6 +33,26 @@ TEST(Ops, WeightInt4RoundTripThroughTheDispatcher) {
   EXPECT_LE((back - w).abs().max().item<float>(), 0.5f * scale.max().item<float>() + 1e-6f);
 }
 
+// Two tiled weights on one bf16 row of x (the fused decode pass): the outputs side by side,
+// equal to the separate calls.
+TEST(Ops, TiledCatEqualsTheSeparateLinears) {
+  at::manual_seed(0);
+  std::vector<at::Tensor> tiled, scales, shifts;
+  for (int64_t n : {96, 40}) {
+    const at::Tensor w = at::randn({n, 128});
+    auto [scale, shift] = quanto::ops::minmax_scale_shift(w, "qint4", 0, 32);
+    const at::Tensor packed = quanto::ops::pack_codes(quanto::ops::affine_quantize(w, scale, shift, "qint4", 0, 32), 4);
+    tiled.push_back(quanto::ops::tile_qbits(packed, 4, n, 128, 32));
+    scales.push_back(scale.to(at::kBFloat16));
+    shifts.push_back(shift.to(at::kBFloat16));
+  }
+  const at::Tensor x = at::randn({1, 128}).to(at::kBFloat16);
+  const at::Tensor y = quanto::ops::linear_qbits_tiled_cat(x, tiled, scales, shifts, 4, 32);
+  ASSERT_EQ(y.sizes(), at::IntArrayRef({1, 136}));
+  EXPECT_TRUE(at::equal(y.narrow(1, 0, 96), quanto::ops::linear_qbits_tiled(x, tiled[0], scales[0], shifts[0], 4, 32)));
+  EXPECT_TRUE(at::equal(y.narrow(1, 96, 40), quanto::ops::linear_qbits_tiled(x, tiled[1], scales[1], shifts[1], 4, 32)));
+}
+
 TEST(Ops, Int8LinearMatchesDequantizedMatmul) {
   at::manual_seed(1);
   const at::Tensor x = at::randn({3, 33});

@@ -616,6 +616,8 @@ def opcheck_samples():
         (ops.linear_qbytes, (torch.randn(3, 64), fq, ws, None)),
         (ops.linear_qbits, (grad, packed, scale, shift, 4, 32, None)),
         (ops.linear_qbits_tiled, (torch.randn(5, 64).to(torch.bfloat16), tiled, scale, zp, 4, 32, torch.randn(16))),
+        (ops.linear_qbits_tiled_cat, (torch.randn(1, 64).to(torch.bfloat16), [tiled, tiled], [scale, scale],
+                                      [zp, shift], 4, 32, [])),
         (ops.linear_w8a8, (xq, xs, wq, ws, None, torch.float32)),
         (ops.linear_w4a8_tiled, (xq, xs, tiled, scale, zp, 32, torch.randn(16), torch.bfloat16)),
         (ops.pack_w8a8, (wq,)),

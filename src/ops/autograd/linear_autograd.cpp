@@ -9,6 +9,8 @@
 
 #include <quanto/ops.h>
 
+#include "ops/specs.h"
+
 #include <optional>
 
 namespace quanto::ops::autograd_impl {
@@ -126,12 +128,39 @@ at::Tensor linear_qbits_tiled_autograd(const at::Tensor& x, const at::Tensor& w_
   return LinearQBits<true>::apply(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
 }
 
+// Recording a graph, the parts run one by one through linear_qbits_tiled's autograd (each with its
+// own backward) and are concatenated; otherwise all at once below autograd.
+at::Tensor linear_qbits_tiled_cat_autograd(const at::Tensor& x, at::TensorList w_tiled,
+                                                          at::TensorList w_scale, at::TensorList w_shift,
+                                                          int64_t bits, int64_t group_size,
+                                                          const c10::List<std::optional<at::Tensor>>& bias) {
+  const size_t parts = w_tiled.size();
+  bool record = false;
+  for (size_t i = 0; i < parts; ++i) {
+    const std::optional<at::Tensor> b = i < bias.size() ? bias.get(i) : std::nullopt;
+    if (i < w_scale.size()) check_frozen("linear_qbits_tiled_cat", "w_scale", w_scale[i]);
+    if (i < w_shift.size()) check_frozen("linear_qbits_tiled_cat", "w_shift", w_shift[i]);
+    record = record || records_graph(x, b);
+  }
+  if (!record) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return linear_qbits_tiled_cat(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
+  }
+  ops::linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
+  std::vector<at::Tensor> out;
+  for (size_t i = 0; i < parts; ++i)
+    out.push_back(linear_qbits_tiled_autograd(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
+                                              bias.empty() ? std::nullopt : bias.get(i)));
+  return at::cat(out, -1);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, Autograd, m) {
   m.impl("linear_qbytes", &linear_qbytes_autograd);
   m.impl("linear_qbits", &linear_qbits_autograd);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled_autograd);
+  m.impl("linear_qbits_tiled_cat", &linear_qbits_tiled_cat_autograd);
 }
 
 }  // namespace quanto::ops::autograd_impl

@@ -91,6 +91,9 @@ class GroupParams {
     if (!ready_) convert(n0, n1, sf_.data_ptr<float>() + n0 * groups_, hf_.data_ptr<float>() + n0 * groups_);
   }
   const float* scale() const { return sf_.data_ptr<float>(); }
+  // The stored (contiguous) tensors.
+  const at::Tensor& scale_tensor() const { return scale_; }
+  const at::Tensor& shift_tensor() const { return shift_; }
   const float* shift() const { return hf_.data_ptr<float>(); }
   // Floats of scratch that rows_at() needs for `rows` rows (none for float parameters).
   int64_t scratch_floats(int64_t rows) const { return ready_ ? 0 : 2 * rows * groups_; }
@@ -255,71 +258,130 @@ at::Tensor linear_qbits(const at::Tensor& x, const at::Tensor& w_packed, const a
   return yf.to(x.scalar_type()).reshape(concrete(spec.sizes));
 }
 
-// One row of bf16 x (a decode step): each thread hands the kernel a layer of just its rows, with
-// float outputs (and bias) in scratch of its own, so a call allocates only y. The whole-layer
-// float parameters and output of the batched path were three allocations (and frees) a call, ~1
-// us of a small layer's ~10. A bf16 model's 4-bit scales and shifts go to the kernel as stored
-// where the ISA has one reading them so; otherwise each thread converts its rows first and calls
-// kernel(codes, scale, shift, bias, local shape, y) with float ones.
+// Rows of a decode-step range whose cache lines are requested up front (prefetch_head).
+constexpr int64_t kGemvHeadRows = 16;
+
+// One weight of a batch-1 call: its tiled codes, 2/4-bit parameters and bias, and where its bf16
+// outputs go (rows = its output channels).
+struct GemvPart {
+  GemvPart(const at::Tensor& tiled, const at::Tensor& scale, const at::Tensor& shift,
+           const std::optional<at::Tensor>& bias, int64_t groups, kernels::bf16* y)
+      : tiled(tiled.contiguous()), params(scale, shift, groups, /*whole_layer=*/false),
+        bias(bias ? bias->contiguous() : at::Tensor()), y(y), rows(tiled.size(0)) {}
+  at::Tensor tiled;
+  GroupParams params;
+  at::Tensor bias;
+  kernels::bf16* y;
+  int64_t rows;
+};
+
+// One row of bf16 x (a decode step) against the rows of every part, split over the threads as
+// one layer (a thread's range may span parts). Each thread hands the kernel a layer of just its
+// rows of a part, with float outputs (and bias) in scratch of its own, so a call allocates only
+// the outputs. The whole-layer float parameters and output of the batched path were three
+// allocations (and frees) a call, ~1 us of a small layer's ~10; separate calls for the parts
+// (a layer's q, k and v) each paid a fork and join of the threads. A bf16 model's 4-bit scales
+// and shifts go to the kernel as stored where the ISA has one reading them so; otherwise each
+// thread converts its rows first and calls kernel(codes, scale, shift, bias, local shape, y)
+// with float ones.
 template <typename Kernel>
-at::Tensor gemv_qbits_bf16(const at::Tensor& x, const at::Tensor& tiled, const at::Tensor& w_scale,
-                           const at::Tensor& w_shift, int64_t bits, int64_t group_size,
-                           const std::optional<at::Tensor>& bias, const TensorSpec& spec, Kernel kernel) {
-  const int64_t N = tiled.size(0), K = x.numel(), groups = K / group_size, row_bytes = K * bits / 8;
-  const GroupParams params(w_scale, w_shift, groups, /*whole_layer=*/false);
+void gemv_qbits_bf16(const at::Tensor& x, const std::vector<GemvPart>& parts, int64_t bits, int64_t group_size,
+                     Kernel kernel) {
+  const int64_t K = x.numel(), row_bytes = K * bits / 8;
   const auto in_place = bits == 4 ? kernels::kernels().linear.linear_w4_gemv_bf16_params : nullptr;
-  const bool params_in_place = in_place != nullptr && params.bf16_rows_at(0).first != nullptr;
-  const at::Tensor bc = bias ? bias->contiguous() : at::Tensor();
-  at::Tensor y = at::empty(concrete(spec.sizes), x.options());
   const auto* xd = data_as<const kernels::bf16>(x);
-  const auto* td = data_as<const uint8_t>(tiled);
-  auto* yd = data_as<kernels::bf16>(y);
-  over_channels(1, K, N, [&](kernels::LinearShape s) {
-    const int64_t rows = s.n_end - s.n_begin, params_floats = params_in_place ? 0 : params.scratch_floats(rows);
+  int64_t N = 0;
+  for (const GemvPart& p : parts) N += p.rows;
+  // Rows [n0, n1) of part p.
+  auto run = [&](const GemvPart& p, int64_t n0, int64_t n1) {
+    const bool params_in_place = in_place != nullptr && p.params.bf16_rows_at(0).first != nullptr;
+    const int64_t rows = n1 - n0, params_floats = params_in_place ? 0 : p.params.scratch_floats(rows);
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(params_floats + 2 * rows));
     float* yf = scratch.data() + params_floats;
-    float* bf = bc.defined() ? yf + rows : nullptr;
-    if (bf != nullptr) to_float_range(bc, s.n_begin, s.n_end, bf);
-    const uint8_t* codes = td + s.n_begin * row_bytes;
+    float* bf = p.bias.defined() ? yf + rows : nullptr;
+    if (bf != nullptr) to_float_range(p.bias, n0, n1, bf);
+    const uint8_t* codes = data_as<const uint8_t>(p.tiled) + n0 * row_bytes;
     const kernels::LinearShape local{1, K, rows, 0, rows};
     if (params_in_place) {
-      const auto [sb, hb] = params.bf16_rows_at(s.n_begin);
+      const auto [sb, hb] = p.params.bf16_rows_at(n0);
       in_place(xd, codes, group_size, sb, hb, bf, local, yf);
     } else {
-      const auto [sf, hf] = params.rows_at(s.n_begin, s.n_end, scratch.data());
+      const auto [sf, hf] = p.params.rows_at(n0, n1, scratch.data());
       kernel(codes, sf, hf, bf, local, yf);
     }
-    kernels::kernels().convert.to_bf16(yf, yd + s.n_begin, rows);
+    kernels::kernels().convert.to_bf16(yf, p.y + n0, rows);
+  };
+  // The first rows of a range, requested before their kernel starts: the kernels prefetch a fixed
+  // distance ahead within their range, so without this each range began with a serial wait on
+  // memory (at batch 1 a layer's weights are cold).
+  auto prefetch_head = [&](const GemvPart& p, int64_t n0, int64_t n1) {
+    const int64_t head = std::min(n1, n0 + kGemvHeadRows);
+    prefetch_range(p.tiled, n0 * row_bytes, head * row_bytes);
+    const int64_t groups = K / group_size;
+    prefetch_range(p.params.scale_tensor(), n0 * groups, head * groups);
+    prefetch_range(p.params.shift_tensor(), n0 * groups, head * groups);
+  };
+  over_channels(1, K, N, [&](kernels::LinearShape s) {
+    struct Range {
+      const GemvPart* part;
+      int64_t n0, n1;
+    };
+    std::vector<Range> ranges;  // this thread's rows, part by part
+    int64_t first = 0;          // the first of part p's rows in the whole [0, N)
+    for (const GemvPart& p : parts) {
+      const int64_t n0 = std::max(s.n_begin, first), n1 = std::min(s.n_end, first + p.rows);
+      if (n0 < n1) ranges.push_back({&p, n0 - first, n1 - first});
+      first += p.rows;
+    }
+    if (!ranges.empty()) prefetch_head(*ranges[0].part, ranges[0].n0, ranges[0].n1);
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      if (i + 1 < ranges.size()) prefetch_head(*ranges[i + 1].part, ranges[i + 1].n0, ranges[i + 1].n1);
+      run(*ranges[i].part, ranges[i].n0, ranges[i].n1);
+    }
   });
-  return y;
 }
+
+// A decode step (one row of bf16 x) through the fused GEMV, for every part.
+void decode_qbits_tiled(const at::Tensor& x, const std::vector<GemvPart>& parts, int64_t bits, int64_t group_size) {
+  const kernels::LinearKernels& table = kernels::kernels().linear;
+  const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
+  if (bf16_fn != nullptr) {
+    gemv_qbits_bf16(x, parts, bits, group_size,
+                    [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
+                        kernels::LinearShape local, float* yf) {
+                      bf16_fn(data_as<const kernels::bf16>(x), codes, group_size, sf, hf, bf, local, yf);
+                    });
+    return;
+  }
+  // No bf16-activation kernel: the float one, on x converted once.
+  const auto float_fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
+  const at::Tensor xf = x.to(at::kFloat);
+  gemv_qbits_bf16(x, parts, bits, group_size,
+                  [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
+                      kernels::LinearShape local, float* yf) {
+                    float_fn(xf.data_ptr<float>(), codes, group_size, sf, hf, bf, local, yf);
+                  });
+}
+
+bool is_decode_step(const at::Tensor& x) { return x.scalar_type() == at::kBFloat16 && x.numel() == x.size(-1); }
 
 at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
                               const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                               const std::optional<at::Tensor>& bias) {
   const TensorSpec spec = linear_qbits_tiled_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
   const int64_t N = w_tiled.size(0), K = x.size(-1);
+  if (is_decode_step(x)) {
+    at::Tensor y = at::empty(concrete(spec.sizes), x.options());
+    std::vector<GemvPart> parts;
+    parts.emplace_back(w_tiled, w_scale, w_shift, bias, K / group_size, data_as<kernels::bf16>(y));
+    decode_qbits_tiled(x.contiguous(), parts, bits, group_size);
+    return y;
+  }
   const at::Tensor tc = w_tiled.contiguous();
   const kernels::LinearKernels& table = kernels::kernels().linear;
   const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
   const auto float_fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
-  if (x.scalar_type() == at::kBFloat16 && x.numel() == K) {  // a decode step
-    const at::Tensor xc = x.contiguous();
-    if (bf16_fn != nullptr)
-      return gemv_qbits_bf16(xc, tc, w_scale, w_shift, bits, group_size, bias, spec,
-                             [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
-                                 kernels::LinearShape local, float* yf) {
-                               bf16_fn(data_as<const kernels::bf16>(xc), codes, group_size, sf, hf, bf, local, yf);
-                             });
-    // No bf16-activation kernel: the float one, on x converted once.
-    const at::Tensor xf = xc.to(at::kFloat);
-    return gemv_qbits_bf16(xc, tc, w_scale, w_shift, bits, group_size, bias, spec,
-                           [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
-                               kernels::LinearShape local, float* yf) {
-                             float_fn(xf.data_ptr<float>(), codes, group_size, sf, hf, bf, local, yf);
-                           });
-  }
   const GroupParams params(w_scale, w_shift, K / group_size);
   const auto bc = float_bias(bias);
   if (x.scalar_type() == at::kBFloat16 && bf16_fn != nullptr) {
@@ -337,6 +399,37 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
     params.rows(s.n_begin, s.n_end);
     float_fn(xf, data_as<const uint8_t>(tc), group_size, params.scale(), params.shift(), float_or_null(bc), s, y);
   });
+}
+
+// A decode step runs every part's rows in one pass (decode_qbits_tiled), each part writing its
+// channels of y; larger batches are compute-bound and gain nothing from it, so they run
+// linear_qbits_tiled part by part into y's columns.
+at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
+                                  at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                  const c10::List<std::optional<at::Tensor>>& bias) {
+  const TensorSpec spec = linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
+  auto bias_of = [&](size_t i) { return bias.empty() ? std::nullopt : bias.get(i); };
+  at::Tensor y = at::empty(concrete(spec.sizes), x.options());
+  if (!is_decode_step(x)) {
+    int64_t first = 0;
+    for (size_t i = 0; i < w_tiled.size(); ++i) {
+      const int64_t rows = w_tiled[i].size(0);
+      y.narrow(-1, first, rows).copy_(linear_qbits_tiled(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
+                                                         bias_of(i)));
+      first += rows;
+    }
+    return y;
+  }
+  const int64_t groups = x.size(-1) / group_size;
+  std::vector<GemvPart> parts;
+  parts.reserve(w_tiled.size());
+  kernels::bf16* yd = data_as<kernels::bf16>(y);
+  for (size_t i = 0; i < w_tiled.size(); ++i) {
+    parts.emplace_back(w_tiled[i], w_scale[i], w_shift[i], bias_of(i), groups, yd);
+    yd += w_tiled[i].size(0);
+  }
+  decode_qbits_tiled(x.contiguous(), parts, bits, group_size);
+  return y;
 }
 
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
@@ -437,6 +530,8 @@ TORCH_LIBRARY_IMPL(quanto, CPU, m) {
   m.impl("linear_qbytes", &CpuOrGeneric<&linear_qbytes, &generic::linear_qbytes>::call);
   m.impl("linear_qbits", &CpuOrGeneric<&linear_qbits, &generic::linear_qbits>::call);
   m.impl("linear_qbits_tiled", &CpuOrGeneric<&linear_qbits_tiled, &generic::linear_qbits_tiled>::call);
+  m.impl("linear_qbits_tiled_cat",
+         &CpuOrGeneric<&linear_qbits_tiled_cat, &generic::linear_qbits_tiled_cat>::call);
   m.impl("linear_w4a8_tiled", &CpuOrGeneric<&linear_w4a8_tiled, &generic::linear_w4a8_tiled>::call);
   m.impl("linear_w8a8", &CpuOrGeneric<&linear_w8a8, &generic::linear_w8a8>::call);
   m.impl("pack_w8a8", &CpuOrGeneric<&pack_w8a8, &generic::pack_w8a8>::call);

@@ -117,6 +117,20 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
   return float_linear(x, dequantized_qbits(codes, w_scale, w_shift, group_size), std::nullopt, bias);
 }
 
+// One linear_qbits_tiled per weight: on devices without a fused kernel the parts gain nothing
+// from running together.
+at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
+                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                                 const c10::List<std::optional<at::Tensor>>& bias) {
+  NonDifferentiable guard;
+  linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
+  std::vector<at::Tensor> parts;
+  for (size_t i = 0; i < w_tiled.size(); ++i)
+    parts.push_back(linear_qbits_tiled(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
+                                       bias.empty() ? std::nullopt : bias.get(i)));
+  return at::cat(parts, -1);
+}
+
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                              const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                              const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
@@ -179,6 +193,7 @@ TORCH_LIBRARY_IMPL(quanto, CompositeExplicitAutograd, m) {
   m.impl("linear_qbytes", &linear_qbytes);
   m.impl("linear_qbits", &linear_qbits);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled);
+  m.impl("linear_qbits_tiled_cat", &linear_qbits_tiled_cat);
   m.impl("linear_w4a8_tiled", &linear_w4a8_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
   m.impl("pack_w8a8", &pack_w8a8);
