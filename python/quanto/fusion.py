@@ -3,8 +3,8 @@
 A transformer layer's q, k and v projections (and its MLP's gate and up projections) read the same
 activations. Frozen to the tiled 2/4-bit layout, each is a ``quanto::linear_qbits_tiled`` call;
 at batch 1 (a decode step) each call is a short pass over cold weights with a fork and join of
-the CPU threads of its own. The pass rewrites every group of such calls on one ``x`` (same bits
-and group size) into one ``quanto::linear_qbits_tiled_cat`` call, whose output holds theirs side
+the CPU threads of its own. The pass rewrites every group of such calls on one ``x`` that is a
+single row of bf16 activations (same bits and group size) into one ``quanto::linear_qbits_tiled_cat`` call, whose output holds theirs side
 by side (each former output is a slice of it, a view), and which the CPU runs as one pass over
 all their rows. Results are identical: each output is computed by the same kernel as before.
 
@@ -38,6 +38,18 @@ def _defined_before(value, order, limit):
     return True
 
 
+def _is_decode_row(x):
+    """Whether x is one row of bf16 activations (a decode step): the case the CPU's fused pass
+    serves. Larger batches are compute-bound, and run the parts one by one inside the op anyway."""
+    val = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
+    if not isinstance(val, torch.Tensor) or val.dtype != torch.bfloat16 or val.dim() == 0:
+        return False
+    rows = 1
+    for size in val.shape[:-1]:
+        rows *= size
+    return isinstance(rows, int) and rows == 1
+
+
 class SiblingLinearFusion(CustomGraphPass):
     """The pass (an inductor CustomGraphPass: its uuid hashes this file, so cached graphs follow it)."""
 
@@ -52,7 +64,8 @@ class SiblingLinearFusion(CustomGraphPass):
                 args = list(node.args) + [None] * (7 - len(node.args))
                 args[6] = node.kwargs.get("bias", args[6])
                 x, bits, group_size = args[0], args[4], args[5]
-                groups[(x, bits, group_size)].append((node, args))
+                if _is_decode_row(x):
+                    groups[(x, bits, group_size)].append((node, args))
         order = _node_order(graph)
         for (x, bits, group_size), members in groups.items():
             if len(members) < 2:

@@ -155,6 +155,16 @@ def compiled_result(model, x, graph_pass):
         torch._dynamo.reset()
 
 
+def test_pass_fuses_decode_rows_only():
+    """Prefill (several rows) and float32 rows keep their separate calls: the fused pass serves one
+    bf16 row."""
+    flat = [t for w in sibling_weights() for t in w]
+    for x in (torch.randn(1, 4, 128).bfloat16(), torch.randn(1, 128)):
+        gm = make_fx(siblings, tracing_mode="fake")(x, *flat)
+        quanto.fusion.fuse_sibling_linears(gm.graph)
+        assert not any(n.target is ops.linear_qbits_tiled_cat.default for n in gm.graph.nodes)
+
+
 def test_torch_compile_with_the_pass():
     """Under torch.compile (freezing and the C++ wrapper, as decode steps are compiled) the pass
     runs, and the result is the compiled graph's without it (inductor's own elementwise code
