@@ -120,6 +120,9 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
 at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
                                                  at::TensorList w_shift, int64_t bits, int64_t group_size,
                                                  const c10::List<std::optional<at::Tensor>>& bias = c10::List<std::optional<at::Tensor>>());
+// linear_qbytes for several int8 / float8 weights on one x, as linear_qbits_tiled_cat.
+at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                             const c10::List<std::optional<at::Tensor>>& bias = c10::List<std::optional<at::Tensor>>());
 // int8 activations (one scale, or one per row of x) × tiled 4-bit weights: exact int32 dot
 // products per group, y = x_scale · Σ_g (scale_g · dot_g − shift_g · Σ_g x) + bias, in out_dtype.
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,

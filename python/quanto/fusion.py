@@ -1,12 +1,14 @@
 """A torch.compile graph pass that runs sibling quantized linears as one op.
 
 A transformer layer's q, k and v projections (and its MLP's gate and up projections) read the same
-activations. Frozen to the tiled 2/4-bit layout, each is a ``quanto::linear_qbits_tiled`` call;
-at batch 1 (a decode step) each call is a short pass over cold weights with a fork and join of
-the CPU threads of its own. The pass rewrites every group of such calls on one ``x`` that is a
-single row of bf16 activations (same bits and group size) into one ``quanto::linear_qbits_tiled_cat`` call, whose output holds theirs side
-by side (each former output is a slice of it, a view), and which the CPU runs as one pass over
-all their rows. Results are identical: each output is computed by the same kernel as before.
+activations. Frozen, each is a ``quanto::linear_qbits_tiled`` call (2/4-bit, tiled layout) or a
+``quanto::linear_qbytes`` one (int8 / float8); at batch 1 (a decode step) each call is a short pass
+over cold weights with a fork and join of the CPU threads of its own. The pass rewrites every
+group of such calls on one ``x`` that is a single row of activations (bf16 for the tiled layout;
+same bits and group size) into one ``quanto::linear_qbits_tiled_cat`` / ``linear_qbytes_cat``
+call, whose output holds theirs side by side (each former output is a slice of it, a view), and
+which the CPU runs as one pass over all their rows. Results are identical: each output is computed
+by the same kernel as before.
 
 Use it through inductor's post-grad hook::
 
@@ -16,7 +18,6 @@ or ``torch._inductor.config.patch(quanto.fusion.inductor_options())`` around the
 Eager models are unchanged (the pass only sees compiled graphs).
 """
 
-import operator
 from collections import defaultdict
 
 import torch
@@ -38,52 +39,86 @@ def _defined_before(value, order, limit):
     return True
 
 
-def _is_decode_row(x):
-    """Whether x is one row of bf16 activations (a decode step): the case the CPU's fused pass
-    serves. Larger batches are compute-bound, and run the parts one by one inside the op anyway."""
+def _rows_and_dtype(x):
+    """(rows, dtype) of x's fake value: rows is the product of all but its last dim."""
     val = x.meta.get("val") if isinstance(x, torch.fx.Node) else None
-    if not isinstance(val, torch.Tensor) or val.dtype != torch.bfloat16 or val.dim() == 0:
-        return False
+    if not isinstance(val, torch.Tensor) or val.dim() == 0:
+        return None, None
+    if not all(isinstance(size, int) for size in val.shape):
+        return None, None  # symbolic sizes: left alone (the pass adds no guards)
     rows = 1
     for size in val.shape[:-1]:
         rows *= size
-    return isinstance(rows, int) and rows == 1
+    return rows, val.dtype
+
+
+class _Family:
+    """A single-weight op and its *_cat form: where its weight tensors, static arguments and bias
+    sit among the single op's arguments, and which activations the CPU's fused pass serves (one
+    row: a decode step; larger batches are compute-bound and run the parts one by one anyway)."""
+
+    def __init__(self, single, cat, weights, static, bias, dtypes):
+        self.single, self.cat, self.weights, self.static, self.bias, self.dtypes = (
+            single, cat, weights, static, bias, dtypes)
+
+    def args(self, node):
+        """The single call's arguments (bias included) when the pass can rewrite it, else None."""
+        if node.op != "call_function" or node.target is not self.single or not set(node.kwargs) <= {"bias"}:
+            return None
+        if len(node.args) < self.bias or "val" not in node.meta:
+            return None
+        args = list(node.args) + [None] * (self.bias + 1 - len(node.args))
+        args[self.bias] = node.kwargs.get("bias", args[self.bias])
+        rows, dtype = _rows_and_dtype(args[0])
+        return args if rows == 1 and dtype in self.dtypes else None
+
+
+def _families():
+    q = torch.ops.quanto
+    return (
+        # linear_qbits_tiled(x, w_tiled, w_scale, w_shift, bits, group_size, bias): the fused pass
+        # reads bf16 activations (the float ones run part by part).
+        _Family(q.linear_qbits_tiled.default, q.linear_qbits_tiled_cat.default, (1, 2, 3), (4, 5), 6,
+                (torch.bfloat16,)),
+        # linear_qbytes(x, w_data, w_scale, bias): any float activations (converted once).
+        _Family(q.linear_qbytes.default, q.linear_qbytes_cat.default, (1, 2), (), 3,
+                (torch.float32, torch.bfloat16, torch.float16)),
+    )
 
 
 class SiblingLinearFusion(CustomGraphPass):
     """The pass (an inductor CustomGraphPass: its uuid hashes this file, so cached graphs follow it)."""
 
     def __call__(self, graph: torch.fx.Graph) -> None:
-        single = torch.ops.quanto.linear_qbits_tiled.default
-        cat = torch.ops.quanto.linear_qbits_tiled_cat.default
+        for family in _families():
+            self._fuse(graph, family)
+        graph.lint()
+
+    @staticmethod
+    def _fuse(graph, family):
         groups = defaultdict(list)
         for node in graph.nodes:
-            if node.op == "call_function" and node.target is single and set(node.kwargs) <= {"bias"}:
-                if len(node.args) < 6 or "val" not in node.meta:
-                    continue
-                args = list(node.args) + [None] * (7 - len(node.args))
-                args[6] = node.kwargs.get("bias", args[6])
-                x, bits, group_size = args[0], args[4], args[5]
-                if _is_decode_row(x):
-                    groups[(x, bits, group_size)].append((node, args))
+            args = family.args(node)
+            if args is not None:
+                groups[(args[0], *(args[i] for i in family.static))].append((node, args))
         order = _node_order(graph)
-        for (x, bits, group_size), members in groups.items():
+        for key, members in groups.items():
             if len(members) < 2:
                 continue
-            biases = [args[6] for _, args in members]
+            biases = [args[family.bias] for _, args in members]
             if any(b is None for b in biases) and not all(b is None for b in biases):
                 continue  # a mix of biased and unbiased weights: left as separate calls
             first = min(order[node] for node, _ in members)
             # The fused call goes where the first member was: every weight it reads must exist by then.
-            if not all(_defined_before(args[1:4] + [args[6]], order, first) for _, args in members):
+            tensors = [[args[i] for i in family.weights] + [args[family.bias]] for _, args in members]
+            if not all(_defined_before(t, order, first) for t in tensors):
                 continue
             first_node = next(node for node, _ in members if order[node] == first)
-            vals = [node.meta.get("val") for node, _ in members]
+            vals = [node.meta["val"] for node, _ in members]
+            cat_args = (key[0], *([a[i] for _, a in members] for i in family.weights), *key[1:],
+                        [] if biases[0] is None else biases)
             with graph.inserting_before(first_node):
-                fused = graph.call_function(
-                    cat,
-                    (x, [a[1] for _, a in members], [a[2] for _, a in members], [a[3] for _, a in members], bits,
-                     group_size, [] if biases[0] is None else biases))
+                fused = graph.call_function(family.cat, cat_args)
                 fused.meta["val"] = torch.cat(vals, dim=-1)  # fake tensors: the fused output and its slices
                 start = 0
                 for (node, _), val in zip(members, vals):
@@ -95,7 +130,6 @@ class SiblingLinearFusion(CustomGraphPass):
             for node, _ in members:
                 graph.erase_node(node)
             order = _node_order(graph)
-        graph.lint()
 
     def uuid(self):
         return get_hash_for_files((__file__,))

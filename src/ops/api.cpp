@@ -147,6 +147,13 @@ at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, a
   return h.call(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
 }
 
+at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                             const c10::List<std::optional<at::Tensor>>& bias) {
+  static const auto h = op<at::Tensor(const at::Tensor&, at::TensorList, at::TensorList,
+                                      const c10::List<std::optional<at::Tensor>>&)>("quanto::linear_qbytes_cat");
+  return h.call(x, w_data, w_scale, bias);
+}
+
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                              const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                              const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {

@@ -151,6 +151,8 @@ TORCH_LIBRARY(quanto, m) {
   // and a cold start on memory. quanto.fusion's graph pass makes these calls under torch.compile.
   m.def("linear_qbits_tiled_cat(Tensor x, Tensor[] w_tiled, Tensor[] w_scale, Tensor[] w_shift, int bits, "
         "int group_size, Tensor?[] bias) -> Tensor");
+  // The same for int8 / float8 weights (linear_qbytes).
+  m.def("linear_qbytes_cat(Tensor x, Tensor[] w_data, Tensor[] w_scale, Tensor?[] bias) -> Tensor");
   // W4A8: int8 activation codes (x_scale: one value, or one per row of x) × a tiled 4-bit weight,
   // integer dot products per group (a uint8 w_shift is a zero-point, as in linear_qbits_tiled).
   m.def("linear_w4a8_tiled(Tensor x_data, Tensor x_scale, Tensor w_tiled, Tensor w_scale, Tensor w_shift, "

@@ -234,9 +234,10 @@ TensorSpec unpack_codes_spec(const at::Tensor& packed, int64_t bits, const c10::
   return {out, at::kByte};
 }
 
-TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
-                              const std::optional<at::Tensor>& bias) {
-  const char* op = "linear_qbytes";
+namespace {
+
+TensorSpec check_qbytes_linear(const char* op, const at::Tensor& x, const at::Tensor& w_data,
+                               const at::Tensor& w_scale, const std::optional<at::Tensor>& bias) {
   check_float(op, "x", x);
   TORCH_CHECK_TYPE(w_data.scalar_type() == at::kChar || is_float8(w_data.scalar_type()), op,
                    ": w_data must be int8 or a float8 dtype, got ", w_data.scalar_type());
@@ -247,6 +248,43 @@ TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, con
   check_channel_scale(op, "w_scale", w_scale, N);
   check_bias(op, bias, N);
   return {linear_out_sizes(op, x, w_data.sym_size(1), N), x.scalar_type()};
+}
+
+// The checks every *_cat op makes on its lists: at least one weight, one tensor per weight in
+// each list, bias empty or one entry per weight.
+void check_cat_lists(const char* op, size_t parts, std::initializer_list<size_t> list_sizes, size_t bias_size) {
+  TORCH_CHECK_VALUE(parts >= 1, op, ": needs at least one weight, got none");
+  for (size_t n : list_sizes)
+    TORCH_CHECK_VALUE(n == parts, op, ": the weight lists must hold one tensor per weight (", parts, "), got ", n);
+  TORCH_CHECK_VALUE(bias_size == 0 || bias_size == parts, op,
+                    ": bias must be empty or hold one entry per weight (", parts, "), got ", bias_size);
+}
+
+std::optional<at::Tensor> bias_entry(const c10::List<std::optional<at::Tensor>>& bias, size_t i) {
+  return bias.empty() ? std::nullopt : bias.get(i);
+}
+
+}  // namespace
+
+TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
+                              const std::optional<at::Tensor>& bias) {
+  return check_qbytes_linear("linear_qbytes", x, w_data, w_scale, bias);
+}
+
+TensorSpec linear_qbytes_cat_spec(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                                  const c10::List<std::optional<at::Tensor>>& bias) {
+  const char* op = "linear_qbytes_cat";
+  const size_t parts = w_data.size();
+  check_cat_lists(op, parts, {w_scale.size()}, bias.size());
+  c10::SymInt N_total = 0;
+  SymSizes sizes;
+  for (size_t i = 0; i < parts; ++i) {
+    const TensorSpec part = check_qbytes_linear(op, x, w_data[i], w_scale[i], bias_entry(bias, i));
+    N_total = N_total + part.sizes.back();
+    sizes = part.sizes;
+  }
+  sizes.back() = N_total;
+  return {sizes, x.scalar_type()};
 }
 
 TensorSpec linear_qbits_spec(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
@@ -342,15 +380,11 @@ TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_til
                                                       const c10::List<std::optional<at::Tensor>>& bias) {
   const char* op = "linear_qbits_tiled_cat";
   const size_t parts = w_tiled.size();
-  TORCH_CHECK_VALUE(parts >= 1, op, ": needs at least one weight, got none");
-  TORCH_CHECK_VALUE(w_scale.size() == parts && w_shift.size() == parts, op, ": w_tiled, w_scale and w_shift must "
-                    "hold one tensor per weight, got ", parts, ", ", w_scale.size(), " and ", w_shift.size());
-  TORCH_CHECK_VALUE(bias.empty() || bias.size() == parts, op, ": bias must be empty or hold one entry per weight (",
-                    parts, "), got ", bias.size());
+  check_cat_lists(op, parts, {w_scale.size(), w_shift.size()}, bias.size());
   check_float(op, "x", x);
   c10::SymInt N_total = 0, K_x = x.sym_size(-1);
   for (size_t i = 0; i < parts; ++i) {
-    const std::optional<at::Tensor> b = bias.empty() ? std::nullopt : bias.get(i);
+    const std::optional<at::Tensor> b = bias_entry(bias, i);
     const auto [N, K] = check_tiled_weight(op, x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size);
     check_bias(op, b, N);
     N_total = N_total + N;

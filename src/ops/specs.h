@@ -79,6 +79,9 @@ TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_til
                                                       at::TensorList w_scale, at::TensorList w_shift, int64_t bits,
                                                       int64_t group_size,
                                                       const c10::List<std::optional<at::Tensor>>& bias);
+// linear_qbytes for several int8 / float8 weights on one x, as linear_qbits_tiled_cat.
+TensorSpec linear_qbytes_cat_spec(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                                  const c10::List<std::optional<at::Tensor>>& bias);
 // W4A8: int8 activation codes (scale per tensor or per row) × a tiled 4-bit weight.
 TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                                   const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,

@@ -53,6 +53,22 @@ TEST(Ops, TiledCatEqualsTheSeparateLinears) {
   EXPECT_TRUE(at::equal(y.narrow(1, 96, 40), quanto::ops::linear_qbits_tiled(x, tiled[1], scales[1], shifts[1], 4, 32)));
 }
 
+TEST(Ops, QBytesCatEqualsTheSeparateLinears) {
+  at::manual_seed(0);
+  std::vector<at::Tensor> data, scales;
+  for (int64_t n : {48, 20}) {
+    const at::Tensor w = at::randn({n, 96});
+    const at::Tensor scale = quanto::ops::absmax_scale(w, "qint8", 0);
+    data.push_back(quanto::ops::symmetric_quantize(w, scale, "qint8", 0));
+    scales.push_back(scale);
+  }
+  const at::Tensor x = at::randn({1, 96});
+  const at::Tensor y = quanto::ops::linear_qbytes_cat(x, data, scales);
+  ASSERT_EQ(y.sizes(), at::IntArrayRef({1, 68}));
+  EXPECT_TRUE(at::equal(y.narrow(1, 0, 48), quanto::ops::linear_qbytes(x, data[0], scales[0])));
+  EXPECT_TRUE(at::equal(y.narrow(1, 48, 20), quanto::ops::linear_qbytes(x, data[1], scales[1])));
+}
+
 TEST(Ops, Int8LinearMatchesDequantizedMatmul) {
   at::manual_seed(1);
   const at::Tensor x = at::randn({3, 33});

@@ -51,6 +51,45 @@ def test_cat_equals_the_separate_calls(shape, dtype, bits, with_bias):
     assert torch.equal(got, want)
 
 
+def int8_weight(n, k, fp8=False, per_tensor=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g) * 0.05
+    qtype = "qfloat8" if fp8 else "qint8"
+    scale = ops.absmax_scale(w, qtype, None if per_tensor else 0)
+    return ops.symmetric_quantize(w, scale, qtype, None if per_tensor else 0), scale
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float16])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_qbytes_cat_equals_the_separate_calls(shape, dtype, with_bias):
+    k = 576
+    weights = [int8_weight(576, k, seed=1), int8_weight(192, k, fp8=True, seed=2),
+               int8_weight(203, k, per_tensor=True, seed=3)]
+    weights = [(w, s.to(dtype)) for w, s in weights]
+    x = torch.randn(*shape, k).to(dtype)
+    biases = [torch.randn(w.shape[0]).to(dtype) for w, _ in weights] if with_bias else [None] * 3
+    want = torch.cat([ops.linear_qbytes(x, w, s, b) for (w, s), b in zip(weights, biases)], dim=-1)
+    got = ops.linear_qbytes_cat(x, [w for w, _ in weights], [s for _, s in weights], biases if with_bias else [])
+    assert got.shape == (*shape, 971) and got.dtype == dtype
+    assert torch.equal(got, want)
+
+
+def test_qbytes_cat_gradients_opcheck_and_errors():
+    (w1, s1), (w2, s2) = int8_weight(64, 128, seed=1), int8_weight(32, 128, seed=2)
+    x = torch.randn(1, 128, requires_grad=True)
+    b = [torch.randn(64), torch.randn(32, requires_grad=True)]
+    g = torch.randn(1, 96)
+    (ops.linear_qbytes_cat(x, [w1, w2], [s1, s2], b) * g).sum().backward()
+    got = (x.grad, b[1].grad)
+    x.grad = b[1].grad = None
+    (torch.cat([ops.linear_qbytes(x, w1, s1, b[0]), ops.linear_qbytes(x, w2, s2, b[1])], -1) * g).sum().backward()
+    assert torch.equal(got[0], x.grad) and torch.equal(got[1], b[1].grad)
+    torch.library.opcheck(ops.linear_qbytes_cat.default, (torch.randn(1, 128).bfloat16(), [w1, w2], [s1, s2], []))
+    with pytest.raises(ValueError, match="linear_qbytes_cat: the weight lists must hold one tensor per weight"):
+        ops.linear_qbytes_cat(torch.randn(1, 128), [w1, w2], [s1], [])
+
+
 def test_cat_generic_path_matches_cpu():
     weights = [tiled_weight(64, 128, seed=1), tiled_weight(32, 128, seed=2)]
     x = torch.randn(1, 128).bfloat16()
@@ -131,6 +170,22 @@ def test_pass_fuses_siblings_and_keeps_results():
     assert targets.count(ops.linear_qbits_tiled_cat.default) == 2  # q/k/v and gate/up
     assert targets.count(ops.linear_qbits_tiled.default) == 1  # down has no sibling
     assert torch.equal(gm(x, *flat), siblings(x, *flat))
+
+
+def test_pass_fuses_int8_siblings():
+    (wq, sq), (wk, sk), (wv, sv) = (int8_weight(n, 128, seed=i) for i, n in enumerate((128, 64, 64)))
+
+    def fn(x, wq, sq, wk, sk, wv, sv):
+        q, k, v = ops.linear_qbytes(x, wq, sq), ops.linear_qbytes(x, wk, sk), ops.linear_qbytes(x, wv, sv)
+        return q[..., :64] * k + v
+
+    args = (torch.randn(1, 1, 128), wq, sq, wk, sk, wv, sv)
+    gm = make_fx(fn, tracing_mode="fake")(*args)
+    quanto.fusion.fuse_sibling_linears(gm.graph)
+    gm.recompile()
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert targets.count(ops.linear_qbytes_cat.default) == 1 and ops.linear_qbytes.default not in targets
+    assert torch.equal(gm(*args), fn(*args))
 
 
 def test_pass_leaves_mixed_bias_groups_alone():

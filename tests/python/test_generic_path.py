@@ -618,6 +618,7 @@ def opcheck_samples():
         (ops.linear_qbits_tiled, (torch.randn(5, 64).to(torch.bfloat16), tiled, scale, zp, 4, 32, torch.randn(16))),
         (ops.linear_qbits_tiled_cat, (torch.randn(1, 64).to(torch.bfloat16), [tiled, tiled], [scale, scale],
                                       [zp, shift], 4, 32, [])),
+        (ops.linear_qbytes_cat, (torch.randn(1, 64), [wq, wq], [ws, ws], [None, torch.randn(8)])),
         (ops.linear_w8a8, (xq, xs, wq, ws, None, torch.float32)),
         (ops.linear_w4a8_tiled, (xq, xs, tiled, scale, zp, 32, torch.randn(16), torch.bfloat16)),
         (ops.pack_w8a8, (wq,)),

@@ -154,6 +154,24 @@ at::Tensor linear_qbits_tiled_cat_autograd(const at::Tensor& x, at::TensorList w
   return at::cat(out, -1);
 }
 
+at::Tensor linear_qbytes_cat_autograd(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                                      const c10::List<std::optional<at::Tensor>>& bias) {
+  bool record = false;
+  for (size_t i = 0; i < w_data.size(); ++i) {
+    if (i < w_scale.size()) check_frozen("linear_qbytes_cat", "w_scale", w_scale[i]);
+    record = record || records_graph(x, i < bias.size() ? bias.get(i) : std::nullopt);
+  }
+  if (!record) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return linear_qbytes_cat(x, w_data, w_scale, bias);
+  }
+  ops::linear_qbytes_cat_spec(x, w_data, w_scale, bias);
+  std::vector<at::Tensor> out;
+  for (size_t i = 0; i < w_data.size(); ++i)
+    out.push_back(linear_qbytes_autograd(x, w_data[i], w_scale[i], bias.empty() ? std::nullopt : bias.get(i)));
+  return at::cat(out, -1);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(quanto, Autograd, m) {
@@ -161,6 +179,7 @@ TORCH_LIBRARY_IMPL(quanto, Autograd, m) {
   m.impl("linear_qbits", &linear_qbits_autograd);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled_autograd);
   m.impl("linear_qbits_tiled_cat", &linear_qbits_tiled_cat_autograd);
+  m.impl("linear_qbytes_cat", &linear_qbytes_cat_autograd);
 }
 
 }  // namespace quanto::ops::autograd_impl

@@ -227,6 +227,52 @@ at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at
   });
 }
 
+// One row of x against several int8 / float8 weights (a decode step's q/k/v or gate/up): x
+// converted to float once, every part's rows split over the threads as one layer, each part
+// writing its channels of y; other batches run linear_qbytes part by part into y's columns.
+at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                             const c10::List<std::optional<at::Tensor>>& bias) {
+  const TensorSpec spec = linear_qbytes_cat_spec(x, w_data, w_scale, bias);
+  auto bias_of = [&](size_t i) { return bias.empty() ? std::nullopt : bias.get(i); };
+  const int64_t K = x.size(-1);
+  if (x.numel() != K) {
+    at::Tensor y = at::empty(concrete(spec.sizes), x.options());
+    int64_t first = 0;
+    for (size_t i = 0; i < w_data.size(); ++i) {
+      const int64_t rows = w_data[i].size(0);
+      y.narrow(-1, first, rows).copy_(linear_qbytes(x, w_data[i], w_scale[i], bias_of(i)));
+      first += rows;
+    }
+    return y;
+  }
+  struct Part {
+    at::Tensor w, scale;
+    std::optional<at::Tensor> bias;
+    int64_t first, rows;
+  };
+  std::vector<Part> parts;
+  int64_t N = 0;
+  for (size_t i = 0; i < w_data.size(); ++i) {
+    parts.push_back({w_data[i].contiguous(), as_float(w_scale[i]), float_bias(bias_of(i)), N, w_data[i].size(0)});
+    N += w_data[i].size(0);
+  }
+  const kernels::LinearKernels& table = kernels::kernels().linear;
+  return run_float_kernel(x, spec, K, N, [&](const float* xf, kernels::LinearShape s, float* y) {
+    for (const Part& p : parts) {
+      const int64_t n0 = std::max(s.n_begin, p.first), n1 = std::min(s.n_end, p.first + p.rows);
+      if (n0 >= n1) continue;
+      const kernels::LinearShape local{1, K, p.rows, n0 - p.first, n1 - p.first};
+      const int64_t stride = p.scale.numel() == 1 ? 0 : 1;
+      if (p.w.scalar_type() == at::kChar)
+        table.linear_w8(xf, data_as<const int8_t>(p.w), p.scale.data_ptr<float>(), stride, float_or_null(p.bias),
+                        local, y + p.first);
+      else
+        table.linear_fp8(xf, data_as<const uint8_t>(p.w), fp8_format(p.w.scalar_type()), p.scale.data_ptr<float>(),
+                         stride, float_or_null(p.bias), local, y + p.first);
+    }
+  });
+}
+
 // The canonical packed 2/4-bit layout (weights whose groups do not fill the tiled layout's
 // blocks, such as 2-bit groups of 96): blocks of rows are decoded to float, each weight once a
 // call, and multiplied by ATen's float GEMM, accumulating in float as linear_qbits_ref does. The
@@ -532,6 +578,7 @@ TORCH_LIBRARY_IMPL(quanto, CPU, m) {
   m.impl("linear_qbits_tiled", &CpuOrGeneric<&linear_qbits_tiled, &generic::linear_qbits_tiled>::call);
   m.impl("linear_qbits_tiled_cat",
          &CpuOrGeneric<&linear_qbits_tiled_cat, &generic::linear_qbits_tiled_cat>::call);
+  m.impl("linear_qbytes_cat", &CpuOrGeneric<&linear_qbytes_cat, &generic::linear_qbytes_cat>::call);
   m.impl("linear_w4a8_tiled", &CpuOrGeneric<&linear_w4a8_tiled, &generic::linear_w4a8_tiled>::call);
   m.impl("linear_w8a8", &CpuOrGeneric<&linear_w8a8, &generic::linear_w8a8>::call);
   m.impl("pack_w8a8", &CpuOrGeneric<&pack_w8a8, &generic::pack_w8a8>::call);

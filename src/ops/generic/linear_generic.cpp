@@ -131,6 +131,16 @@ at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, a
   return at::cat(parts, -1);
 }
 
+at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                             const c10::List<std::optional<at::Tensor>>& bias) {
+  NonDifferentiable guard;
+  linear_qbytes_cat_spec(x, w_data, w_scale, bias);
+  std::vector<at::Tensor> parts;
+  for (size_t i = 0; i < w_data.size(); ++i)
+    parts.push_back(linear_qbytes(x, w_data[i], w_scale[i], bias.empty() ? std::nullopt : bias.get(i)));
+  return at::cat(parts, -1);
+}
+
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                              const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                              const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
@@ -194,6 +204,7 @@ TORCH_LIBRARY_IMPL(quanto, CompositeExplicitAutograd, m) {
   m.impl("linear_qbits", &linear_qbits);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled);
   m.impl("linear_qbits_tiled_cat", &linear_qbits_tiled_cat);
+  m.impl("linear_qbytes_cat", &linear_qbytes_cat);
   m.impl("linear_w4a8_tiled", &linear_w4a8_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
   m.impl("pack_w8a8", &pack_w8a8);

@@ -29,6 +29,11 @@ at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, a
   return empty_from_spec(linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias), x);
 }
 
+at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
+                             const c10::List<std::optional<at::Tensor>>& bias) {
+  return empty_from_spec(linear_qbytes_cat_spec(x, w_data, w_scale, bias), x);
+}
+
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                              const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                              const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
@@ -61,6 +66,7 @@ TORCH_LIBRARY_IMPL(quanto, Meta, m) {
   m.impl("linear_qbits", &linear_qbits);
   m.impl("linear_qbits_tiled", &linear_qbits_tiled);
   m.impl("linear_qbits_tiled_cat", &linear_qbits_tiled_cat);
+  m.impl("linear_qbytes_cat", &linear_qbytes_cat);
   m.impl("linear_w4a8_tiled", &linear_w4a8_tiled);
   m.impl("linear_w8a8", &linear_w8a8);
   m.impl("pack_w8a8", &pack_w8a8);
