@@ -118,8 +118,8 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
 // batch 1 the CPU runs all their rows in one parallel pass. bias: empty, or one entry (a tensor
 // or nullopt) per weight.
 at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
-                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
-                                                 const c10::List<std::optional<at::Tensor>>& bias = c10::List<std::optional<at::Tensor>>());
+                                  at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                  const c10::List<std::optional<at::Tensor>>& bias = c10::List<std::optional<at::Tensor>>());
 // linear_qbytes for several int8 / float8 weights on one x, as linear_qbits_tiled_cat.
 at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
                              const c10::List<std::optional<at::Tensor>>& bias = c10::List<std::optional<at::Tensor>>());

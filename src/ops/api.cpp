@@ -139,8 +139,8 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
 }
 
 at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
-                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
-                                                 const c10::List<std::optional<at::Tensor>>& bias) {
+                                  at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                  const c10::List<std::optional<at::Tensor>>& bias) {
   static const auto h = op<at::Tensor(const at::Tensor&, at::TensorList, at::TensorList, at::TensorList,
                                                    int64_t, int64_t, const c10::List<std::optional<at::Tensor>>&)>(
       "quanto::linear_qbits_tiled_cat");

@@ -260,11 +260,25 @@ void check_cat_lists(const char* op, size_t parts, std::initializer_list<size_t>
                     ": bias must be empty or hold one entry per weight (", parts, "), got ", bias_size);
 }
 
-std::optional<at::Tensor> bias_entry(const c10::List<std::optional<at::Tensor>>& bias, size_t i) {
-  return bias.empty() ? std::nullopt : bias.get(i);
+// A *_cat op's output spec: x's leading dims and the sum of the parts' output widths, each part
+// checked by part_spec(i).
+template <typename PartSpec>
+TensorSpec cat_spec(const at::Tensor& x, size_t parts, PartSpec part_spec) {
+  SymSizes sizes;
+  c10::SymInt width = 0;
+  for (size_t i = 0; i < parts; ++i) {
+    sizes = part_spec(i).sizes;
+    width = width + sizes.back();
+  }
+  sizes.back() = width;
+  return {sizes, x.scalar_type()};
 }
 
 }  // namespace
+
+std::optional<at::Tensor> bias_entry(const c10::List<std::optional<at::Tensor>>& bias, size_t i) {
+  return bias.empty() ? std::nullopt : bias.get(i);
+}
 
 TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, const at::Tensor& w_scale,
                               const std::optional<at::Tensor>& bias) {
@@ -274,17 +288,9 @@ TensorSpec linear_qbytes_spec(const at::Tensor& x, const at::Tensor& w_data, con
 TensorSpec linear_qbytes_cat_spec(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
                                   const c10::List<std::optional<at::Tensor>>& bias) {
   const char* op = "linear_qbytes_cat";
-  const size_t parts = w_data.size();
-  check_cat_lists(op, parts, {w_scale.size()}, bias.size());
-  c10::SymInt N_total = 0;
-  SymSizes sizes;
-  for (size_t i = 0; i < parts; ++i) {
-    const TensorSpec part = check_qbytes_linear(op, x, w_data[i], w_scale[i], bias_entry(bias, i));
-    N_total = N_total + part.sizes.back();
-    sizes = part.sizes;
-  }
-  sizes.back() = N_total;
-  return {sizes, x.scalar_type()};
+  check_cat_lists(op, w_data.size(), {w_scale.size()}, bias.size());
+  return cat_spec(x, w_data.size(),
+                  [&](size_t i) { return check_qbytes_linear(op, x, w_data[i], w_scale[i], bias_entry(bias, i)); });
 }
 
 TensorSpec linear_qbits_spec(const at::Tensor& x, const at::Tensor& w_packed, const at::Tensor& w_scale,
@@ -364,33 +370,34 @@ std::pair<int64_t, int64_t> check_tiled_weight(const char* op, const at::Tensor&
 
 }  // namespace
 
-TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
-                                   const at::Tensor& w_shift, int64_t bits, int64_t group_size,
-                                   const std::optional<at::Tensor>& bias) {
-  const char* op = "linear_qbits_tiled";
+namespace {
+
+TensorSpec check_qbits_tiled_linear(const char* op, const at::Tensor& x, const at::Tensor& w_tiled,
+                                    const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t bits,
+                                    int64_t group_size, const std::optional<at::Tensor>& bias) {
   check_float(op, "x", x);
   const auto [N, K] = check_tiled_weight(op, x, w_tiled, w_scale, w_shift, bits, group_size);
   check_bias(op, bias, N);
   return {linear_out_sizes(op, x, K, N), x.scalar_type()};
 }
 
-TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_tiled,
-                                                      at::TensorList w_scale, at::TensorList w_shift, int64_t bits,
-                                                      int64_t group_size,
-                                                      const c10::List<std::optional<at::Tensor>>& bias) {
+}  // namespace
+
+TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tiled, const at::Tensor& w_scale,
+                                   const at::Tensor& w_shift, int64_t bits, int64_t group_size,
+                                   const std::optional<at::Tensor>& bias) {
+  return check_qbits_tiled_linear("linear_qbits_tiled", x, w_tiled, w_scale, w_shift, bits, group_size, bias);
+}
+
+TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
+                                       at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                       const c10::List<std::optional<at::Tensor>>& bias) {
   const char* op = "linear_qbits_tiled_cat";
-  const size_t parts = w_tiled.size();
-  check_cat_lists(op, parts, {w_scale.size(), w_shift.size()}, bias.size());
-  check_float(op, "x", x);
-  c10::SymInt N_total = 0, K_x = x.sym_size(-1);
-  for (size_t i = 0; i < parts; ++i) {
-    const std::optional<at::Tensor> b = bias_entry(bias, i);
-    const auto [N, K] = check_tiled_weight(op, x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size);
-    check_bias(op, b, N);
-    N_total = N_total + N;
-    K_x = K;
-  }
-  return {linear_out_sizes(op, x, K_x, N_total), x.scalar_type()};
+  check_cat_lists(op, w_tiled.size(), {w_scale.size(), w_shift.size()}, bias.size());
+  return cat_spec(x, w_tiled.size(), [&](size_t i) {
+    return check_qbits_tiled_linear(op, x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
+                                    bias_entry(bias, i));
+  });
 }
 
 TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,

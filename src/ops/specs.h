@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/cat.h>
 
 #include <optional>
 #include <string_view>
@@ -75,13 +76,22 @@ TensorSpec linear_qbits_tiled_spec(const at::Tensor& x, const at::Tensor& w_tile
 // checked as linear_qbits_tiled checks it (named "linear_qbits_tiled_cat"), the lists of one
 // length (at least 1; bias empty, or one entry per part). The output holds the parts' outputs
 // side by side along its last dim.
-TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_tiled,
-                                                      at::TensorList w_scale, at::TensorList w_shift, int64_t bits,
-                                                      int64_t group_size,
-                                                      const c10::List<std::optional<at::Tensor>>& bias);
+TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
+                                       at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                       const c10::List<std::optional<at::Tensor>>& bias);
 // linear_qbytes for several int8 / float8 weights on one x, as linear_qbits_tiled_cat.
 TensorSpec linear_qbytes_cat_spec(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
                                   const c10::List<std::optional<at::Tensor>>& bias);
+// Entry i of a *_cat op's bias list (an empty list: no biases).
+std::optional<at::Tensor> bias_entry(const c10::List<std::optional<at::Tensor>>& bias, size_t i);
+// A *_cat op computed part by part: part(i) for each weight, concatenated along the last dim.
+template <typename Part>
+at::Tensor cat_parts(size_t parts, Part part) {
+  std::vector<at::Tensor> out;
+  out.reserve(parts);
+  for (size_t i = 0; i < parts; ++i) out.push_back(part(i));
+  return at::cat(out, -1);
+}
 // W4A8: int8 activation codes (scale per tensor or per row) × a tiled 4-bit weight.
 TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                                   const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,

@@ -130,46 +130,40 @@ at::Tensor linear_qbits_tiled_autograd(const at::Tensor& x, const at::Tensor& w_
 
 // Recording a graph, the parts run one by one through linear_qbits_tiled's autograd (each with its
 // own backward) and are concatenated; otherwise all at once below autograd.
-at::Tensor linear_qbits_tiled_cat_autograd(const at::Tensor& x, at::TensorList w_tiled,
-                                                          at::TensorList w_scale, at::TensorList w_shift,
-                                                          int64_t bits, int64_t group_size,
-                                                          const c10::List<std::optional<at::Tensor>>& bias) {
-  const size_t parts = w_tiled.size();
-  bool record = false;
-  for (size_t i = 0; i < parts; ++i) {
-    const std::optional<at::Tensor> b = i < bias.size() ? bias.get(i) : std::nullopt;
-    if (i < w_scale.size()) check_frozen("linear_qbits_tiled_cat", "w_scale", w_scale[i]);
-    if (i < w_shift.size()) check_frozen("linear_qbits_tiled_cat", "w_shift", w_shift[i]);
-    record = record || records_graph(x, b);
-  }
-  if (!record) {
+// Whether a *_cat call records a graph node: records_graph over its biases.
+bool cat_records_graph(const at::Tensor& x, const c10::List<std::optional<at::Tensor>>& bias) {
+  bool record = records_graph(x, std::nullopt);
+  for (size_t i = 0; i < bias.size(); ++i) record = record || records_graph(x, bias.get(i));
+  return record;
+}
+
+at::Tensor linear_qbits_tiled_cat_autograd(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
+                                           at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                           const c10::List<std::optional<at::Tensor>>& bias) {
+  for (const at::Tensor& t : w_scale) check_frozen("linear_qbits_tiled_cat", "w_scale", t);
+  for (const at::Tensor& t : w_shift) check_frozen("linear_qbits_tiled_cat", "w_shift", t);
+  if (!cat_records_graph(x, bias)) {  // checked below autograd, once
     at::AutoDispatchBelowADInplaceOrView guard;
     return linear_qbits_tiled_cat(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
   }
-  ops::linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
-  std::vector<at::Tensor> out;
-  for (size_t i = 0; i < parts; ++i)
-    out.push_back(linear_qbits_tiled_autograd(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
-                                              bias.empty() ? std::nullopt : bias.get(i)));
-  return at::cat(out, -1);
+  ops::linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);  // the lists agree
+  return ops::cat_parts(w_tiled.size(), [&](size_t i) {
+    return linear_qbits_tiled_autograd(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
+                                       ops::bias_entry(bias, i));
+  });
 }
 
 at::Tensor linear_qbytes_cat_autograd(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
                                       const c10::List<std::optional<at::Tensor>>& bias) {
-  bool record = false;
-  for (size_t i = 0; i < w_data.size(); ++i) {
-    if (i < w_scale.size()) check_frozen("linear_qbytes_cat", "w_scale", w_scale[i]);
-    record = record || records_graph(x, i < bias.size() ? bias.get(i) : std::nullopt);
-  }
-  if (!record) {
+  for (const at::Tensor& t : w_scale) check_frozen("linear_qbytes_cat", "w_scale", t);
+  if (!cat_records_graph(x, bias)) {  // checked below autograd, once
     at::AutoDispatchBelowADInplaceOrView guard;
     return linear_qbytes_cat(x, w_data, w_scale, bias);
   }
-  ops::linear_qbytes_cat_spec(x, w_data, w_scale, bias);
-  std::vector<at::Tensor> out;
-  for (size_t i = 0; i < w_data.size(); ++i)
-    out.push_back(linear_qbytes_autograd(x, w_data[i], w_scale[i], bias.empty() ? std::nullopt : bias.get(i)));
-  return at::cat(out, -1);
+  ops::linear_qbytes_cat_spec(x, w_data, w_scale, bias);  // the lists agree
+  return ops::cat_parts(w_data.size(), [&](size_t i) {
+    return linear_qbytes_autograd(x, w_data[i], w_scale[i], ops::bias_entry(bias, i));
+  });
 }
 
 }  // namespace

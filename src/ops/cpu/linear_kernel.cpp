@@ -91,10 +91,10 @@ class GroupParams {
     if (!ready_) convert(n0, n1, sf_.data_ptr<float>() + n0 * groups_, hf_.data_ptr<float>() + n0 * groups_);
   }
   const float* scale() const { return sf_.data_ptr<float>(); }
+  const float* shift() const { return hf_.data_ptr<float>(); }
   // The stored (contiguous) tensors.
   const at::Tensor& scale_tensor() const { return scale_; }
   const at::Tensor& shift_tensor() const { return shift_; }
-  const float* shift() const { return hf_.data_ptr<float>(); }
   // Floats of scratch that rows_at() needs for `rows` rows (none for float parameters).
   int64_t scratch_floats(int64_t rows) const { return ready_ ? 0 : 2 * rows * groups_; }
   // Rows [n0, n1) as float (scale, shift), indexed from row n0: the stored tensors for float
@@ -233,18 +233,10 @@ at::Tensor linear_qbytes(const at::Tensor& x, const at::Tensor& w_data, const at
 at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
                              const c10::List<std::optional<at::Tensor>>& bias) {
   const TensorSpec spec = linear_qbytes_cat_spec(x, w_data, w_scale, bias);
-  auto bias_of = [&](size_t i) { return bias.empty() ? std::nullopt : bias.get(i); };
   const int64_t K = x.size(-1);
-  if (x.numel() != K) {
-    at::Tensor y = at::empty(concrete(spec.sizes), x.options());
-    int64_t first = 0;
-    for (size_t i = 0; i < w_data.size(); ++i) {
-      const int64_t rows = w_data[i].size(0);
-      y.narrow(-1, first, rows).copy_(linear_qbytes(x, w_data[i], w_scale[i], bias_of(i)));
-      first += rows;
-    }
-    return y;
-  }
+  if (x.numel() != K)
+    return cat_parts(w_data.size(),
+                     [&](size_t i) { return linear_qbytes(x, w_data[i], w_scale[i], bias_entry(bias, i)); });
   struct Part {
     at::Tensor w, scale;
     std::optional<at::Tensor> bias;
@@ -253,7 +245,8 @@ at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::Ten
   std::vector<Part> parts;
   int64_t N = 0;
   for (size_t i = 0; i < w_data.size(); ++i) {
-    parts.push_back({w_data[i].contiguous(), as_float(w_scale[i]), float_bias(bias_of(i)), N, w_data[i].size(0)});
+    parts.push_back({w_data[i].contiguous(), as_float(w_scale[i]), float_bias(bias_entry(bias, i)), N,
+                     w_data[i].size(0)});
     N += w_data[i].size(0);
   }
   const kernels::LinearKernels& table = kernels::kernels().linear;
@@ -454,24 +447,17 @@ at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, a
                                   at::TensorList w_shift, int64_t bits, int64_t group_size,
                                   const c10::List<std::optional<at::Tensor>>& bias) {
   const TensorSpec spec = linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
-  auto bias_of = [&](size_t i) { return bias.empty() ? std::nullopt : bias.get(i); };
+  if (!is_decode_step(x))
+    return cat_parts(w_tiled.size(), [&](size_t i) {
+      return linear_qbits_tiled(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size, bias_entry(bias, i));
+    });
   at::Tensor y = at::empty(concrete(spec.sizes), x.options());
-  if (!is_decode_step(x)) {
-    int64_t first = 0;
-    for (size_t i = 0; i < w_tiled.size(); ++i) {
-      const int64_t rows = w_tiled[i].size(0);
-      y.narrow(-1, first, rows).copy_(linear_qbits_tiled(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
-                                                         bias_of(i)));
-      first += rows;
-    }
-    return y;
-  }
   const int64_t groups = x.size(-1) / group_size;
   std::vector<GemvPart> parts;
   parts.reserve(w_tiled.size());
   kernels::bf16* yd = data_as<kernels::bf16>(y);
   for (size_t i = 0; i < w_tiled.size(); ++i) {
-    parts.emplace_back(w_tiled[i], w_scale[i], w_shift[i], bias_of(i), groups, yd);
+    parts.emplace_back(w_tiled[i], w_scale[i], w_shift[i], bias_entry(bias, i), groups, yd);
     yd += w_tiled[i].size(0);
   }
   decode_qbits_tiled(x.contiguous(), parts, bits, group_size);

@@ -56,8 +56,8 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
                               const at::Tensor& w_shift, int64_t bits, int64_t group_size,
                               const std::optional<at::Tensor>& bias);
 at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
-                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
-                                                 const c10::List<std::optional<at::Tensor>>& bias);
+                                  at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                  const c10::List<std::optional<at::Tensor>>& bias);
 at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
                              const c10::List<std::optional<at::Tensor>>& bias);
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,

@@ -120,25 +120,21 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
 // One linear_qbits_tiled per weight: on devices without a fused kernel the parts gain nothing
 // from running together.
 at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
-                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
-                                                 const c10::List<std::optional<at::Tensor>>& bias) {
+                                  at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                  const c10::List<std::optional<at::Tensor>>& bias) {
   NonDifferentiable guard;
   linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias);
-  std::vector<at::Tensor> parts;
-  for (size_t i = 0; i < w_tiled.size(); ++i)
-    parts.push_back(linear_qbits_tiled(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size,
-                                       bias.empty() ? std::nullopt : bias.get(i)));
-  return at::cat(parts, -1);
+  return cat_parts(w_tiled.size(), [&](size_t i) {
+    return linear_qbits_tiled(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size, bias_entry(bias, i));
+  });
 }
 
 at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::TensorList w_scale,
                              const c10::List<std::optional<at::Tensor>>& bias) {
   NonDifferentiable guard;
   linear_qbytes_cat_spec(x, w_data, w_scale, bias);
-  std::vector<at::Tensor> parts;
-  for (size_t i = 0; i < w_data.size(); ++i)
-    parts.push_back(linear_qbytes(x, w_data[i], w_scale[i], bias.empty() ? std::nullopt : bias.get(i)));
-  return at::cat(parts, -1);
+  return cat_parts(w_data.size(),
+                   [&](size_t i) { return linear_qbytes(x, w_data[i], w_scale[i], bias_entry(bias, i)); });
 }
 
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,

@@ -24,8 +24,8 @@ at::Tensor linear_qbits_tiled(const at::Tensor& x, const at::Tensor& w_tiled, co
 }
 
 at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, at::TensorList w_scale,
-                                                 at::TensorList w_shift, int64_t bits, int64_t group_size,
-                                                 const c10::List<std::optional<at::Tensor>>& bias) {
+                                  at::TensorList w_shift, int64_t bits, int64_t group_size,
+                                  const c10::List<std::optional<at::Tensor>>& bias) {
   return empty_from_spec(linear_qbits_tiled_cat_spec(x, w_tiled, w_scale, w_shift, bits, group_size, bias), x);
 }
 
