@@ -37,7 +37,9 @@ Profile: for quanto W4 g32 + head8 + attn, a decode step split into quanto's ker
 (float layers), other torch ops and everything else (Python, transformers, dispatch): wall time
 minus the profiled op time.
 llama.cpp: with LLAMA_BENCH=path/to/llama-bench (and LLAMA_QUANTIZE=path/to/llama-quantize for
-the Q4_0 / Q8_0 files), its own pp128 / tg32 figures on the packaged SmolLM2 GGUF, same threads.
+the Q4_0 / Q8_0 files), its own pp128 / tg32 figures on the packaged SmolLM2 GGUF, same threads;
+then quanto's compiled loop and llama.cpp's Q4_0 decode in alternating rounds, with the median of
+the rounds' ratios (on a host whose speed drifts, the one comparison taken side by side).
 Quantization time: quantize + freeze of the 1.1B model to int4 (min/max, HQQ), in seconds.
 
 Run: make bench (this script: `.venv/bin/python bench/bench_decode.py`; QUANTO_BENCH_QUICK=1: a
@@ -162,48 +164,62 @@ def compiled_decode_tps(model, new_tokens=32):
     return new_tokens / (long - short)
 
 
-@torch.no_grad()
-def compiled_loop_decode(model, steps=48, fuse=True):
+class CompiledGreedyLoop:
     """A plain greedy loop over a transformers StaticCache, one compiled step per token (forward
     and argmax: eager argmax over SmolLM2's 49152 bf16 logits took ~0.16 ms), as gpt-fast-style
-    scripts do instead of ``generate``, whose per-token bookkeeping costs ~1 ms on SmolLM2:
-    (tokens/s from the median step, quanto ops' ms per step under the profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-    from transformers import StaticCache
+    scripts do instead of ``generate``, whose per-token bookkeeping costs ~1 ms on SmolLM2. The
+    cache holds ``max_steps`` tokens after the prompt; positions only move forward (a rewound
+    StaticCache fails inductor's bounds check in the cache update)."""
 
-    cache = StaticCache(config=model.config, max_batch_size=1, max_cache_len=len(PROMPT) + steps + 8,
-                        device="cpu", dtype=model.dtype)
-    ids = torch.tensor([PROMPT])
-    token = model(ids, past_key_values=cache, use_cache=True, cache_position=torch.arange(len(PROMPT))).logits[:, -1:]
-    token = token.argmax(-1)
+    def __init__(self, model, max_steps, fuse=True):
+        from transformers import StaticCache
 
-    def greedy_step(token, pos_t):
-        logits = model(token, past_key_values=cache, use_cache=True, cache_position=pos_t,
-                       position_ids=pos_t[None]).logits
+        self.model, self.fuse = model, fuse
+        self.cache = StaticCache(config=model.config, max_batch_size=1, max_cache_len=len(PROMPT) + max_steps + 8,
+                                 device="cpu", dtype=model.dtype)
+        self.compiled = compile_for_decode(self._greedy_step)
+        self.pos = len(PROMPT)
+        with torch.no_grad():
+            ids = torch.tensor([PROMPT])
+            logits = model(ids, past_key_values=self.cache, use_cache=True, cache_position=torch.arange(len(PROMPT))).logits
+            self.token = logits[:, -1:].argmax(-1)
+            with inductor_for_decode(fuse):
+                self.steps(2)  # compiles
+
+    def _greedy_step(self, token, pos_t):
+        logits = self.model(token, past_key_values=self.cache, use_cache=True, cache_position=pos_t,
+                            position_ids=pos_t[None]).logits
         return logits[:, -1:].argmax(-1)
 
-    compiled = compile_for_decode(greedy_step)
+    @torch.no_grad()
+    def steps(self, n):
+        """Runs n steps; returns each one's seconds."""
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            self.token = self.compiled(self.token, torch.tensor([self.pos]))
+            times.append(time.perf_counter() - start)
+            self.pos += 1
+        return times
 
-    def step(pos):
-        return compiled(token, torch.tensor([pos]))
+    def quanto_ms(self, n=8):
+        """Milliseconds of quanto's ops in a step, under the profiler."""
+        from torch.profiler import ProfilerActivity, profile
 
-    pos = len(PROMPT)
-    with inductor_for_decode(fuse):
-        for _ in range(2):  # compiles
-            token = step(pos)
-            pos += 1
-    times = []
-    for _ in range(steps - 10):
-        start = time.perf_counter()
-        token = step(pos)
-        times.append(time.perf_counter() - start)
-        pos += 1
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(8):
-            token = step(pos)
-            pos += 1
-    quanto_ms = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith("quanto::")) / 8 / 1e3
-    return 1.0 / sorted(times)[len(times) // 2], quanto_ms
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            self.steps(n)
+        return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith("quanto::")) / n / 1e3
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def compiled_loop_decode(model, steps=48, fuse=True):
+    """(tokens/s from the median step of CompiledGreedyLoop, quanto ops' ms per step)."""
+    loop = CompiledGreedyLoop(model, steps, fuse)
+    tps = 1.0 / median(loop.steps(steps - 10))
+    return tps, loop.quanto_ms()
 
 
 @torch.no_grad()
@@ -336,33 +352,81 @@ def bench_model(loader, compile_too=False):
 
 # --- llama.cpp ----------------------------------------------------------------------------------------
 
-def llama_cpp_rows(threads):
-    bench, quantize = os.environ.get("LLAMA_BENCH"), os.environ.get("LLAMA_QUANTIZE")
-    if not bench:
-        print("\n(llama.cpp: set LLAMA_BENCH=path/to/llama-bench, and LLAMA_QUANTIZE=path/to/llama-quantize, "
-              "to add its figures on the same machine)")
-        return
+def llama_cpp_tools():
+    """(llama-bench, llama-quantize or None) from LLAMA_BENCH / LLAMA_QUANTIZE, or None."""
+    bench = os.environ.get("LLAMA_BENCH")
+    return (bench, os.environ.get("LLAMA_QUANTIZE")) if bench else None
+
+
+def llama_cpp_files(tmp, quantize):
+    """The packaged SmolLM2 GGUF (Q4_1) and, with llama-quantize, its Q4_0 and Q8_0 requantizations
+    written into the folder tmp: {label: path}."""
     from quanto.models.packaged import smollm2_gguf
 
     folder, name = smollm2_gguf()
     files = {"Q4_1 (the packaged file)": Path(folder) / name}
+    if quantize:
+        for kind in ("Q4_0", "Q8_0"):
+            out = Path(tmp) / f"smollm2-{kind}.gguf"
+            subprocess.run([quantize, "--allow-requantize", str(files["Q4_1 (the packaged file)"]), str(out), kind],
+                           check=True, capture_output=True)
+            files[kind] = out
+    return files
+
+
+def llama_bench(bench, path, threads, prompt=128, new=32, reps=3):
+    """llama-bench's tokens/s: {"pp": prefill of `prompt` tokens, "tg": decode of `new`} (0 skips one)."""
+    r = subprocess.run([bench, "-m", str(path), "-p", str(prompt), "-n", str(new), "-t", str(threads), "-r", str(reps),
+                        "-o", "csv"], check=True, capture_output=True, text=True)
+    speeds = {}
+    for rec in csv.DictReader(io.StringIO(r.stdout)):  # one record per test
+        speeds["tg" if rec["n_prompt"] == "0" else "pp"] = float(rec["avg_ts"])
+    return speeds
+
+
+def llama_cpp_rows(threads):
+    tools = llama_cpp_tools()
+    if tools is None:
+        print("\n(llama.cpp: set LLAMA_BENCH=path/to/llama-bench, and LLAMA_QUANTIZE=path/to/llama-quantize, "
+              "to add its figures on the same machine)")
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        if quantize:
-            for kind in ("Q4_0", "Q8_0"):
-                out = Path(tmp) / f"smollm2-{kind}.gguf"
-                subprocess.run([quantize, "--allow-requantize", str(files["Q4_1 (the packaged file)"]), str(out), kind],
-                               check=True, capture_output=True)
-                files[kind] = out
+        files = llama_cpp_files(tmp, tools[1])
         print(f"\n### llama.cpp (llama-bench, {threads} threads), SmolLM2-135M\n")
         print("| file | decode tok/s (tg32) | prefill tok/s (pp128) |")
         print("| --- | ---: | ---: |")
         for label, path in files.items():
-            r = subprocess.run([bench, "-m", str(path), "-p", "128", "-n", "32", "-t", str(threads), "-r", "3",
-                                "-o", "csv"], check=True, capture_output=True, text=True)
-            speeds = {}
-            for rec in csv.DictReader(io.StringIO(r.stdout)):  # one record per test: pp128, tg32
-                speeds["tg" if rec["n_prompt"] == "0" else "pp"] = float(rec["avg_ts"])
+            speeds = llama_bench(tools[0], path, threads)
             print(f"| {label} | {speeds.get('tg', float('nan')):.1f} | {speeds.get('pp', float('nan')):.0f} |")
+
+
+ROUNDS = 3 if QUICK else 8
+ROUND_STEPS = 32
+
+
+def decode_against_llama_cpp(model, threads):
+    """quanto's compiled greedy loop (W4 g32 + head8 + attn, quanto.fusion) and llama.cpp's Q4_0
+    decode (llama-bench tg32) in alternating rounds: this host's speed drifts by up to ~40% over
+    minutes, which moves figures taken minutes apart (the tables above) but cancels in a ratio
+    whose two sides ran seconds apart. Prints each round and the median ratio."""
+    tools = llama_cpp_tools()
+    if tools is None or tools[1] is None:
+        return
+    loop = CompiledGreedyLoop(quanto_variant(model, "qint4", 32, head8=True, attn=True), ROUNDS * ROUND_STEPS + 8)
+    loop.steps(8)
+    with tempfile.TemporaryDirectory() as tmp:
+        q4_0 = llama_cpp_files(tmp, tools[1])["Q4_0"]
+        print(f"\n### SmolLM2-135M decode, quanto W4 g32 + head8 + attn (compiled loop, quanto.fusion) against "
+              f"llama.cpp Q4_0 (tg32), alternating rounds, {threads} threads\n")
+        print("| round | quanto tok/s | llama.cpp Q4_0 tok/s | quanto / Q4_0 |")
+        print("| --- | ---: | ---: | ---: |")
+        ratios = []
+        for r in range(ROUNDS):
+            quanto_tps = 1.0 / median(loop.steps(ROUND_STEPS))
+            llama_tps = llama_bench(tools[0], q4_0, threads, prompt=0, new=32, reps=2)["tg"]
+            ratios.append(quanto_tps / llama_tps)
+            print(f"| {r + 1} | {quanto_tps:.1f} | {llama_tps:.1f} | {ratios[-1]:.2f} |", flush=True)
+        print(f"\nmedian quanto / Q4_0: {median(ratios):.2f}x (rounds: {min(ratios):.2f}-{max(ratios):.2f}x)")
 
 
 # --- quantization time --------------------------------------------------------------------------------
@@ -383,11 +447,17 @@ def quantization_times():
 
 
 def main():
+    smol = None
     for loader in (smollm2, llama_1b):
-        if bench_model(loader, compile_too=loader is smollm2) is None:  # compiling the 1.1B model takes minutes
+        found = bench_model(loader, compile_too=loader is smollm2)  # compiling the 1.1B model takes minutes
+        if found is None:
             print(f"\n({loader.__name__}: not available, skipped)")
+        elif loader is smollm2:
+            smol = found[1]
         gc.collect()
     llama_cpp_rows(torch.get_num_threads())
+    if smol is not None:
+        decode_against_llama_cpp(smol, torch.get_num_threads())
     quantization_times()
 
 
