@@ -31,7 +31,7 @@ and inductor's freezing (weights as graph constants) and C++ wrapper (torch._ind
 freezing / cpp_wrapper) and quanto.fusion's graph pass (a layer's q/k/v and gate/up projections as
 one op each: 120 W4 calls a step instead of 210), through transformers' generate and in a plain
 greedy loop (the compiled forward called once per token, its quanto ops' share of the step
-measured under the profiler; once more without the pass) — all of it what PyTorch users can add
+measured under the profiler) — all of it what PyTorch users can add
 without leaving transformers.
 Profile: for quanto W4 g32 + head8 + attn, a decode step split into quanto's kernels, torch's matmuls
 (float layers), other torch ops and everything else (Python, transformers, dispatch): wall time
@@ -123,19 +123,20 @@ def compile_for_decode(fn):
     it: fullgraph, static shapes, no module guards; inductor settings in ``inductor_for_decode()``,
     which callers hold around the first calls (inductor reads them when the graph compiles)."""
     # Graphs are cached per code object, and without module guards one compiled for another model
-    # instance (with its frozen weights) would be reused: start afresh for each model.
+    # instance (with its frozen weights) would be reused: start afresh for each model. Without the
+    # reset a second compiled step in the process also kept ~9,000 guards on the model's modules
+    # that the guard filter removes from the first (cache lookup 1.9-2.2 ms a call, not 0.3).
     torch._dynamo.reset()
     return torch.compile(fn, fullgraph=True, dynamic=False,
                          options={"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
 
-def inductor_for_decode(fuse=True):
+def inductor_for_decode():
     """Freezing: the weights become constants of the graph, so a call no longer gathers the
     model's ~700 tensors as inputs (~0.3 ms of a SmolLM2 step). The C++ wrapper: the graph's ~500
-    calls a step (quanto's ops among them) made from C++, not Python (~0.5 ms more). fuse:
-    quanto.fusion's graph pass, a layer's q/k/v and gate/up projections as one op each."""
-    options = quanto.fusion.inductor_options() if fuse else {}
-    return torch._inductor.config.patch(freezing=True, cpp_wrapper=True, **options)
+    calls a step (quanto's ops among them) made from C++, not Python (~0.5 ms more). quanto.fusion's
+    graph pass: a layer's q/k/v and gate/up projections as one op each."""
+    return torch._inductor.config.patch(freezing=True, cpp_wrapper=True, **quanto.fusion.inductor_options())
 
 
 @torch.no_grad()
@@ -171,10 +172,10 @@ class CompiledGreedyLoop:
     cache holds ``max_steps`` tokens after the prompt; positions only move forward (a rewound
     StaticCache fails inductor's bounds check in the cache update)."""
 
-    def __init__(self, model, max_steps, fuse=True):
+    def __init__(self, model, max_steps):
         from transformers import StaticCache
 
-        self.model, self.fuse = model, fuse
+        self.model = model
         self.cache = StaticCache(config=model.config, max_batch_size=1, max_cache_len=len(PROMPT) + max_steps + 8,
                                  device="cpu", dtype=model.dtype)
         self.compiled = compile_for_decode(self._greedy_step)
@@ -183,7 +184,7 @@ class CompiledGreedyLoop:
             ids = torch.tensor([PROMPT])
             logits = model(ids, past_key_values=self.cache, use_cache=True, cache_position=torch.arange(len(PROMPT))).logits
             self.token = logits[:, -1:].argmax(-1)
-            with inductor_for_decode(fuse):
+            with inductor_for_decode():
                 self.steps(2)  # compiles
 
     def _greedy_step(self, token, pos_t):
@@ -215,9 +216,9 @@ def median(values):
     return sorted(values)[len(values) // 2]
 
 
-def compiled_loop_decode(model, steps=48, fuse=True):
+def compiled_loop_decode(model, steps=48):
     """(tokens/s from the median step of CompiledGreedyLoop, quanto ops' ms per step)."""
-    loop = CompiledGreedyLoop(model, steps, fuse)
+    loop = CompiledGreedyLoop(model, steps)
     tps = 1.0 / median(loop.steps(steps - 10))
     return tps, loop.quanto_ms()
 
@@ -338,9 +339,6 @@ def bench_model(loader, compile_too=False):
         tps, quanto_ms = compiled_loop_decode(quanto_variant(model, "qint4", 32, head8=True, attn=True))
         print(f"| same, plain greedy loop (step {1e3 / tps:.2f} ms, quanto ops {quanto_ms:.2f} ms of it) | quanto | "
               f"{tps:.1f} | {tps / base_dec:.2f} | - | - |", flush=True)
-        tps, quanto_ms = compiled_loop_decode(quanto_variant(model, "qint4", 32, head8=True, attn=True), fuse=False)
-        print(f"| same loop without quanto.fusion's pass (step {1e3 / tps:.2f} ms, quanto ops {quanto_ms:.2f} ms) | "
-              f"quanto | {tps:.1f} | {tps / base_dec:.2f} | - | - |", flush=True)
     kern, mm, other, rest, wall = decode_profile(q)
     print(f"\nquanto W4 g32 + head8 + attn, one decode step (under the profiler, which slows small ops): {wall:.2f} ms = "
           f"quanto kernels {kern:.2f} + torch matmuls {mm:.2f} + other torch ops {other:.2f} + everything else "

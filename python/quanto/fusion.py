@@ -18,6 +18,7 @@ or ``torch._inductor.config.patch(quanto.fusion.inductor_options())`` around the
 Eager models are unchanged (the pass only sees compiled graphs).
 """
 
+import math
 from collections import defaultdict
 
 import torch
@@ -46,10 +47,7 @@ def _rows_and_dtype(x):
         return None, None
     if not all(isinstance(size, int) for size in val.shape):
         return None, None  # symbolic sizes: left alone (the pass adds no guards)
-    rows = 1
-    for size in val.shape[:-1]:
-        rows *= size
-    return rows, val.dtype
+    return math.prod(val.shape[:-1]), val.dtype
 
 
 class _Family:
