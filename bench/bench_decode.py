@@ -38,8 +38,8 @@ Profile: for quanto W4 g32 + head8 + attn, a decode step split into quanto's ker
 minus the profiled op time.
 llama.cpp: with LLAMA_BENCH=path/to/llama-bench (and LLAMA_QUANTIZE=path/to/llama-quantize for
 the Q4_0 / Q8_0 files), its own pp128 / tg32 figures on the packaged SmolLM2 GGUF, same threads;
-then quanto's compiled loop and llama.cpp's Q4_0 decode in alternating rounds, with the median of
-the rounds' ratios (on a host whose speed drifts, the one comparison taken side by side).
+then quanto and llama.cpp's Q4_0 in alternating rounds, decode and prefill, with the medians of the
+rounds' ratios (on a host whose speed drifts, the one comparison taken side by side).
 Quantization time: quantize + freeze of the 1.1B model to int4 (min/max, HQQ), in seconds.
 
 Run: make bench (this script: `.venv/bin/python bench/bench_decode.py`; QUANTO_BENCH_QUICK=1: a
@@ -402,11 +402,12 @@ ROUNDS = 3 if QUICK else 8
 ROUND_STEPS = 32
 
 
-def decode_against_llama_cpp(model, threads):
-    """quanto's compiled greedy loop (W4 g32 + head8 + attn, quanto.fusion) and llama.cpp's Q4_0
-    decode (llama-bench tg32) in alternating rounds: this host's speed drifts by up to ~40% over
+def against_llama_cpp(model, threads):
+    """quanto W4 g32 + head8 + attn and llama.cpp's Q4_0 in alternating rounds: decode (quanto's
+    compiled greedy loop with quanto.fusion, llama-bench's tg32) and prefill of 128 tokens (the same
+    model eager, prefill_tps; llama-bench's pp128). This host's speed drifts by up to ~40% over
     minutes, which moves figures taken minutes apart (the tables above) but cancels in a ratio
-    whose two sides ran seconds apart. Prints each round and the median ratio."""
+    whose two sides ran seconds apart. Prints each round and the median ratios."""
     tools = llama_cpp_tools()
     if tools is None or tools[1] is None:
         return
@@ -414,17 +415,22 @@ def decode_against_llama_cpp(model, threads):
     loop.steps(8)
     with tempfile.TemporaryDirectory() as tmp:
         q4_0 = llama_cpp_files(tmp, tools[1])["Q4_0"]
-        print(f"\n### SmolLM2-135M decode, quanto W4 g32 + head8 + attn (compiled loop, quanto.fusion) against "
-              f"llama.cpp Q4_0 (tg32), alternating rounds, {threads} threads\n")
-        print("| round | quanto tok/s | llama.cpp Q4_0 tok/s | quanto / Q4_0 |")
-        print("| --- | ---: | ---: | ---: |")
-        ratios = []
+        print(f"\n### SmolLM2-135M, quanto W4 g32 + head8 + attn against llama.cpp Q4_0, alternating rounds, "
+              f"{threads} threads (tokens/s; decode: quanto's compiled loop with quanto.fusion and tg32; prefill of "
+              f"{len(PREFILL)} tokens: eager and pp{len(PREFILL)})\n")
+        print("| round | decode quanto | decode Q4_0 | quanto / Q4_0 | prefill quanto | prefill Q4_0 | quanto / Q4_0 |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        decode, prefill = [], []
         for r in range(ROUNDS):
-            quanto_tps = 1.0 / median(loop.steps(ROUND_STEPS))
-            llama_tps = llama_bench(tools[0], q4_0, threads, prompt=0, new=32, reps=2)["tg"]
-            ratios.append(quanto_tps / llama_tps)
-            print(f"| {r + 1} | {quanto_tps:.1f} | {llama_tps:.1f} | {ratios[-1]:.2f} |", flush=True)
-        print(f"\nmedian quanto / Q4_0: {median(ratios):.2f}x (rounds: {min(ratios):.2f}-{max(ratios):.2f}x)")
+            quanto_dec = 1.0 / median(loop.steps(ROUND_STEPS))
+            quanto_pre = prefill_tps(loop.model, reps=2)
+            llama = llama_bench(tools[0], q4_0, threads, prompt=len(PREFILL), new=32, reps=2)
+            decode.append(quanto_dec / llama["tg"])
+            prefill.append(quanto_pre / llama["pp"])
+            print(f"| {r + 1} | {quanto_dec:.1f} | {llama['tg']:.1f} | {decode[-1]:.2f} | {quanto_pre:.0f} | "
+                  f"{llama['pp']:.0f} | {prefill[-1]:.2f} |", flush=True)
+        for label, ratios in (("decode", decode), ("prefill", prefill)):
+            print(f"\nmedian {label} quanto / Q4_0: {median(ratios):.2f}x (rounds: {min(ratios):.2f}-{max(ratios):.2f}x)")
 
 
 # --- quantization time --------------------------------------------------------------------------------
@@ -455,7 +461,7 @@ def main():
         gc.collect()
     llama_cpp_rows(torch.get_num_threads())
     if smol is not None:
-        decode_against_llama_cpp(smol, torch.get_num_threads())
+        against_llama_cpp(smol, torch.get_num_threads())
     quantization_times()
 
 
