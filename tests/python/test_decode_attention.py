@@ -65,6 +65,51 @@ def test_fully_masked_query_gives_zeros_like_sdpa():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mask_kind", ["bool", "bool_per_head", "bool_strided", "float"])
+def test_masked_tail_of_a_long_cache(mask_kind, threads):
+    # A static cache's mask keeps a prefix of its capacity (a different one per batch row or head
+    # here); the op covers only the positions up to the last one any query keeps, which one row
+    # keeps alone, far from the others (a wrong extent loses half of that row's weights). The tail
+    # holds NaN: it must not be read.
+    batch, heads, kv_heads, capacity, dim, far = 2, 6, 3, 3000, 64, 2500
+    used = torch.tensor([[37, 30, 5, 1, 29, 12], [3, 17, 40, 9, 33, 25]])  # [batch, heads]
+    torch.manual_seed(0)
+    q = torch.randn(batch, heads, 1, dim)
+    k, v = torch.randn(batch, kv_heads, capacity, dim), torch.randn(batch, kv_heads, capacity, dim)
+    if mask_kind == "bool":  # one prefix per batch row, broadcast over heads
+        mask = torch.arange(capacity) < used[:, :1, None, None]
+        mask[1, 0, 0, far] = True
+    elif mask_kind == "bool_strided":  # positions every other element of a wider buffer
+        wide = torch.arange(2 * capacity) < 2 * used[:, :, None, None]
+        wide[0, 4, 0, 2 * far] = True
+        mask = wide[..., ::2]
+    else:
+        mask = torch.arange(capacity) < used[:, :, None, None]
+        mask[1, 3, 0, far] = True
+    if mask_kind == "float":
+        mask = torch.where(mask, torch.randn(mask.shape), torch.tensor(float("-inf")))
+    k[:, :, far + 1:], v[:, :, far + 1:] = float("nan"), float("nan")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = ops.decode_attention(q, k, v, mask, dim ** -0.5)
+    finally:
+        torch.set_num_threads(previous)
+    end = far + 1
+    want = sdpa_float64(q, k[:, :, :end], v[:, :, :end], mask[..., :end], dim ** -0.5)
+    torch.testing.assert_close(out.double(), want, atol=2e-6, rtol=2e-6)
+
+
+def test_only_the_last_position_kept():
+    # The extent is the whole cache: nothing trimmed, the last position read.
+    q, k, v = torch.randn(1, 4, 1, 32), torch.randn(1, 2, 700, 32), torch.randn(1, 2, 700, 32)
+    mask = torch.zeros(1, 1, 1, 700, dtype=torch.bool)
+    mask[..., -1] = True
+    out = ops.decode_attention(q, k, v, mask, 0.2)
+    torch.testing.assert_close(out.double(), sdpa_float64(q, k, v, mask, 0.2), atol=2e-6, rtol=2e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 def test_long_cache_split_over_threads(threads):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -5,6 +5,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
+#include <limits>
 
 #include "kernels/dispatch.h"
 #include "kernels/ref/attention_ref.h"
@@ -19,11 +21,48 @@ namespace {
 at::Tensor last_dim_contiguous(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
 
 // Enough items for every thread (two per thread, so uneven chunks even out), but no chunk under
-// 256 positions: a short chunk's fixed cost (query conversion, partial result) would dominate.
+// kMinChunk positions: a short chunk's fixed cost (query conversion, partial result) would dominate.
+constexpr int64_t kMinChunk = 256;
 int64_t chunk_len_for(int64_t kv_len, int64_t batch_kv_heads) {
   const int64_t wanted = std::max<int64_t>(1, (2 * at::get_num_threads() + batch_kv_heads - 1) / batch_kv_heads);
-  const int64_t chunks = std::clamp<int64_t>((kv_len + 255) / 256, 1, wanted);
+  const int64_t chunks = std::clamp<int64_t>((kv_len + kMinChunk - 1) / kMinChunk, 1, wanted);
   return (kv_len + chunks - 1) / chunks;
+}
+
+// Whether query (b, h) attends position l.
+bool attended(const kernels::DecodeAttentionMask& m, int64_t b, int64_t h, int64_t l) {
+  if (m.keep != nullptr) return m.keep[b * m.keep_b + h * m.keep_h + l * m.keep_l] != 0;
+  return m.bias[b * m.bias_b + h * m.bias_h + l * m.bias_l] != -std::numeric_limits<float>::infinity();
+}
+
+// One past the last position any query attends. A static cache's mask keeps a prefix of its
+// capacity and masks the rest, which the kernels would otherwise walk, and split over the threads,
+// in full (SmolLM2's shapes, 2 threads, 300 positions used of 4096: 34 us a call without this,
+// 19-24 with it, as with a 304-long cache). Scanned from the end, rows broadcast over batch or heads once. A mask that keeps nothing
+// leaves the length as it is (the kernels define that case).
+int64_t attended_extent(const kernels::DecodeAttentionMask& m, int64_t batch, int64_t heads, int64_t kv_len) {
+  if (m.keep == nullptr && m.bias == nullptr) return kv_len;
+  const int64_t rows_b = (m.keep ? m.keep_b : m.bias_b) == 0 ? 1 : batch;
+  const int64_t rows_h = (m.keep ? m.keep_h : m.bias_h) == 0 ? 1 : heads;
+  int64_t extent = 0;
+  for (int64_t b = 0; b < rows_b; ++b)
+    for (int64_t h = 0; h < rows_h; ++h) {
+      int64_t l = kv_len - 1;
+      if (m.keep != nullptr && m.keep_l == 1) {  // eight masked positions a test
+        const uint8_t* row = m.keep + b * m.keep_b + h * m.keep_h;
+        for (uint64_t word; l - 7 >= extent; l -= 8) {
+          std::memcpy(&word, row + l - 7, sizeof(word));
+          if (word != 0) break;
+        }
+      }
+      for (; l >= extent; --l)
+        if (attended(m, b, h, l)) {
+          extent = l + 1;
+          break;
+        }
+      if (extent == kv_len) return kv_len;
+    }
+  return extent == 0 ? kv_len : extent;
 }
 
 at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
@@ -38,7 +77,6 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k_in, cons
   s.q_b = q.stride(0), s.q_h = q.stride(1);
   s.k_b = k.stride(0), s.k_h = k.stride(1), s.k_l = k.stride(2);
   s.v_b = v.stride(0), s.v_h = v.stride(1), s.v_l = v.stride(2);
-  s.chunk_len = chunk_len_for(s.kv_len, s.batch * s.kv_heads);
 
   kernels::DecodeAttentionMask m{};
   at::Tensor mask_view;  // keeps the (broadcast) mask alive while the kernel reads it
@@ -54,6 +92,9 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k_in, cons
     }
   }
 
+  // Positions past the last attended one are read by no query: the items cover only the rest.
+  s.kv_len = attended_extent(m, s.batch, s.heads, s.kv_len);
+  s.chunk_len = chunk_len_for(s.kv_len, s.batch * s.kv_heads);
   const kernels::AttentionKernels& table = kernels::kernels().attention;
   at::Tensor partial = at::empty({s.items() * s.partial_floats()}, q.options().dtype(at::kFloat));
   at::Tensor out = at::empty(concrete(spec.sizes), q.options());
