@@ -382,55 +382,43 @@ def llama_bench(bench, path, threads, prompt=128, new=32, reps=3):
     return speeds
 
 
-def llama_cpp_rows(threads):
-    tools = llama_cpp_tools()
-    if tools is None:
-        print("\n(llama.cpp: set LLAMA_BENCH=path/to/llama-bench, and LLAMA_QUANTIZE=path/to/llama-quantize, "
-              "to add its figures on the same machine)")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        files = llama_cpp_files(tmp, tools[1])
-        print(f"\n### llama.cpp (llama-bench, {threads} threads), SmolLM2-135M\n")
-        print("| file | decode tok/s (tg32) | prefill tok/s (pp128) |")
-        print("| --- | ---: | ---: |")
-        for label, path in files.items():
-            speeds = llama_bench(tools[0], path, threads)
-            print(f"| {label} | {speeds.get('tg', float('nan')):.1f} | {speeds.get('pp', float('nan')):.0f} |")
+def llama_cpp_rows(bench, files, threads):
+    print(f"\n### llama.cpp (llama-bench, {threads} threads), SmolLM2-135M\n")
+    print("| file | decode tok/s (tg32) | prefill tok/s (pp128) |")
+    print("| --- | ---: | ---: |")
+    for label, path in files.items():
+        speeds = llama_bench(bench, path, threads)
+        print(f"| {label} | {speeds.get('tg', float('nan')):.1f} | {speeds.get('pp', float('nan')):.0f} |")
 
 
 ROUNDS = 3 if QUICK else 8
 ROUND_STEPS = 32
 
 
-def against_llama_cpp(model, threads):
+def against_llama_cpp(model, bench, q4_0, threads):
     """quanto W4 g32 + head8 + attn and llama.cpp's Q4_0 in alternating rounds: decode (quanto's
     compiled greedy loop with quanto.fusion, llama-bench's tg32) and prefill of 128 tokens (the same
     model eager, prefill_tps; llama-bench's pp128). This host's speed drifts by up to ~40% over
     minutes, which moves figures taken minutes apart (the tables above) but cancels in a ratio
     whose two sides ran seconds apart. Prints each round and the median ratios."""
-    tools = llama_cpp_tools()
-    if tools is None or tools[1] is None:
-        return
     loop = CompiledGreedyLoop(quanto_variant(model, "qint4", 32, head8=True, attn=True), ROUNDS * ROUND_STEPS + 8)
     loop.steps(8)
-    with tempfile.TemporaryDirectory() as tmp:
-        q4_0 = llama_cpp_files(tmp, tools[1])["Q4_0"]
-        print(f"\n### SmolLM2-135M, quanto W4 g32 + head8 + attn against llama.cpp Q4_0, alternating rounds, "
-              f"{threads} threads (tokens/s; decode: quanto's compiled loop with quanto.fusion and tg32; prefill of "
-              f"{len(PREFILL)} tokens: eager and pp{len(PREFILL)})\n")
-        print("| round | decode quanto | decode Q4_0 | quanto / Q4_0 | prefill quanto | prefill Q4_0 | quanto / Q4_0 |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        decode, prefill = [], []
-        for r in range(ROUNDS):
-            quanto_dec = 1.0 / median(loop.steps(ROUND_STEPS))
-            quanto_pre = prefill_tps(loop.model, reps=2)
-            llama = llama_bench(tools[0], q4_0, threads, prompt=len(PREFILL), new=32, reps=2)
-            decode.append(quanto_dec / llama["tg"])
-            prefill.append(quanto_pre / llama["pp"])
-            print(f"| {r + 1} | {quanto_dec:.1f} | {llama['tg']:.1f} | {decode[-1]:.2f} | {quanto_pre:.0f} | "
-                  f"{llama['pp']:.0f} | {prefill[-1]:.2f} |", flush=True)
-        for label, ratios in (("decode", decode), ("prefill", prefill)):
-            print(f"\nmedian {label} quanto / Q4_0: {median(ratios):.2f}x (rounds: {min(ratios):.2f}-{max(ratios):.2f}x)")
+    print(f"\n### SmolLM2-135M, quanto W4 g32 + head8 + attn against llama.cpp Q4_0, alternating rounds, "
+          f"{threads} threads (tokens/s; decode: quanto's compiled loop with quanto.fusion and tg32; prefill of "
+          f"{len(PREFILL)} tokens: eager and pp{len(PREFILL)})\n")
+    print("| round | decode quanto | decode Q4_0 | quanto / Q4_0 | prefill quanto | prefill Q4_0 | quanto / Q4_0 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    decode, prefill = [], []
+    for r in range(ROUNDS):
+        quanto_dec = 1.0 / median(loop.steps(ROUND_STEPS))
+        quanto_pre = prefill_tps(loop.model, reps=2)
+        llama = llama_bench(bench, q4_0, threads, prompt=len(PREFILL), new=32, reps=2)
+        decode.append(quanto_dec / llama["tg"])
+        prefill.append(quanto_pre / llama["pp"])
+        print(f"| {r + 1} | {quanto_dec:.1f} | {llama['tg']:.1f} | {decode[-1]:.2f} | {quanto_pre:.0f} | "
+              f"{llama['pp']:.0f} | {prefill[-1]:.2f} |", flush=True)
+    for label, ratios in (("decode", decode), ("prefill", prefill)):
+        print(f"\nmedian {label} quanto / Q4_0: {median(ratios):.2f}x (rounds: {min(ratios):.2f}-{max(ratios):.2f}x)")
 
 
 # --- quantization time --------------------------------------------------------------------------------
@@ -459,9 +447,16 @@ def main():
         elif loader is smollm2:
             smol = found[1]
         gc.collect()
-    llama_cpp_rows(torch.get_num_threads())
-    if smol is not None:
-        against_llama_cpp(smol, torch.get_num_threads())
+    threads, tools = torch.get_num_threads(), llama_cpp_tools()
+    if tools is None:
+        print("\n(llama.cpp: set LLAMA_BENCH=path/to/llama-bench, and LLAMA_QUANTIZE=path/to/llama-quantize, "
+              "to add its figures on the same machine)")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = llama_cpp_files(tmp, tools[1])  # quantized once, for both tables
+            llama_cpp_rows(tools[0], files, threads)
+            if smol is not None and "Q4_0" in files:
+                against_llama_cpp(smol, tools[0], files["Q4_0"], threads)
     quantization_times()
 
 
