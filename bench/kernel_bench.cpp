@@ -348,6 +348,49 @@ void w8a8_args(benchmark::internal::Benchmark* b) {
         for (int64_t M : {1, 128}) b->Args({static_cast<int>(isa), nk[0], nk[1], M});
 }
 
+// ---- decode attention: one query per head against a bf16 cache, one thread over every item ----
+
+// SmolLM2's heads (9 query heads on 3 kv heads, dim 64) and Llama-3-8B's (32 on 8, dim 128) at
+// range(1) kept positions of a 4096-long static cache (the mask keeps a prefix). Bytes: the kept
+// key and value rows, read once per kv head.
+void BM_decode_attention_bf16(benchmark::State& state) {
+  const KernelTable& t = kernel_table(static_cast<CpuIsa>(state.range(0)));
+  state.SetLabel(isa_name(t.isa));
+  const int64_t used = state.range(1), heads = state.range(2), kv_heads = state.range(3), dim = state.range(4);
+  constexpr int64_t kCapacity = 4096;
+  DecodeAttentionShape s{};
+  s.batch = 1, s.heads = heads, s.kv_heads = kv_heads, s.kv_len = used, s.head_dim = s.v_dim = dim;
+  s.q_b = heads * dim, s.q_h = dim;
+  s.k_l = s.v_l = dim, s.k_h = s.v_h = kCapacity * dim, s.k_b = s.v_b = kv_heads * kCapacity * dim;
+  s.chunk_len = used;  // one item per kv head, as the op layer makes them on one thread
+  std::mt19937 gen(0);
+  std::normal_distribution<float> d;
+  auto values = [&](int64_t n) {
+    std::vector<bf16> v(static_cast<size_t>(n));
+    for (auto& e : v) e = bf16_from_float(d(gen));
+    return v;
+  };
+  const auto q = values(heads * dim), k = values(kv_heads * kCapacity * dim), v = values(kv_heads * kCapacity * dim);
+  std::vector<uint8_t> keep(kCapacity, 0);
+  std::fill(keep.begin(), keep.begin() + used, uint8_t{1});
+  DecodeAttentionMask m{};
+  m.keep = keep.data(), m.keep_l = 1;
+  std::vector<float> partial(static_cast<size_t>(s.items() * s.partial_floats()));
+  const float scale = 0.125f;
+  for (auto _ : state) {
+    t.attention.decode_bf16(q.data(), k.data(), v.data(), m, scale, s, 0, s.items(), partial.data());
+    benchmark::DoNotOptimize(partial.data());
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * kv_heads * used * dim * 2);
+}
+void attention_args(benchmark::internal::Benchmark* b) {
+  for (CpuIsa isa : supported_isas())
+    for (int64_t used : {256, 2048}) {
+      b->Args({static_cast<int>(isa), used, 9, 3, 64});
+      b->Args({static_cast<int>(isa), used, 32, 8, 128});
+    }
+}
+
 BENCHMARK(BM_absmax_rows_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_symmetric_quantize_int8_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_affine_quantize_int4_f32)->Apply(isa_args)->Unit(benchmark::kMillisecond);
@@ -362,6 +405,7 @@ BENCHMARK(BM_linear_w4_tiled_bf16x)->Apply(w4_args)->Unit(benchmark::kMicrosecon
 BENCHMARK(BM_linear_w2_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w8a8_packed)->Apply(w8a8_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_decode_attention_bf16)->Apply(attention_args)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace quanto::kernels

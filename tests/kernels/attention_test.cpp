@@ -143,6 +143,8 @@ const Case kCases[] = {
     {1, 6, 3, 37, 80, 3, 5},     // odd sizes, many chunks
     {3, 2, 1, 17, 7, 1, 4},      // head_dim below one vector
     {1, 8, 1, 50, 129, 0, 50},   // multi-query, head_dim past a vector
+    {1, 10, 2, 70, 128, 0, 32},  // groups of 5 (head blocks of 4 + 1, 2 + 2 + 1), Llama's head_dim
+    {2, 12, 4, 9, 48, 0, 9},     // head_dim of 3 zmm / 6 ymm, positions not a multiple of 4
 };
 
 // (A stream, not string +: GCC 12 flags chained std::string concatenation with a false -Wrestrict.)

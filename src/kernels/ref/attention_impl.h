@@ -5,17 +5,17 @@
 // through the linker). Contract: kernels/ref/attention_ref.h.
 //
 // Per work item: the positions kept by any query head of the group are listed once; each key
-// row is read once (converted in registers) and dotted with every query head of the group
-// (grouped-query attention reads the cache once per kv head, not once per query head); softmax
-// with the polynomial exp; each value row is accumulated into every head's sums the same way.
-// The dot products use Vec's shuffle-based horizontal sum: an `omp simd` reduction ended each
-// one with 16 dependent scalar adds through the stack, ~3/4 of a SmolLM2 decode step's attention.
+// row is read once (converted in registers) and dotted with every query head of the group, up
+// to kHeadBlock heads a pass (grouped-query attention reads the cache once per kv head, not once
+// per query head); softmax with the polynomial exp; each value row is accumulated into every
+// head's sums the same way.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/numeric.h"
@@ -24,51 +24,121 @@
 
 namespace quanto::kernels::attention_detail {
 
-// a · b over n values (a in float, b a cache row): whole vectors, then a scalar tail.
-template <typename Vec, typename T>
-static inline float dot_row(const float* a, const T* b, int64_t n) {
+// Query heads of a group handled together, their accumulators held in registers (16 zmm or 8
+// ymm of them), and key positions per dot-product block.
+template <typename Vec>
+inline constexpr int kHeadBlock = Vec::kWidth >= 16 ? 4 : 2;
+inline constexpr int kPosBlock = 4;
+
+// dots[h][p] = qf_h · k_p over D values, for HB heads (qf rows D apart) and kPosBlock key rows:
+// each key vector is converted once for all HB heads, and the four dots of a head end in one
+// hsum4 (a dot product a head and a position at a time converted each row once per head and
+// paid a full horizontal sum per dot, most of the attention's time on SmolLM2).
+template <typename Vec, int HB, typename T>
+static inline void dot_block(const float* qf, int64_t D, const T* const (&rows)[kPosBlock],
+                             float (&dots)[HB][kPosBlock]) {
   constexpr int W = Vec::kWidth;
-  typename Vec::F acc = Vec::zero();
-  int64_t i = 0;
-  for (; i + W <= n; i += W) acc = Vec::fma(Vec::load(a + i), Vec::load(b + i), acc);
-  float sum = Vec::hsum(acc);
-  for (; i < n; ++i) sum += a[i] * to_float(b[i]);
-  return sum;
+  typename Vec::F acc[HB][kPosBlock];
+#pragma GCC unroll 16
+  for (int h = 0; h < HB; ++h)
+#pragma GCC unroll 16
+    for (int p = 0; p < kPosBlock; ++p) acc[h][p] = Vec::zero();
+  int64_t d = 0;
+  for (; d + W <= D; d += W) {
+    typename Vec::F kv[kPosBlock];
+#pragma GCC unroll 16
+    for (int p = 0; p < kPosBlock; ++p) kv[p] = Vec::load(rows[p] + d);
+#pragma GCC unroll 16
+    for (int h = 0; h < HB; ++h) {
+      const typename Vec::F qv = Vec::load(qf + h * D + d);
+#pragma GCC unroll 16
+      for (int p = 0; p < kPosBlock; ++p) acc[h][p] = Vec::fma(qv, kv[p], acc[h][p]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int h = 0; h < HB; ++h) {
+    Vec::hsum4(acc[h][0], acc[h][1], acc[h][2], acc[h][3], dots[h]);
+    for (int64_t e = d; e < D; ++e)
+#pragma GCC unroll 16
+      for (int p = 0; p < kPosBlock; ++p) dots[h][p] += qf[h * D + e] * to_float(rows[p][e]);
+  }
 }
 
-// out[0, Dv) = Σ_i p[i] · v_i[0, Dv) over the kept positions' value rows (v + kept[i] · v_l), four
-// vectors of out at a time held in registers across the positions: accumulating row by row into
-// memory made each position wait for the previous one's store (~1/3 of the attention's time).
-template <typename Vec, typename T>
-static inline void weighted_rows(const float* p, const T* v, const int64_t* kept, int64_t n, int64_t v_l,
-                                 int64_t Dv, float* out) {
-  constexpr int W = Vec::kWidth;
+// out_h[0, Dv) = Σ_i p_h[i] · v_i[0, Dv) for HB heads (p rows p_stride apart, out rows out_stride
+// apart) over the kept positions' value rows (v + kept[i] · v_l): each value vector is converted
+// once for all HB heads, four vectors of every head's output held in registers across the
+// positions (accumulating row by row into memory made each position wait for the previous one's
+// store).
+template <typename Vec, int HB, typename T>
+static inline void weighted_rows(const float* p, int64_t p_stride, const T* v, const int64_t* kept, int64_t n,
+                                 int64_t v_l, int64_t Dv, float* out, int64_t out_stride) {
+  constexpr int W = Vec::kWidth, R = 4;
   int64_t e = 0;
-  for (; e + 4 * W <= Dv; e += 4 * W) {
-    typename Vec::F a0 = Vec::zero(), a1 = a0, a2 = a0, a3 = a0;
+  for (; e + R * W <= Dv; e += R * W) {
+    typename Vec::F acc[HB][R];
+#pragma GCC unroll 16
+    for (int h = 0; h < HB; ++h)
+#pragma GCC unroll 16
+      for (int j = 0; j < R; ++j) acc[h][j] = Vec::zero();
     for (int64_t i = 0; i < n; ++i) {
       const T* vr = v + kept[i] * v_l + e;
-      const typename Vec::F pv = Vec::set1(p[i]);
-      a0 = Vec::fma(pv, Vec::load(vr), a0);
-      a1 = Vec::fma(pv, Vec::load(vr + W), a1);
-      a2 = Vec::fma(pv, Vec::load(vr + 2 * W), a2);
-      a3 = Vec::fma(pv, Vec::load(vr + 3 * W), a3);
+      typename Vec::F vv[R];
+#pragma GCC unroll 16
+      for (int j = 0; j < R; ++j) vv[j] = Vec::load(vr + j * W);
+#pragma GCC unroll 16
+      for (int h = 0; h < HB; ++h) {
+        const typename Vec::F pv = Vec::set1(p[h * p_stride + i]);
+#pragma GCC unroll 16
+        for (int j = 0; j < R; ++j) acc[h][j] = Vec::fma(pv, vv[j], acc[h][j]);
+      }
     }
-    Vec::store(out + e, a0);
-    Vec::store(out + e + W, a1);
-    Vec::store(out + e + 2 * W, a2);
-    Vec::store(out + e + 3 * W, a3);
+#pragma GCC unroll 16
+    for (int h = 0; h < HB; ++h)
+#pragma GCC unroll 16
+      for (int j = 0; j < R; ++j) Vec::store(out + h * out_stride + e + j * W, acc[h][j]);
   }
   for (; e + W <= Dv; e += W) {
-    typename Vec::F a = Vec::zero();
-    for (int64_t i = 0; i < n; ++i) a = Vec::fma(Vec::set1(p[i]), Vec::load(v + kept[i] * v_l + e), a);
-    Vec::store(out + e, a);
+    typename Vec::F acc[HB];
+#pragma GCC unroll 16
+    for (int h = 0; h < HB; ++h) acc[h] = Vec::zero();
+    for (int64_t i = 0; i < n; ++i) {
+      const typename Vec::F vv = Vec::load(v + kept[i] * v_l + e);
+#pragma GCC unroll 16
+      for (int h = 0; h < HB; ++h) acc[h] = Vec::fma(Vec::set1(p[h * p_stride + i]), vv, acc[h]);
+    }
+#pragma GCC unroll 16
+    for (int h = 0; h < HB; ++h) Vec::store(out + h * out_stride + e, acc[h]);
   }
-  for (; e < Dv; ++e) {
-    float a = 0.0f;
-    for (int64_t i = 0; i < n; ++i) a += p[i] * to_float(v[kept[i] * v_l + e]);
-    out[e] = a;
-  }
+  for (; e < Dv; ++e)
+#pragma GCC unroll 16
+    for (int h = 0; h < HB; ++h) {
+      float a = 0.0f;
+      for (int64_t i = 0; i < n; ++i) a += p[h * p_stride + i] * to_float(v[kept[i] * v_l + e]);
+      out[h * out_stride + e] = a;
+    }
+}
+
+// The largest of n scores (-inf for none; a NaN score makes the output NaN through its exp
+// whatever this returns). GCC left an `omp simd` max reduction a scalar chain, ~6% of the
+// attention's time.
+template <typename Vec>
+static inline float max_of(const float* a, int64_t n) {
+  constexpr int W = Vec::kWidth;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  typename Vec::F m = Vec::set1(kNegInf);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) m = Vec::max(m, Vec::load(a + i));
+  float mx = Vec::reduce_max(m);
+  for (; i < n; ++i) mx = std::max(mx, a[i]);
+  return mx;
+}
+
+// Calls f(std::integral_constant<int, n>{}) for a run-time n in [1, Max].
+template <int Max, class F>
+static inline void with_head_block(int64_t n, F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    (void)((n == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
+  }(std::make_integer_sequence<int, Max>{});
 }
 
 // The additive term of query head h at position l: -inf where masked.
@@ -99,30 +169,57 @@ static inline void decode_attention_impl(const T* q, const T* k, const T* v, con
     }
     // Positions kept by at least one head of the group; add[] holds the shared additive term.
     int64_t n = 0;
-    for (int64_t l = l0; l < l1; ++l) {
-      float term = kNegInf;
-      for (int64_t r = 0; r < (per_head ? group : 1) && term == kNegInf; ++r) term = mask_term(mask, b, h0 + r, l);
-      if (term == kNegInf) continue;
-      kept[static_cast<size_t>(n)] = l;
-      add[static_cast<size_t>(n)] = term;
-      ++n;
-    }
-    const T* kb = k + b * s.k_b + g * s.k_h;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t l = kept[static_cast<size_t>(i)];
-      const T* kr = kb + l * s.k_l;
-      for (int64_t r = 0; r < group; ++r) {
-        const float term = per_head ? mask_term(mask, b, h0 + r, l) : add[static_cast<size_t>(i)];
-        scores[static_cast<size_t>(r * C + i)] =
-            term == kNegInf ? kNegInf : dot_row<Vec>(qf.data() + r * D, kr, D) + term;
+    if (!per_head && mask.bias == nullptr) {  // a shared boolean mask or none: branch-free, term 0
+      const uint8_t* keep = mask.keep ? mask.keep + b * mask.keep_b + h0 * mask.keep_h : nullptr;
+      for (int64_t l = l0; l < l1; ++l) {
+        kept[static_cast<size_t>(n)] = l;
+        add[static_cast<size_t>(n)] = 0.0f;
+        n += keep == nullptr || keep[l * mask.keep_l] != 0;
+      }
+    } else {
+      for (int64_t l = l0; l < l1; ++l) {
+        float term = kNegInf;
+        for (int64_t r = 0; r < (per_head ? group : 1) && term == kNegInf; ++r) term = mask_term(mask, b, h0 + r, l);
+        if (term == kNegInf) continue;
+        kept[static_cast<size_t>(n)] = l;
+        add[static_cast<size_t>(n)] = term;
+        ++n;
       }
     }
+    // Scores, kPosBlock kept positions and up to kHeadBlock heads at a time; a short last block
+    // repeats its last row and drops the extra dots.
+    const T* kb = k + b * s.k_b + g * s.k_h;
+    for (int64_t r0 = 0; r0 < group; r0 += kHeadBlock<Vec>) {
+      with_head_block<kHeadBlock<Vec>>(std::min<int64_t>(kHeadBlock<Vec>, group - r0), [&](auto hb) {
+        constexpr int HB = decltype(hb)::value;
+        for (int64_t i0 = 0; i0 < n; i0 += kPosBlock) {
+          const T* rows[kPosBlock];
+#pragma GCC unroll 16
+          for (int p = 0; p < kPosBlock; ++p)
+            rows[p] = kb + kept[static_cast<size_t>(std::min(i0 + p, n - 1))] * s.k_l;
+          float dots[HB][kPosBlock];
+          dot_block<Vec, HB>(qf.data() + r0 * D, D, rows, dots);
+          const int64_t np = std::min<int64_t>(kPosBlock, n - i0);
+#pragma GCC unroll 16
+          for (int h = 0; h < HB; ++h) {
+            float* dst = scores.data() + (r0 + h) * C + i0;
+            if (!per_head) {  // kept positions have a finite (or NaN) shared term
+              for (int64_t p = 0; p < np; ++p) dst[p] = dots[h][p] + add[static_cast<size_t>(i0 + p)];
+              continue;
+            }
+            for (int64_t p = 0; p < np; ++p) {
+              const float term = mask_term(mask, b, h0 + r0 + h, kept[static_cast<size_t>(i0 + p)]);
+              dst[p] = term == kNegInf ? kNegInf : dots[h][p] + term;
+            }
+          }
+        }
+      });
+    }
     float* out = partial + item * s.partial_floats();
+    const int64_t out_stride = 2 + Dv;
     for (int64_t r = 0; r < group; ++r) {
       float* sc = scores.data() + r * C;
-      float mx = kNegInf;
-#pragma omp simd reduction(max : mx)
-      for (int64_t i = 0; i < n; ++i) mx = std::max(mx, sc[i]);
+      const float mx = max_of<Vec>(sc, n);
       float sum = 0.0f;
       if (mx != kNegInf) {
 #pragma omp simd reduction(+ : sum)
@@ -134,11 +231,14 @@ static inline void decode_attention_impl(const T* q, const T* k, const T* v, con
       } else {
         std::fill(sc, sc + n, 0.0f);
       }
-      float* o = out + r * (2 + Dv);
-      o[0] = mx;
-      o[1] = sum;
-      weighted_rows<Vec>(sc, v + b * s.v_b + g * s.v_h, kept.data(), n, s.v_l, Dv, o + 2);
+      out[r * out_stride] = mx;
+      out[r * out_stride + 1] = sum;
     }
+    for (int64_t r0 = 0; r0 < group; r0 += kHeadBlock<Vec>)
+      with_head_block<kHeadBlock<Vec>>(std::min<int64_t>(kHeadBlock<Vec>, group - r0), [&](auto hb) {
+        weighted_rows<Vec, decltype(hb)::value>(scores.data() + r0 * C, C, v + b * s.v_b + g * s.v_h, kept.data(), n,
+                                                s.v_l, Dv, out + r0 * out_stride + 2, out_stride);
+      });
   }
 }
 

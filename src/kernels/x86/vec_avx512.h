@@ -29,6 +29,12 @@ struct Vec {
   static F zero() { return _mm512_setzero_ps(); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsum(F v) { return reduce(v, [](F a, F b) { return _mm512_add_ps(a, b); }); }
+  // The sums of four vectors' lanes into out[0, 4), in order: halves added, then three adjacent-pair adds.
+  static void hsum4(F a, F b, F c, F d, float* out) {
+    const auto half = [](F v) { return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)); };
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(half(a), half(b)), _mm256_hadd_ps(half(c), half(d)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
+  }
   // kWidth float8 weights as floats, exactly: the 7 magnitude bits go under the float's exponent
   // field and a multiply by 2^(127 - bias) rebiases normals and subnormals alike (needs
   // denormals on, PyTorch's default). The NaN codes are never produced by quantization.
