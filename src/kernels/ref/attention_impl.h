@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -57,7 +58,8 @@ static inline void dot_block(const float* qf, int64_t D, const T* const (&rows)[
   }
 #pragma GCC unroll 16
   for (int h = 0; h < HB; ++h) {
-    Vec::hsum4(acc[h][0], acc[h][1], acc[h][2], acc[h][3], dots[h]);
+    const auto sums = Vec::hsum4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]);  // four floats
+    std::memcpy(dots[h], &sums, sizeof(dots[h]));
     for (int64_t e = d; e < D; ++e)
 #pragma GCC unroll 16
       for (int p = 0; p < kPosBlock; ++p) dots[h][p] += qf[h * D + e] * to_float(rows[p][e]);

@@ -28,6 +28,7 @@ namespace {
 using simd::kRowBlock;
 
 inline float hsum(__m512 v) { return avx512::Vec::hsum(v); }
+inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) { return avx512::Vec::hsum4(a, b, c, d); }
 
 // Up to 16 scales or shifts as float lanes (masked), from float storage or from a bf16 model's
 // own bf16 tensors, read in place: converting those to float scratch before each batch-1 call
@@ -205,19 +206,6 @@ struct ChunkScales {
     }
   }
 };
-
-// The sums of four vectors' lanes, as four floats: two unpacks, two shuffles and three adds to
-// one vector of per-128-bit-lane partial sums, then two halvings (four separate horizontal sums
-// were ~15% of a 576-wide row's time).
-inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
-  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));  // a02 b02 a13 b13
-  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-  const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));  // a b c d per 128 bits
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),
-                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
 
 // y[r] for NR (1 or 4) consecutive rows, bias included (bias may be nullptr). The accumulators
 // are named variables: GCC 12 kept an __m512 array (or a vector-extension one) of them in memory.

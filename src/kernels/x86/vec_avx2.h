@@ -33,10 +33,10 @@ struct Vec {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
-  // The sums of four vectors' lanes into out[0, 4), in order: three adjacent-pair adds instead of four hsums.
-  static void hsum4(F a, F b, F c, F d, float* out) {
+  // The sums of four vectors' lanes, in order: three adjacent-pair adds instead of four hsums.
+  static __m128 hsum4(F a, F b, F c, F d) {
     const F s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
   }
   // kWidth float8 weights as floats, exactly: the 7 magnitude bits go under the float's exponent
   // field and a multiply by 2^(127 - bias) rebiases normals and subnormals alike (needs
