@@ -213,12 +213,15 @@ TEST_P(LinearPerIsa, W4TiledBf16GemvWithParametersFromMemoryMatchesReference) {
 // Batch 1 with a bf16 model's scales and shifts read in place: the same arithmetic as the float-
 // parameter kernel on those values converted (bit for bit), and close to the scalar reference.
 // K = 576: SmolLM2's width; 4096 with groups of 128: a Llama's; N = 2200 at K = 4096, groups of
-// 32: more parameter rows than L2 holds; N = 1, 7, 53: remainder rows after blocks of four.
+// 32: more parameter rows than L2 holds; N = 1, 7, 53: remainder rows after blocks of four. A
+// row's last load of 128 codes: 32 (K = 32, 160), 64 (64, 576, 960: the 256-bit half chunk) or
+// 96 codes (224).
 TEST_P(LinearPerIsa, W4GemvWithBf16ParametersMatchesFloatParameters) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w4_gemv_bf16_params == nullptr) GTEST_SKIP() << "no bf16-parameter GEMV on this ISA";
   for (const auto& [K, N, gs] : std::vector<std::array<int64_t, 3>>{
-           {32, 1, 32}, {64, 7, 32}, {576, 53, 32}, {576, 16, 96}, {1152, 7, 64}, {4096, 53, 128}, {4096, 2200, 32}})
+           {32, 1, 32}, {64, 7, 32}, {160, 6, 32}, {224, 9, 32}, {576, 53, 32}, {576, 16, 96}, {960, 11, 64},
+           {1152, 7, 64}, {4096, 53, 128}, {4096, 2200, 32}})
     for (bool with_bias : {false, true}) {
       SCOPED_TRACE("K=" + std::to_string(K) + " N=" + std::to_string(N) + " group=" + std::to_string(gs));
       const auto [codes, tiled] = random_tiled_w4(N, K, static_cast<uint32_t>(K + N));

@@ -63,6 +63,16 @@ inline __m512 group_correction_lanes(const P* scale, const P* shift, const float
   c[3] = _mm512_or_si512(_mm512_srli_epi16(w, 12), one28);
 }
 
+// The same for a 32-byte load, in 256-bit vectors (a half chunk at the end of a row).
+[[gnu::always_inline]] inline void w4_bf16_codes_half(__m256i w, __m256i (&c)[4]) {
+  const __m256i low4 = _mm256_set1_epi16(0x000F), one28 = _mm256_set1_epi16(0x4300);
+  constexpr int kTern = 0xEA;  // (a & b) | c
+  c[0] = _mm256_ternarylogic_epi32(w, low4, one28, kTern);
+  c[1] = _mm256_ternarylogic_epi32(_mm256_srli_epi16(w, 4), low4, one28, kTern);
+  c[2] = _mm256_ternarylogic_epi32(_mm256_srli_epi16(w, 8), low4, one28, kTern);
+  c[3] = _mm256_or_si256(_mm256_srli_epi16(w, 12), one28);
+}
+
 // Σ_g (128 s_g + h_g) xsum_g, 16 groups per step (a serial scalar chain would cost ~4 cycles
 // a group, a large share of a row's work at K = 4096).
 template <class P>
@@ -184,7 +194,7 @@ void w4_dot_rows_g128(const bf16* xp, const uint8_t* tiled, int64_t K, int64_t g
 // tiled block i / 4. So each load's four-block partial sums are scaled lane by lane, by a vector
 // of its blocks' scales: up to four consecutive scales from the row, spread over the lanes by one
 // permute whose indices (and first group) depend only on the load's position, computed per call.
-// A short last load (K % 128 == 64) reads 32 bytes; x is zero-padded to whole loads
+// A short last load (K % 128 of 32, 64 or 96 codes) is masked; x is zero-padded to whole loads
 // (permute_x_chunks), so the missing codes (decoded as 128) add nothing.
 struct ChunkScales {
   std::vector<int32_t> lane_group;  // per load: 16 lane -> group offsets from its first group
@@ -216,7 +226,9 @@ template <int NR, bool kParamsFar, class P>
                                        const ChunkScales& cs, const P* scale, const P* shift,
                                        const float* xsum, const float* bias, float* y) {
   static_assert(NR == 1 || NR == 4, "one or four rows");
-  const int64_t groups = K / group_size, row_bytes = K / 2, chunks = (K + 127) / 128;
+  const int64_t groups = K / group_size, row_bytes = K / 2;
+  const bool half_tail = K % 128 == 64;  // runs in 256-bit vectors, below
+  const int64_t chunks = half_tail ? K / 128 : (K + 127) / 128;
   const int32_t* lane_group = cs.lane_group.data();
   const int64_t* first = cs.first.data();
   const uint16_t* valid_scales = cs.valid.data();
@@ -252,6 +264,38 @@ template <int NR, bool kParamsFar, class P>
       }
       const __m512 s4 = load_params(valid, sp);
       return _mm512_fmadd_ps(_mm512_add_ps(t01, t23), _mm512_permutexvar_ps(lanes, s4), acc);
+    };
+    a0 = row(a0, 0);
+    if constexpr (NR == 4) {
+      a1 = row(a1, 1);
+      a2 = row(a2, 2);
+      a3 = row(a3, 3);
+    }
+  }
+  if (half_tail) {
+    // The last load is half a chunk (SmolLM2's K = 576 and 960): its 32 bytes fill the low
+    // halves of the four code vectors, the lanes of blocks 0 and 1, so 256-bit decoding and dot
+    // products do its work at half the cost of a full chunk's (the masked 64-byte load and
+    // 512-bit operations on half zeros took as long as a whole chunk, ~10% of a 576-wide row).
+    const int64_t c = chunks;
+    const auto x_half = [&](int q) {
+      return reinterpret_cast<__m256bh>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + c * 128 + q * 32)));
+    };
+    const __m256bh x0 = x_half(0), x1 = x_half(1), x2 = x_half(2), x3 = x_half(3);
+    const __m512i lanes = _mm512_loadu_si512(lane_group + c * 16);
+    const int64_t g0 = first[c];
+    const __mmask16 valid = valid_scales[c];
+    auto row = [&](__m512 acc, int r) [[gnu::always_inline]] {
+      const uint8_t* wp = tiled + r * row_bytes + c * 64;
+      _mm_prefetch(reinterpret_cast<const char*>(wp + kPrefetchRows * row_bytes), _MM_HINT_T1);
+      __m256i codes[4];
+      w4_bf16_codes_half(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp)), codes);
+      const __m256 t01 = _mm256_dpbf16_ps(_mm256_dpbf16_ps(_mm256_setzero_ps(), reinterpret_cast<__m256bh>(codes[0]), x0),
+                                          reinterpret_cast<__m256bh>(codes[1]), x1);
+      const __m256 t23 = _mm256_dpbf16_ps(_mm256_dpbf16_ps(_mm256_setzero_ps(), reinterpret_cast<__m256bh>(codes[2]), x2),
+                                          reinterpret_cast<__m256bh>(codes[3]), x3);
+      const __m256 s8 = _mm512_castps512_ps256(_mm512_permutexvar_ps(lanes, load_params(valid, scale + r * groups + g0)));
+      return _mm512_add_ps(acc, _mm512_zextps256_ps512(_mm256_mul_ps(_mm256_add_ps(t01, t23), s8)));
     };
     a0 = row(a0, 0);
     if constexpr (NR == 4) {
