@@ -16,12 +16,12 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 #include "kernels/numeric.h"
 #include "kernels/ref/attention_ref.h"
 #include "kernels/ref/poly_math.h"
+#include "kernels/x86/static_rows.h"
 
 namespace quanto::kernels::attention_detail {
 
@@ -135,18 +135,13 @@ static inline float max_of(const float* a, int64_t n) {
   return mx;
 }
 
-// Calls f(std::integral_constant<int, n>{}) for a run-time n in [1, Max].
-template <int Max, class F>
-static inline void with_head_block(int64_t n, F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) {
-    (void)((n == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
-  }(std::make_integer_sequence<int, Max>{});
-}
-
-// The additive term of query head h at position l: -inf where masked.
-static inline float mask_term(const DecodeAttentionMask& m, int64_t b, int64_t h, int64_t l) {
-  if (m.keep && !m.keep[b * m.keep_b + h * m.keep_h + l * m.keep_l]) return -std::numeric_limits<float>::infinity();
-  return m.bias ? m.bias[b * m.bias_b + h * m.bias_h + l * m.bias_l] : 0.0f;
+// f(r0, std::integral_constant<int, HB>{}) over the group's query heads in blocks of up to
+// kHeadBlock, r0 the block's first head.
+template <typename Vec, class F>
+static inline void over_head_blocks(int64_t group, F&& f) {
+  for (int64_t r0 = 0; r0 < group; r0 += kHeadBlock<Vec>)
+    simd::with_static_rows<1, kHeadBlock<Vec>>(std::min<int64_t>(kHeadBlock<Vec>, group - r0),
+                                               [&](auto hb) { f(r0, hb); });
 }
 
 template <typename Vec, typename T>
@@ -181,7 +176,7 @@ static inline void decode_attention_impl(const T* q, const T* k, const T* v, con
     } else {
       for (int64_t l = l0; l < l1; ++l) {
         float term = kNegInf;
-        for (int64_t r = 0; r < (per_head ? group : 1) && term == kNegInf; ++r) term = mask_term(mask, b, h0 + r, l);
+        for (int64_t r = 0; r < (per_head ? group : 1) && term == kNegInf; ++r) term = mask.term(b, h0 + r, l);
         if (term == kNegInf) continue;
         kept[static_cast<size_t>(n)] = l;
         add[static_cast<size_t>(n)] = term;
@@ -191,32 +186,30 @@ static inline void decode_attention_impl(const T* q, const T* k, const T* v, con
     // Scores, kPosBlock kept positions and up to kHeadBlock heads at a time; a short last block
     // repeats its last row and drops the extra dots.
     const T* kb = k + b * s.k_b + g * s.k_h;
-    for (int64_t r0 = 0; r0 < group; r0 += kHeadBlock<Vec>) {
-      with_head_block<kHeadBlock<Vec>>(std::min<int64_t>(kHeadBlock<Vec>, group - r0), [&](auto hb) {
-        constexpr int HB = decltype(hb)::value;
-        for (int64_t i0 = 0; i0 < n; i0 += kPosBlock) {
-          const T* rows[kPosBlock];
+    over_head_blocks<Vec>(group, [&](int64_t r0, auto hb) {
+      constexpr int HB = decltype(hb)::value;
+      for (int64_t i0 = 0; i0 < n; i0 += kPosBlock) {
+        const T* rows[kPosBlock];
 #pragma GCC unroll 16
-          for (int p = 0; p < kPosBlock; ++p)
-            rows[p] = kb + kept[static_cast<size_t>(std::min(i0 + p, n - 1))] * s.k_l;
-          float dots[HB][kPosBlock];
-          dot_block<Vec, HB>(qf.data() + r0 * D, D, rows, dots);
-          const int64_t np = std::min<int64_t>(kPosBlock, n - i0);
+        for (int p = 0; p < kPosBlock; ++p)
+          rows[p] = kb + kept[static_cast<size_t>(std::min(i0 + p, n - 1))] * s.k_l;
+        float dots[HB][kPosBlock];
+        dot_block<Vec, HB>(qf.data() + r0 * D, D, rows, dots);
+        const int64_t np = std::min<int64_t>(kPosBlock, n - i0);
 #pragma GCC unroll 16
-          for (int h = 0; h < HB; ++h) {
-            float* dst = scores.data() + (r0 + h) * C + i0;
-            if (!per_head) {  // kept positions have a finite (or NaN) shared term
-              for (int64_t p = 0; p < np; ++p) dst[p] = dots[h][p] + add[static_cast<size_t>(i0 + p)];
-              continue;
-            }
-            for (int64_t p = 0; p < np; ++p) {
-              const float term = mask_term(mask, b, h0 + r0 + h, kept[static_cast<size_t>(i0 + p)]);
-              dst[p] = term == kNegInf ? kNegInf : dots[h][p] + term;
-            }
+        for (int h = 0; h < HB; ++h) {
+          float* dst = scores.data() + (r0 + h) * C + i0;
+          if (!per_head) {  // kept positions have a finite (or NaN) shared term
+            for (int64_t p = 0; p < np; ++p) dst[p] = dots[h][p] + add[static_cast<size_t>(i0 + p)];
+            continue;
+          }
+          for (int64_t p = 0; p < np; ++p) {
+            const float term = mask.term(b, h0 + r0 + h, kept[static_cast<size_t>(i0 + p)]);
+            dst[p] = term == kNegInf ? kNegInf : dots[h][p] + term;
           }
         }
-      });
-    }
+      }
+    });
     float* out = partial + item * s.partial_floats();
     const int64_t out_stride = 2 + Dv;
     for (int64_t r = 0; r < group; ++r) {
@@ -236,11 +229,10 @@ static inline void decode_attention_impl(const T* q, const T* k, const T* v, con
       out[r * out_stride] = mx;
       out[r * out_stride + 1] = sum;
     }
-    for (int64_t r0 = 0; r0 < group; r0 += kHeadBlock<Vec>)
-      with_head_block<kHeadBlock<Vec>>(std::min<int64_t>(kHeadBlock<Vec>, group - r0), [&](auto hb) {
-        weighted_rows<Vec, decltype(hb)::value>(scores.data() + r0 * C, C, v + b * s.v_b + g * s.v_h, kept.data(), n,
-                                                s.v_l, Dv, out + r0 * out_stride + 2, out_stride);
-      });
+    over_head_blocks<Vec>(group, [&](int64_t r0, auto hb) {
+      weighted_rows<Vec, decltype(hb)::value>(scores.data() + r0 * C, C, v + b * s.v_b + g * s.v_h, kept.data(), n,
+                                              s.v_l, Dv, out + r0 * out_stride + 2, out_stride);
+    });
   }
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "kernels/numeric.h"
 
@@ -41,6 +42,11 @@ struct DecodeAttentionMask {
   int64_t keep_b = 0, keep_h = 0, keep_l = 0;
   const float* bias = nullptr;  // additive, float
   int64_t bias_b = 0, bias_h = 0, bias_l = 0;
+  // The additive term of query head h of batch b at position l: -inf where masked.
+  float term(int64_t b, int64_t h, int64_t l) const {
+    if (keep && !keep[b * keep_b + h * keep_h + l * keep_l]) return -std::numeric_limits<float>::infinity();
+    return bias ? bias[b * bias_b + h * bias_h + l * bias_l] : 0.0f;
+  }
 };
 
 template <typename T>
