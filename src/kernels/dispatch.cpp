@@ -52,6 +52,7 @@ constexpr KernelTable avx2_table() {
   t.linear.linear_fp8 = &avx2::linear_fp8;
   t.linear.linear_w4_tiled = &avx2::linear_w4_tiled;
   t.linear.linear_w2_tiled = &avx2::linear_w2_tiled;
+  t.linear.linear_w4_gemv_bf16_params = &avx2::linear_w4_gemv_bf16_params;
   t.hqq_refine = &avx2::hqq_refine;
   t.attention.decode_f32 = &avx2::decode_attention<float>;
   t.attention.decode_bf16 = &avx2::decode_attention<bf16>;
@@ -89,6 +90,7 @@ constexpr KernelTable avx512_table() {
   t.linear.linear_fp8 = &avx512::linear_fp8;
   t.linear.linear_w4_tiled = &avx512::linear_w4_tiled;
   t.linear.linear_w2_tiled = &avx512::linear_w2_tiled;
+  t.linear.linear_w4_gemv_bf16_params = &avx512::linear_w4_gemv_bf16_params;
   t.hqq_refine = &avx512::hqq_refine;
   t.attention.decode_f32 = &avx512::decode_attention<float>;
   t.attention.decode_bf16 = &avx512::decode_attention<bf16>;

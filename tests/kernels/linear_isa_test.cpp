@@ -239,8 +239,14 @@ TEST_P(LinearPerIsa, W4GemvWithBf16ParametersMatchesFloatParameters) {
       for (const auto& [n0, n1] : {std::pair{int64_t{0}, mid}, std::pair{mid, N}}) {
         k.linear_w4_gemv_bf16_params(xb.data(), tiled.data(), gs, scale_b.data(), shift_b.data(), b,
                                      {1, K, N, n0, n1}, got.data());
-        k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {1, K, N, n0, n1},
-                                same.data());
+        // The float-parameter kernel of the same activations: bf16 x where the ISA has one,
+        // else the float-x kernel (on bf16 x converted exactly).
+        if (k.linear_w4_tiled_bf16x != nullptr)
+          k.linear_w4_tiled_bf16x(xb.data(), tiled.data(), gs, scale.data(), shift.data(), b, {1, K, N, n0, n1},
+                                  same.data());
+        else
+          k.linear_w4_tiled(x.data(), tiled.data(), gs, scale.data(), shift.data(), b, {1, K, N, n0, n1},
+                            same.data());
       }
       expect_close(got, want, "w4 GEMV, bf16 parameters", 2e-5f);
       EXPECT_EQ(got, same) << "the float-parameter kernel on the same values differs";

@@ -344,6 +344,17 @@ void linear_w4_tiled(const float* x, const uint8_t* tiled, int64_t group_size, c
   linear_qbits_tiled<V, 4>(x, tiled, group_size, scale, shift, bias, s, y);
 }
 
+// Batch 1 (s.M == 1) of the tiled 4-bit layout with bf16 x and a bf16 model's scales and shifts
+// read in place (LinearW4GemvBf16ParamsFn): x converted once, then the float-x GEMV, whose
+// results equal linear_w4_tiled's on the same values.
+template <class V>
+void linear_w4_gemv_bf16_params(const bf16* x, const uint8_t* tiled, int64_t group_size, const bf16* scale,
+                                const bf16* shift, const float* bias, LinearShape s, float* y) {
+  float* xf = thread_scratch<1>(static_cast<size_t>(s.K));
+  bf16_to_floats<V>(x, s.K, xf);
+  qbits_gemv_row<V, 4, bf16>(xf, tiled, group_size, scale, shift, bias, s, y);
+}
+
 template <class V>
 void linear_w2_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                      const float* shift, const float* bias, LinearShape s, float* y) {

@@ -15,6 +15,8 @@ namespace quanto::kernels {
                        const float* shift, const float* bias, LinearShape s, float* y);                    \
   void linear_w2_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
                        const float* shift, const float* bias, LinearShape s, float* y);                    \
+  void linear_w4_gemv_bf16_params(const bf16* x, const uint8_t* tiled, int64_t group_size, const bf16* scale, \
+                                  const bf16* shift, const float* bias, LinearShape s, float* y);          \
   void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride, \
                   const float* bias, LinearShape s, float* y);                                             \
   void linear_w8a8(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const int8_t* w,          \
@@ -47,6 +49,10 @@ QUANTO_DECLARE_LINEAR_X86
   void linear_w2_tiled(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,        \
                        const float* shift, const float* bias, LinearShape s, float* y) {                   \
     simd::linear_w2_tiled<Vec>(x, tiled, group_size, scale, shift, bias, s, y);                            \
+  }                                                                                                        \
+  void linear_w4_gemv_bf16_params(const bf16* x, const uint8_t* tiled, int64_t group_size, const bf16* scale, \
+                                  const bf16* shift, const float* bias, LinearShape s, float* y) {         \
+    simd::linear_w4_gemv_bf16_params<Vec>(x, tiled, group_size, scale, shift, bias, s, y);                 \
   }                                                                                                        \
   void linear_fp8(const float* x, const uint8_t* w, Fp8Format format, const float* scale, int64_t scale_stride, \
                   const float* bias, LinearShape s, float* y) {                                            \

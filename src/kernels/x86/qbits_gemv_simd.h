@@ -98,12 +98,8 @@ struct Slots {
 struct RowScale {
   float x_factor, post;
 };
-inline RowScale row_scale(const float* x, int64_t K, int bias) {
-  float amax = 0.0f;
-  for (int64_t k = 0; k < K; ++k) {
-    const float a = std::fabs(x[k]);
-    amax = a > amax ? a : amax;
-  }
+// The row scale of a row whose largest |x| (NaN ignored) is amax.
+inline RowScale row_scale_for(float amax, int bias) {
   int p = 0;
   if (amax > 0.0f && std::isfinite(amax)) {
     int e;
@@ -112,6 +108,52 @@ inline RowScale row_scale(const float* x, int64_t K, int bias) {
   }
   p = std::clamp(p, std::max(-126, bias - 126), std::min(127, bias + 126));
   return {std::ldexp(1.0f, p), std::ldexp(1.0f, bias - p)};
+}
+inline RowScale row_scale(const float* x, int64_t K, int bias) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float a = std::fabs(x[k]);
+    amax = a > amax ? a : amax;
+  }
+  return row_scale_for(amax, bias);
+}
+
+// row_scale's largest |x| in vectors: max(|v|, acc) keeps acc where v is NaN, as the scalar
+// comparison does, so P is the same.
+template <class V>
+RowScale row_scale_vec(const float* x, int64_t K, int bias) {
+  typename V::F acc = V::zero();
+  int64_t k = 0;
+  for (; k + V::kWidth <= K; k += V::kWidth) acc = V::max(V::abs(V::load(x + k)), acc);
+  alignas(64) float lanes[V::kWidth];
+  V::store(lanes, acc);
+  float amax = 0.0f;
+  for (const float a : lanes) amax = a > amax ? a : amax;
+  for (; k < K; ++k) {
+    const float a = std::fabs(x[k]);
+    amax = a > amax ? a : amax;
+  }
+  return row_scale_for(amax, bias);
+}
+
+// Σ x over each group of x (groups of group_size, a multiple of V::kWidth), in vectors.
+template <class V>
+void group_sums(const float* x, int64_t group_size, int64_t groups, float* out) {
+  for (int64_t g = 0; g < groups; ++g) {
+    typename V::F acc = V::zero();
+    for (int64_t k = g * group_size; k < (g + 1) * group_size; k += V::kWidth) acc = V::add(acc, V::load(x + k));
+    out[g] = V::hsum(acc);
+  }
+}
+
+// Float scratch of the calling thread, one buffer per Tag: the batch-1 GEMV runs ~150 times a
+// thread in a small model's decode step, and allocating its copies of x each call cost ~1 us of
+// a 576-wide layer's ~15.
+template <int Tag>
+float* thread_scratch(size_t floats) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < floats) buffer.resize(floats);
+  return buffer.data();
 }
 
 // One row of x (K values) in slot order, times scale · 2^-slot_exp(j) in slot j, zero-padded to
@@ -383,10 +425,96 @@ float dot(const float* a, const float* b, int64_t n) {
   return V::hsum(acc) + tail;
 }
 
+// Σ_g h[r, g] · xsum[g] for NR rows of shifts `stride` apart: the shift half of each row's dot
+// product, in vectors over the groups, the rows' chains interleaved and summed in one hsum4.
+template <class V, int NR>
+[[gnu::always_inline]] inline void shift_terms(const float* shift, int64_t stride, const float* xsum, int64_t groups,
+                                               float* out) {
+  typename V::F acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = V::zero();
+  int64_t g = 0;
+  for (; g + V::kWidth <= groups; g += V::kWidth) {
+    const typename V::F xv = V::load(xsum + g);
+    for (int r = 0; r < NR; ++r) acc[r] = V::fma(V::load(shift + r * stride + g), xv, acc[r]);
+  }
+  if constexpr (NR == 4) {
+    _mm_storeu_ps(out, V::hsum4(acc[0], acc[1], acc[2], acc[3]));
+  } else {
+    for (int r = 0; r < NR; ++r) out[r] = V::hsum(acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) {
+    float tail = 0.0f;
+    for (int64_t t = g; t < groups; ++t) tail += shift[r * stride + t] * xsum[t];
+    out[r] += tail;
+  }
+}
+
+// n bf16 values as floats (exact).
+template <class V>
+void bf16_to_floats(const bf16* p, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + V::kWidth <= n; i += V::kWidth) V::store(out + i, V::load(p + i));
+  for (; i < n; ++i) out[i] = to_float(p[i]);
+}
+
+// Batch 1: one row of float x against rows [n_begin, n_end), four at a time. P: the storage of
+// the scales and shifts, float or a bf16 model's own bf16; bf16 ones are converted a block of
+// rows at a time into L1 (rows are contiguous, so a block's are one run) just before its codes
+// are read, and prefetched kPrefetchRows rows ahead like the codes (at batch 1 a layer's
+// parameters come from memory). The arithmetic after that is the same for both, so equal values
+// give equal results. x's copies (slot order, group sums) live in the thread's scratch.
+template <class V, int Bits, class P>
+void qbits_gemv_row(const float* x, const uint8_t* tiled, int64_t group_size, const P* scale, const P* shift,
+                    const float* bias, LinearShape s, float* y) {
+  using S = Slots<V, Bits>;
+  constexpr int NR = 4;
+  constexpr bool kConvert = !std::is_same_v<P, float>;
+  const int64_t K = s.K, row_bytes = tiled_row_bytes(Bits, K);
+  const ScalePlan<V, Bits> plan(group_size, K);
+  const int64_t groups = plan.groups;
+  const int64_t ldx = (K + S::kChunkCodes - 1) / S::kChunkCodes * S::kChunkCodes;
+  float* xs = thread_scratch<0>(static_cast<size_t>(ldx + groups + (kConvert ? 2 * NR * groups : 0)));
+  float* xsum = xs + ldx;
+  float* params = xsum + groups;
+  const RowScale rs = row_scale_vec<V>(x, K, 0);
+  slot_order_x<V, Bits>(x, K, rs.x_factor, xs);
+  group_sums<V>(x, group_size, groups, xsum);
+  auto block = [&](auto nr, int64_t n) {
+    constexpr int R = decltype(nr)::value;
+    const float *sc, *sh;
+    if constexpr (kConvert) {
+      const int64_t count = R * groups, ahead = (n + kPrefetchRows) * groups;
+      for (int64_t i = 0; i < count; i += 64 / int64_t{sizeof(P)}) {
+        prefetch_l2(scale + ahead + i);
+        prefetch_l2(shift + ahead + i);
+      }
+      bf16_to_floats<V>(scale + n * groups, count, params);
+      bf16_to_floats<V>(shift + n * groups, count, params + count);
+      sc = params, sh = params + count;
+    } else {
+      sc = scale + n * groups, sh = shift + n * groups;
+    }
+    float dots[R], terms[R];
+    slot_dot_rows<V, Bits, R>(xs, tiled + n * row_bytes, row_bytes, K, plan, sc, dots);
+    shift_terms<V, R>(sh, groups, xsum, groups, terms);
+    for (int r = 0; r < R; ++r) {
+      const float v = dots[r] * rs.post - terms[r];
+      y[n + r] = bias ? v + bias[n + r] : v;
+    }
+  };
+  int64_t n = s.n_begin;
+  for (; n + NR <= s.n_end; n += NR) block(std::integral_constant<int, NR>{}, n);
+  for (; n < s.n_end; ++n) block(std::integral_constant<int, 1>{}, n);
+}
+
 // y[m, n] for rows [n_begin, n_end) and M <= kGemvMaxRows; plan must be supported.
 template <class V, int Bits>
 void linear_qbits_gemv(const float* x, const uint8_t* tiled, int64_t group_size, const float* scale,
                        const float* shift, const float* bias, LinearShape s, float* y) {
+  if (s.M == 1) {
+    qbits_gemv_row<V, Bits, float>(x, tiled, group_size, scale, shift, bias, s, y);
+    return;
+  }
   using S = Slots<V, Bits>;
   const int64_t K = s.K, M = s.M, row_bytes = tiled_row_bytes(Bits, K);
   const ScalePlan<V, Bits> plan(group_size, K);
@@ -397,31 +525,12 @@ void linear_qbits_gemv(const float* x, const uint8_t* tiled, int64_t group_size,
     const RowScale rs = row_scale(x + m * K, K, 0);
     post[m] = rs.post;
     slot_order_x<V, Bits>(x + m * K, K, rs.x_factor, xs.data() + m * ldx);
-    for (int64_t g = 0; g < groups; ++g) {
-      float t = 0.0f;
-      for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) t += x[m * K + k];
-      xsum[m * groups + g] = t;
-    }
+    group_sums<V>(x + m * K, group_size, groups, xsum.data() + m * groups);
   }
   auto store = [&](int64_t m, int64_t n, float d) {
     const float v = d * post[m] - dot<V>(shift + n * groups, xsum.data() + m * groups, groups);
     y[m * s.N + n] = bias ? v + bias[n] : v;
   };
-  if (M == 1) {
-    constexpr int NR = 4;
-    int64_t n = s.n_begin;
-    for (; n + NR <= s.n_end; n += NR) {
-      float dots[NR];
-      slot_dot_rows<V, Bits, NR>(xs.data(), tiled + n * row_bytes, row_bytes, K, plan, scale + n * groups, dots);
-      for (int r = 0; r < NR; ++r) store(0, n + r, dots[r]);
-    }
-    for (; n < s.n_end; ++n) {
-      float d;
-      slot_dot_rows<V, Bits, 1>(xs.data(), tiled + n * row_bytes, row_bytes, K, plan, scale + n * groups, &d);
-      store(0, n, d);
-    }
-    return;
-  }
   auto run = [&](auto mb) {
     constexpr int MB = decltype(mb)::value, NR = batch_rows<V>(MB);
     int64_t n = s.n_begin;

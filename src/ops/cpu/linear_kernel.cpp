@@ -4,6 +4,7 @@
 #include <ATen/ops/mm.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -105,9 +106,11 @@ class GroupParams {
     convert(n0, n1, scratch, hf);
     return {scratch, hf};
   }
+  // Both tensors are bf16 (a bf16 model's), which bf16_rows_at() then serves.
+  bool bf16() const { return scale_.scalar_type() == at::kBFloat16 && shift_.scalar_type() == at::kBFloat16; }
   // The stored rows from n0 on as bf16 (scale, shift) when both tensors are bf16, else nulls.
   std::pair<const kernels::bf16*, const kernels::bf16*> bf16_rows_at(int64_t n0) const {
-    if (scale_.scalar_type() != at::kBFloat16 || shift_.scalar_type() != at::kBFloat16) return {nullptr, nullptr};
+    if (!bf16()) return {nullptr, nullptr};
     return {data_as<const kernels::bf16>(scale_) + n0 * groups_, data_as<const kernels::bf16>(shift_) + n0 * groups_};
   }
 
@@ -333,7 +336,7 @@ void gemv_qbits_bf16(const at::Tensor& x, const std::vector<GemvPart>& parts, in
   for (const GemvPart& p : parts) N += p.rows;
   // Rows [n0, n1) of part p.
   auto run = [&](const GemvPart& p, int64_t n0, int64_t n1) {
-    const bool params_in_place = in_place != nullptr && p.params.bf16_rows_at(0).first != nullptr;
+    const bool params_in_place = in_place != nullptr && p.params.bf16();
     const int64_t rows = n1 - n0, params_floats = params_in_place ? 0 : p.params.scratch_floats(rows);
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(params_floats + 2 * rows));
@@ -393,9 +396,12 @@ void decode_qbits_tiled(const at::Tensor& x, const std::vector<GemvPart>& parts,
                     });
     return;
   }
-  // No bf16-activation kernel: the float one, on x converted once.
+  // No bf16-activation kernel: the float one, on x converted once, for the parts whose
+  // parameters the bf16-parameter GEMV (which takes bf16 x) does not read in place.
   const auto float_fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
-  const at::Tensor xf = x.to(at::kFloat);
+  const bool all_in_place = bits == 4 && table.linear_w4_gemv_bf16_params != nullptr &&
+                            std::all_of(parts.begin(), parts.end(), [](const GemvPart& p) { return p.params.bf16(); });
+  const at::Tensor xf = all_in_place ? at::Tensor() : x.to(at::kFloat);
   gemv_qbits_bf16(x, parts, bits, group_size,
                   [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
                       kernels::LinearShape local, float* yf) {
