@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -127,6 +128,7 @@ struct LinearData {
   struct GroupParams {
     int64_t group;
     std::vector<float> scale, shift;
+    std::vector<bf16> scale_b16, shift_b16;  // a bf16 model's (the same values)
     int64_t bytes() const { return 2 * static_cast<int64_t>(scale.size()) * 4; }
   };
   const GroupParams& group_params(int64_t group) const {
@@ -136,6 +138,10 @@ struct LinearData {
     g->group = group;
     g->scale.assign(static_cast<size_t>(N * K / group), 0.02f);
     g->shift.assign(g->scale.size(), 0.1f);
+    for (size_t i = 0; i < g->scale.size(); ++i) {
+      g->scale_b16.push_back(bf16_from_float(g->scale[i]));
+      g->shift_b16.push_back(bf16_from_float(g->shift[i]));
+    }
     groups.push_back(std::move(g));
     return *groups.back();
   }
@@ -274,6 +280,27 @@ void BM_linear_w4_tiled_bf16x(benchmark::State& state) {
   run_w4<bf16>(state);
 }
 
+// Batch 1 with bf16 x and a bf16 model's scales and shifts (a decode step's 4-bit call, one
+// thread, weights as warm as the cache keeps them). Args: ISA, N, K, 1, group.
+void BM_linear_w4_gemv_bf16_params(benchmark::State& state) {
+  LinearCase c(state);
+  if (c.t.linear.linear_w4_gemv_bf16_params == nullptr)
+    return state.SkipWithError("no bf16-parameter W4 GEMV on this ISA");
+  const int64_t group = state.range(4);
+  const auto& gs = c.d.group_params(group);
+  state.SetLabel(std::string(isa_name(c.t.isa)) + " " + std::to_string(c.d.N) + "x" + std::to_string(c.d.K) + " g" +
+                 std::to_string(group));
+  const auto x = activation_rows<bf16>(c);
+  std::vector<float> y(static_cast<size_t>(c.d.N));
+  for (auto _ : state) {
+    c.t.linear.linear_w4_gemv_bf16_params(x.data(), c.d.tiled4.data(), group, gs.scale_b16.data(),
+                                          gs.shift_b16.data(), nullptr, c.s, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + gs.bytes() / 2));
+  c.count_flops(state);
+}
+
 template <typename T>
 void run_w2(benchmark::State& state) {
   LinearCase c(state);
@@ -341,6 +368,14 @@ void w4_args(benchmark::internal::Benchmark* b) {
       for (int64_t M : {32, 128}) b->Args({static_cast<int>(isa), 4096, 4096, M, 128});
     }
 }
+// SmolLM2's fused gate/up and its down projection (groups of 32, as its GGUF's), and a Llama
+// MLP's widest layer.
+void w4_gemv_bf16_args(benchmark::internal::Benchmark* b) {
+  for (CpuIsa isa : supported_isas())
+    if (isa != CpuIsa::generic)
+      for (const auto& nk : {std::array<int64_t, 2>{3072, 576}, {576, 1536}, {14336, 4096}})
+        b->Args({static_cast<int>(isa), nk[0], nk[1], 1, 32});
+}
 void w8a8_args(benchmark::internal::Benchmark* b) {
   for (CpuIsa isa : supported_isas())
     if (isa != CpuIsa::generic)
@@ -402,6 +437,7 @@ BENCHMARK(BM_linear_w8_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_linear_fp8_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w4_tiled)->Apply(w4_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w4_tiled_bf16x)->Apply(w4_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w4_gemv_bf16_params)->Apply(w4_gemv_bf16_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w8a8_packed)->Apply(w8a8_args)->Unit(benchmark::kMicrosecond);
