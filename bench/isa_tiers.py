@@ -53,9 +53,9 @@ def checked_tiers(requested):
     return isas
 
 
-def run_as_tier(isa, script, args):
-    """Runs `python script *args` with the tier's environment; exits if it fails."""
-    env = dict(os.environ, QUANTO_CPU_ISA=isa, **TORCH_ISA_ENV[isa])
+def run_as_tier(isa, script, args, extra_env=None):
+    """Runs `python script *args` with the tier's environment (and extra_env); exits if it fails."""
+    env = dict(os.environ, QUANTO_CPU_ISA=isa, **TORCH_ISA_ENV[isa], **(extra_env or {}))
     sys.stdout.flush()
     if subprocess.run([sys.executable, os.path.abspath(script), *args], env=env).returncode != 0:
         raise SystemExit(f"{os.path.basename(script)} failed on the {isa} tier")
