@@ -117,7 +117,7 @@ void linear_bytes(const float* x, const typename D::Byte* w, const D& dec, Decod
   if constexpr (D::kScaled) {
     xs.resize(static_cast<size_t>(M * K));
     for (int64_t m = 0; m < M; ++m) {
-      const RowScale rs = row_scale(x + m * K, K, dec.rebias_exp());
+      const RowScale rs = row_scale<V>(x + m * K, K, dec.rebias_exp());
       post[m] = rs.post;
       for (int64_t k = 0; k < K; ++k) xs[m * K + k] = x[m * K + k] * rs.x_factor;
     }

@@ -109,19 +109,10 @@ inline RowScale row_scale_for(float amax, int bias) {
   p = std::clamp(p, std::max(-126, bias - 126), std::min(127, bias + 126));
   return {std::ldexp(1.0f, p), std::ldexp(1.0f, bias - p)};
 }
-inline RowScale row_scale(const float* x, int64_t K, int bias) {
-  float amax = 0.0f;
-  for (int64_t k = 0; k < K; ++k) {
-    const float a = std::fabs(x[k]);
-    amax = a > amax ? a : amax;
-  }
-  return row_scale_for(amax, bias);
-}
-
-// row_scale's largest |x| in vectors: max(|v|, acc) keeps acc where v is NaN, as the scalar
-// comparison does, so P is the same.
+// The row scale of one row of x, its largest |x| found in vectors: max(|v|, acc) keeps acc where
+// v is NaN, as the scalar comparison of the tail does.
 template <class V>
-RowScale row_scale_vec(const float* x, int64_t K, int bias) {
+RowScale row_scale(const float* x, int64_t K, int bias) {
   typename V::F acc = V::zero();
   int64_t k = 0;
   for (; k + V::kWidth <= K; k += V::kWidth) acc = V::max(V::abs(V::load(x + k)), acc);
@@ -476,7 +467,7 @@ void qbits_gemv_row(const float* x, const uint8_t* tiled, int64_t group_size, co
   float* xs = thread_scratch<0>(static_cast<size_t>(ldx + groups + (kConvert ? 2 * NR * groups : 0)));
   float* xsum = xs + ldx;
   float* params = xsum + groups;
-  const RowScale rs = row_scale_vec<V>(x, K, 0);
+  const RowScale rs = row_scale<V>(x, K, 0);
   slot_order_x<V, Bits>(x, K, rs.x_factor, xs);
   group_sums<V>(x, group_size, groups, xsum);
   auto block = [&](auto nr, int64_t n) {
@@ -522,7 +513,7 @@ void linear_qbits_gemv(const float* x, const uint8_t* tiled, int64_t group_size,
   const int64_t ldx = (K + S::kChunkCodes - 1) / S::kChunkCodes * S::kChunkCodes;
   std::vector<float> xs(static_cast<size_t>(M * ldx)), xsum(static_cast<size_t>(M * groups)), post(M);
   for (int64_t m = 0; m < M; ++m) {
-    const RowScale rs = row_scale(x + m * K, K, 0);
+    const RowScale rs = row_scale<V>(x + m * K, K, 0);
     post[m] = rs.post;
     slot_order_x<V, Bits>(x + m * K, K, rs.x_factor, xs.data() + m * ldx);
     group_sums<V>(x + m * K, group_size, groups, xsum.data() + m * groups);
