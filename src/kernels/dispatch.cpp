@@ -27,6 +27,7 @@ constexpr KernelTable generic_table() {
   t.attention.decode_bf16 = &decode_attention_ref<bf16>;
   t.convert.to_bf16 = &to_bf16_ref;
   t.convert.to_fp16 = &to_fp16_ref;
+  t.convert.from_bf16 = &from_bf16_ref;
   return t;
 }
 constexpr KernelTable kGeneric = generic_table();
@@ -58,6 +59,7 @@ constexpr KernelTable avx2_table() {
   t.attention.decode_bf16 = &avx2::decode_attention<bf16>;
   t.convert.to_bf16 = &avx2::to_bf16;
   t.convert.to_fp16 = &avx2::to_fp16;
+  t.convert.from_bf16 = &avx2::from_bf16;
   return t;
 }
 
@@ -96,6 +98,7 @@ constexpr KernelTable avx512_table() {
   t.attention.decode_bf16 = &avx512::decode_attention<bf16>;
   t.convert.to_bf16 = &avx512::to_bf16;
   t.convert.to_fp16 = &avx512::to_fp16;
+  t.convert.from_bf16 = &avx512::from_bf16;
   return t;
 }
 

@@ -144,10 +144,12 @@ struct AttentionKernels {
 };
 
 // A float run to the layer's 16-bit dtype (kernels/ref/convert_ref.h): the fused kernels' float
-// output, converted by the thread that wrote it.
+// output, converted by the thread that wrote it; and a bf16 run to float (a bf16 model's scales
+// and shifts for the float kernels).
 struct ConvertKernels {
   ToBf16Fn to_bf16;
   ToFp16Fn to_fp16;
+  FromBf16Fn from_bf16;
 };
 
 struct KernelTable {

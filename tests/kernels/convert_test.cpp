@@ -57,6 +57,23 @@ TEST_P(ConvertPerIsa, MatchesReferenceBitForBit) {
   }
 }
 
+// bf16 -> float: every 16-bit pattern (NaN payloads, subnormals, both zeros), bit for bit, at
+// every offset of a vector and with nothing written past the run.
+TEST_P(ConvertPerIsa, FromBf16MatchesReferenceBitForBit) {
+  const ConvertKernels& k = kernel_table(GetParam()).convert;
+  std::vector<bf16> all(65536);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = bf16{static_cast<uint16_t>(i)};
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{15}, int64_t{17}, int64_t{65536 - 5}}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    const bf16* src = all.data() + (65536 - n) / 2;
+    std::vector<float> got(n + 3, -7.0f), want(n + 3, -7.0f);
+    k.from_bf16(src, got.data(), n);
+    from_bf16_ref(src, want.data(), n);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+  }
+  EXPECT_EQ(to_float(bf16{0x3F80}), 1.0f);  // the reference: the bits shifted up
+}
+
 // The reference itself on the edge cases: what c10's conversions give.
 TEST(ConvertRef, EdgeCases) {
   const float src[] = {from_bits(0x3F808000u), from_bits(0x3F818000u), from_bits(0x7F7FFFFFu),

@@ -61,7 +61,8 @@ void to_float_range(const at::Tensor& src, int64_t begin, int64_t end, float* ds
   };
   switch (src.scalar_type()) {
     case at::kFloat: return copy(src.data_ptr<float>());
-    case at::kBFloat16: return copy(src.data_ptr<at::BFloat16>());
+    case at::kBFloat16:  // in vectors: per call, a layer's rows of parameters
+      return kernels::kernels().convert.from_bf16(data_as<const kernels::bf16>(src) + begin, dst, end - begin);
     case at::kHalf: return copy(src.data_ptr<at::Half>());
     case at::kByte: return copy(src.data_ptr<uint8_t>());
     default: TORCH_CHECK(false, "quanto: unsupported scale/shift dtype ", src.scalar_type());
