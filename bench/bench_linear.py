@@ -222,6 +222,8 @@ def isa_layers(N, K):
         sc, sh = ops.minmax_scale_shift(w, qtype, 0, group)
         codes = ops.pack_codes(ops.affine_quantize(w, sc, sh, qtype, 0, group), bits)
         tiled = ops.tile_qbits(codes, bits, N, K, group)
+        # Scales and shifts in bf16, as a bf16 model holds them (and reads them, at batch 1).
+        sc, sh = sc.to(torch.bfloat16), sh.to(torch.bfloat16)
         tiled_w4[name] = tiled, sc, sh
         layers[name] = cold(lambda x, t, a, b, n=bits, g=group: ops.linear_qbits_tiled(x, t, a, b, n, g),
                             (tiled, sc, sh))
