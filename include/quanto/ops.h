@@ -128,6 +128,10 @@ at::Tensor linear_qbytes_cat(const at::Tensor& x, at::TensorList w_data, at::Ten
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                              const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                              const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype);
+// linear_w4a8_tiled for several weights on one quantized x, as linear_qbits_tiled_cat.
+at::Tensor linear_w4a8_tiled_cat(const at::Tensor& x_data, const at::Tensor& x_scale, at::TensorList w_tiled,
+                                 at::TensorList w_scale, at::TensorList w_shift, int64_t group_size,
+                                 const c10::List<std::optional<at::Tensor>>& bias, c10::ScalarType out_dtype);
 // int8 activations (0-dim scale) × int8 weights, int32 accumulation, output in out_dtype.
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,

@@ -163,6 +163,15 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
   return h.call(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
 }
 
+at::Tensor linear_w4a8_tiled_cat(const at::Tensor& x_data, const at::Tensor& x_scale, at::TensorList w_tiled,
+                                 at::TensorList w_scale, at::TensorList w_shift, int64_t group_size,
+                                 const c10::List<std::optional<at::Tensor>>& bias, c10::ScalarType out_dtype) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, at::TensorList, at::TensorList, at::TensorList, int64_t,
+                    const c10::List<std::optional<at::Tensor>>&, c10::ScalarType)>("quanto::linear_w4a8_tiled_cat");
+  return h.call(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
+}
+
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
   static const auto h = op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,

@@ -157,6 +157,10 @@ TORCH_LIBRARY(quanto, m) {
   // integer dot products per group (a uint8 w_shift is a zero-point, as in linear_qbits_tiled).
   m.def("linear_w4a8_tiled(Tensor x_data, Tensor x_scale, Tensor w_tiled, Tensor w_scale, Tensor w_shift, "
         "int group_size, Tensor? bias, ScalarType out_dtype) -> Tensor");
+  // linear_w4a8_tiled for several weights on one quantized x (a layer's q, k and v, or gate and
+  // up), as linear_qbits_tiled_cat: at batch 1 one pass over all their rows.
+  m.def("linear_w4a8_tiled_cat(Tensor x_data, Tensor x_scale, Tensor[] w_tiled, Tensor[] w_scale, "
+        "Tensor[] w_shift, int group_size, Tensor?[] bias, ScalarType out_dtype) -> Tensor");
   m.def("linear_w8a8(Tensor x_data, Tensor x_scale, Tensor w_data, Tensor w_scale, Tensor? bias, ScalarType out_dtype) -> Tensor");
   // W8A8 on weights pre-packed once (at freeze/load) into the VNNI kernels' layout; exact round trip.
   m.def("pack_w8a8(Tensor w_data) -> Tensor");

@@ -400,14 +400,38 @@ TensorSpec linear_qbits_tiled_cat_spec(const at::Tensor& x, at::TensorList w_til
   });
 }
 
-TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
-                                  const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
-                                  const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
-  const char* op = "linear_w4a8_tiled";
+namespace {
+
+TensorSpec check_w4a8_tiled_linear(const char* op, const at::Tensor& x_data, const at::Tensor& x_scale,
+                                   const at::Tensor& w_tiled, const at::Tensor& w_scale, const at::Tensor& w_shift,
+                                   int64_t group_size, const std::optional<at::Tensor>& bias,
+                                   c10::ScalarType out_dtype) {
   check_int8_activations(op, x_data, x_scale, out_dtype);
   const auto [N, K] = check_tiled_weight(op, x_data, w_tiled, w_scale, w_shift, 4, group_size);
   check_bias(op, bias, N);
   return {linear_out_sizes(op, x_data, K, N), out_dtype};
+}
+
+}  // namespace
+
+TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
+                                  const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
+                                  const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
+  return check_w4a8_tiled_linear("linear_w4a8_tiled", x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias,
+                                 out_dtype);
+}
+
+TensorSpec linear_w4a8_tiled_cat_spec(const at::Tensor& x_data, const at::Tensor& x_scale, at::TensorList w_tiled,
+                                      at::TensorList w_scale, at::TensorList w_shift, int64_t group_size,
+                                      const c10::List<std::optional<at::Tensor>>& bias, c10::ScalarType out_dtype) {
+  const char* op = "linear_w4a8_tiled_cat";
+  check_cat_lists(op, w_tiled.size(), {w_scale.size(), w_shift.size()}, bias.size());
+  TensorSpec spec = cat_spec(x_data, w_tiled.size(), [&](size_t i) {
+    return check_w4a8_tiled_linear(op, x_data, x_scale, w_tiled[i], w_scale[i], w_shift[i], group_size,
+                                   bias_entry(bias, i), out_dtype);
+  });
+  spec.dtype = out_dtype;
+  return spec;
 }
 
 TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,

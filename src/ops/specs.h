@@ -96,6 +96,10 @@ at::Tensor cat_parts(size_t parts, Part part) {
 TensorSpec linear_w4a8_tiled_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
                                   const at::Tensor& w_scale, const at::Tensor& w_shift, int64_t group_size,
                                   const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype);
+// linear_w4a8_tiled for several tiled weights on one x_data, as linear_qbits_tiled_cat.
+TensorSpec linear_w4a8_tiled_cat_spec(const at::Tensor& x_data, const at::Tensor& x_scale, at::TensorList w_tiled,
+                                      at::TensorList w_scale, at::TensorList w_shift, int64_t group_size,
+                                      const c10::List<std::optional<at::Tensor>>& bias, c10::ScalarType out_dtype);
 TensorSpec linear_w8a8_spec(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                             const at::Tensor& w_scale, const std::optional<at::Tensor>& bias,
                             c10::ScalarType out_dtype);

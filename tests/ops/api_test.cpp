@@ -2,6 +2,9 @@
 // raises c10 errors that name the argument.
 #include <gtest/gtest.h>
 
+#include <tuple>
+#include <vector>
+
 #include <ATen/ATen.h>
 
 #include <quanto/quanto.h>
@@ -33,10 +36,9 @@ TEST(Ops, WeightInt4RoundTripThroughTheDispatcher) {
   EXPECT_LE((back - w).abs().max().item<float>(), 0.5f * scale.max().item<float>() + 1e-6f);
 }
 
-// Two tiled weights on one bf16 row of x (the fused decode pass): the outputs side by side,
-// equal to the separate calls.
-TEST(Ops, TiledCatEqualsTheSeparateLinears) {
-  at::manual_seed(0);
+// Two 4-bit weights (96 and 40 rows, K = 128, groups of 32) in the tiled layout, with a bf16
+// model's scales and shifts: (codes, scales, shifts), a list each.
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>> two_tiled_weights() {
   std::vector<at::Tensor> tiled, scales, shifts;
   for (int64_t n : {96, 40}) {
     const at::Tensor w = at::randn({n, 128});
@@ -46,11 +48,33 @@ TEST(Ops, TiledCatEqualsTheSeparateLinears) {
     scales.push_back(scale.to(at::kBFloat16));
     shifts.push_back(shift.to(at::kBFloat16));
   }
+  return {tiled, scales, shifts};
+}
+
+// Two tiled weights on one bf16 row of x (the fused decode pass): the outputs side by side,
+// equal to the separate calls.
+TEST(Ops, TiledCatEqualsTheSeparateLinears) {
+  at::manual_seed(0);
+  const auto [tiled, scales, shifts] = two_tiled_weights();
   const at::Tensor x = at::randn({1, 128}).to(at::kBFloat16);
   const at::Tensor y = quanto::ops::linear_qbits_tiled_cat(x, tiled, scales, shifts, 4, 32);
   ASSERT_EQ(y.sizes(), at::IntArrayRef({1, 136}));
   EXPECT_TRUE(at::equal(y.narrow(1, 0, 96), quanto::ops::linear_qbits_tiled(x, tiled[0], scales[0], shifts[0], 4, 32)));
   EXPECT_TRUE(at::equal(y.narrow(1, 96, 40), quanto::ops::linear_qbits_tiled(x, tiled[1], scales[1], shifts[1], 4, 32)));
+}
+
+// The same with the row quantized to int8 (dynamic activations, W4A8).
+TEST(Ops, W4A8CatEqualsTheSeparateLinears) {
+  at::manual_seed(0);
+  const auto [tiled, scales, shifts] = two_tiled_weights();
+  const auto [xd, xs] = quanto::ops::quantize_per_token(at::randn({1, 128}).to(at::kBFloat16), "qint8");
+  const at::Tensor y = quanto::ops::linear_w4a8_tiled_cat(xd, xs, tiled, scales, shifts, 32, c10::List<std::optional<at::Tensor>>(),
+                                                          at::kBFloat16);
+  ASSERT_EQ(y.sizes(), at::IntArrayRef({1, 136}));
+  for (int i = 0; i < 2; ++i)
+    EXPECT_TRUE(at::equal(y.narrow(1, i == 0 ? 0 : 96, tiled[i].size(0)),
+                          quanto::ops::linear_w4a8_tiled(xd, xs, tiled[i], scales[i], shifts[i], 32, std::nullopt,
+                                                         at::kBFloat16)));
 }
 
 TEST(Ops, QBytesCatEqualsTheSeparateLinears) {

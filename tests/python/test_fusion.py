@@ -210,6 +210,20 @@ def compiled_result(model, x, graph_pass):
         torch._dynamo.reset()
 
 
+def counting_pass(target, calls):
+    """The pass, appending to ``calls`` how many ``target`` calls each graph it rewrote holds."""
+
+    class Counting(quanto.fusion.SiblingLinearFusion):
+        def __call__(self, graph):
+            super().__call__(graph)
+            calls.append(sum(n.target is target for n in graph.nodes))
+
+        def uuid(self):
+            return None  # no cached graph: the pass runs on this compile
+
+    return Counting()
+
+
 def test_pass_fuses_decode_rows_only():
     """Prefill (several rows) and float32 rows keep their separate calls: the fused pass serves one
     bf16 row."""
@@ -227,16 +241,7 @@ def test_torch_compile_with_the_pass():
     model = Siblings(sibling_weights())
     x = torch.randn(1, 1, 128).bfloat16()
     calls = []
-
-    class Counting(quanto.fusion.SiblingLinearFusion):
-        def __call__(self, graph):
-            super().__call__(graph)
-            calls.append(sum(n.target is ops.linear_qbits_tiled_cat.default for n in graph.nodes))
-
-        def uuid(self):
-            return None  # no cached graph: the pass runs on this compile
-
-    got = compiled_result(model, x, Counting())
+    got = compiled_result(model, x, counting_pass(ops.linear_qbits_tiled_cat.default, calls))
     assert calls and calls[-1] == 2
     assert torch.equal(got, compiled_result(model, x, None))
     torch.testing.assert_close(got, model(x), rtol=2e-2, atol=2e-2)

@@ -621,6 +621,8 @@ def opcheck_samples():
         (ops.linear_qbytes_cat, (torch.randn(1, 64), [wq, wq], [ws, ws], [None, torch.randn(8)])),
         (ops.linear_w8a8, (xq, xs, wq, ws, None, torch.float32)),
         (ops.linear_w4a8_tiled, (xq, xs, tiled, scale, zp, 32, torch.randn(16), torch.bfloat16)),
+        (ops.linear_w4a8_tiled_cat, (xq[:1], xs, [tiled, tiled], [scale, scale], [zp, shift], 32, [],
+                                     torch.bfloat16)),
         (ops.pack_w8a8, (wq,)),
         (ops.unpack_w8a8, (wp, 8, 64)),
         (ops.linear_w8a8_packed, (xq, xs, wp, ws, 8, torch.randn(8), torch.bfloat16)),

@@ -318,21 +318,36 @@ struct GemvPart {
   int64_t rows;
 };
 
-// One row of bf16 x (a decode step) against the rows of every part, split over the threads as
-// one layer (a thread's range may span parts). Each thread hands the kernel a layer of just its
-// rows of a part, with float outputs (and bias) in scratch of its own, so a call allocates only
-// the outputs. The whole-layer float parameters and output of the batched path were three
-// allocations (and frees) a call, ~1 us of a small layer's ~10; separate calls for the parts
-// (a layer's q, k and v) each paid a fork and join of the threads. A bf16 model's 4-bit scales
-// and shifts go to the kernel as stored where the ISA has one reading them so; otherwise each
-// thread converts its rows first and calls kernel(codes, scale, shift, bias, local shape, y)
-// with float ones.
+// The parts of a *_cat decode call, each writing its channels of y (bf16, one row) side by side.
+std::vector<GemvPart> gemv_parts_of(const at::Tensor& y, at::TensorList w_tiled, at::TensorList w_scale,
+                                    at::TensorList w_shift, const c10::List<std::optional<at::Tensor>>& bias,
+                                    int64_t groups) {
+  std::vector<GemvPart> parts;
+  parts.reserve(w_tiled.size());
+  kernels::bf16* yd = data_as<kernels::bf16>(y);
+  for (size_t i = 0; i < w_tiled.size(); ++i) {
+    parts.emplace_back(w_tiled[i], w_scale[i], w_shift[i], bias_entry(bias, i), groups, yd);
+    yd += w_tiled[i].size(0);
+  }
+  return parts;
+}
+
+// One row of x (a decode step: K values, or their int8 codes) against the rows of every part,
+// split over the threads as one layer (a thread's range may span parts). Each thread hands the
+// kernel a layer of just its rows of a part, with float outputs (and bias) in scratch of its own,
+// so a call allocates only the outputs. The whole-layer float parameters and output of the
+// batched path were three allocations (and frees) a call, ~1 us of a small layer's ~10; separate
+// calls for the parts (a layer's q, k and v) each paid a fork and join of the threads. Given bf16
+// x (x_bf16), a bf16 model's 4-bit scales and shifts go to the kernel as stored where the ISA has
+// one reading them so; otherwise each thread converts its rows first and calls
+// kernel(codes, scale, shift, bias, local shape, y) with float ones.
 template <typename Kernel>
-void gemv_qbits_bf16(const at::Tensor& x, const std::vector<GemvPart>& parts, int64_t bits, int64_t group_size,
-                     Kernel kernel) {
-  const int64_t K = x.numel(), row_bytes = K * bits / 8;
-  const auto in_place = bits == 4 ? kernels::kernels().linear.linear_w4_gemv_bf16_params : nullptr;
-  const auto* xd = data_as<const kernels::bf16>(x);
+void gemv_parts(int64_t K, const std::vector<GemvPart>& parts, int64_t bits, int64_t group_size,
+                const kernels::bf16* x_bf16, Kernel kernel) {
+  const int64_t row_bytes = K * bits / 8;
+  const auto in_place =
+      bits == 4 && x_bf16 != nullptr ? kernels::kernels().linear.linear_w4_gemv_bf16_params : nullptr;
+  const kernels::bf16* xd = x_bf16;
   int64_t N = 0;
   for (const GemvPart& p : parts) N += p.rows;
   // Rows [n0, n1) of part p.
@@ -390,11 +405,9 @@ void decode_qbits_tiled(const at::Tensor& x, const std::vector<GemvPart>& parts,
   const kernels::LinearKernels& table = kernels::kernels().linear;
   const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
   if (bf16_fn != nullptr) {
-    gemv_qbits_bf16(x, parts, bits, group_size,
-                    [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
-                        kernels::LinearShape local, float* yf) {
-                      bf16_fn(data_as<const kernels::bf16>(x), codes, group_size, sf, hf, bf, local, yf);
-                    });
+    gemv_parts(x.numel(), parts, bits, group_size, data_as<const kernels::bf16>(x),
+               [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf, kernels::LinearShape local,
+                   float* yf) { bf16_fn(data_as<const kernels::bf16>(x), codes, group_size, sf, hf, bf, local, yf); });
     return;
   }
   // No bf16-activation kernel: the float one, on x converted once, for the parts whose
@@ -403,11 +416,9 @@ void decode_qbits_tiled(const at::Tensor& x, const std::vector<GemvPart>& parts,
   const bool all_in_place = bits == 4 && table.linear_w4_gemv_bf16_params != nullptr &&
                             std::all_of(parts.begin(), parts.end(), [](const GemvPart& p) { return p.params.bf16(); });
   const at::Tensor xf = all_in_place ? at::Tensor() : x.to(at::kFloat);
-  gemv_qbits_bf16(x, parts, bits, group_size,
-                  [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf,
-                      kernels::LinearShape local, float* yf) {
-                    float_fn(xf.data_ptr<float>(), codes, group_size, sf, hf, bf, local, yf);
-                  });
+  gemv_parts(x.numel(), parts, bits, group_size, data_as<const kernels::bf16>(x),
+             [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf, kernels::LinearShape local,
+                 float* yf) { float_fn(xf.data_ptr<float>(), codes, group_size, sf, hf, bf, local, yf); });
 }
 
 bool is_decode_step(const at::Tensor& x) { return x.scalar_type() == at::kBFloat16 && x.numel() == x.size(-1); }
@@ -459,16 +470,26 @@ at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, a
       return linear_qbits_tiled(x, w_tiled[i], w_scale[i], w_shift[i], bits, group_size, bias_entry(bias, i));
     });
   at::Tensor y = at::empty(concrete(spec.sizes), x.options());
-  const int64_t groups = x.size(-1) / group_size;
-  std::vector<GemvPart> parts;
-  parts.reserve(w_tiled.size());
-  kernels::bf16* yd = data_as<kernels::bf16>(y);
-  for (size_t i = 0; i < w_tiled.size(); ++i) {
-    parts.emplace_back(w_tiled[i], w_scale[i], w_shift[i], bias_entry(bias, i), groups, yd);
-    yd += w_tiled[i].size(0);
-  }
-  decode_qbits_tiled(x.contiguous(), parts, bits, group_size);
+  decode_qbits_tiled(x.contiguous(), gemv_parts_of(y, w_tiled, w_scale, w_shift, bias, x.size(-1) / group_size), bits,
+                     group_size);
   return y;
+}
+
+// A decode step with int8 activations (one row of codes and its scale) against every part, into
+// bf16 outputs: the W4A8 kernel through gemv_parts (its parameters converted by each thread).
+void decode_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const std::vector<GemvPart>& parts,
+                       int64_t group_size) {
+  const at::Tensor xc = x_data.contiguous(), xs = as_float(x_scale);
+  const auto fn = kernels::kernels().linear.linear_w4a8_tiled;
+  gemv_parts(xc.numel(), parts, 4, group_size, nullptr,
+             [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf, kernels::LinearShape local,
+                 float* yf) {
+               fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), 0, codes, group_size, sf, hf, bf, local, yf);
+             });
+}
+
+bool is_w4a8_decode_step(const at::Tensor& x_data, c10::ScalarType out_dtype) {
+  return out_dtype == at::kBFloat16 && x_data.numel() == x_data.size(-1);
 }
 
 at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_tiled,
@@ -477,6 +498,13 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
   const TensorSpec spec =
       linear_w4a8_tiled_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
   const int64_t N = w_tiled.size(0), K = x_data.size(-1), M = x_data.numel() / K;
+  if (is_w4a8_decode_step(x_data, out_dtype)) {
+    at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(out_dtype));
+    std::vector<GemvPart> parts;
+    parts.emplace_back(w_tiled, w_scale, w_shift, bias, K / group_size, data_as<kernels::bf16>(y));
+    decode_w4a8_tiled(x_data, x_scale, parts, group_size);
+    return y;
+  }
   const at::Tensor xc = x_data.contiguous(), tc = w_tiled.contiguous();
   const at::Tensor xs = as_float(x_scale);
   const GroupParams params(w_scale, w_shift, K / group_size);
@@ -500,6 +528,24 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
     });
   }
   return out.result();
+}
+
+// A decode step runs every part's rows in one pass (decode_w4a8_tiled); larger batches part by
+// part, as linear_qbits_tiled_cat.
+at::Tensor linear_w4a8_tiled_cat(const at::Tensor& x_data, const at::Tensor& x_scale, at::TensorList w_tiled,
+                                 at::TensorList w_scale, at::TensorList w_shift, int64_t group_size,
+                                 const c10::List<std::optional<at::Tensor>>& bias, c10::ScalarType out_dtype) {
+  const TensorSpec spec =
+      linear_w4a8_tiled_cat_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype);
+  if (!is_w4a8_decode_step(x_data, out_dtype))
+    return cat_parts(w_tiled.size(), [&](size_t i) {
+      return linear_w4a8_tiled(x_data, x_scale, w_tiled[i], w_scale[i], w_shift[i], group_size, bias_entry(bias, i),
+                               out_dtype);
+    });
+  at::Tensor y = at::empty(concrete(spec.sizes), x_data.options().dtype(out_dtype));
+  decode_w4a8_tiled(x_data, x_scale, gemv_parts_of(y, w_tiled, w_scale, w_shift, bias, x_data.size(-1) / group_size),
+                    group_size);
+  return y;
 }
 
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
@@ -573,6 +619,7 @@ TORCH_LIBRARY_IMPL(quanto, CPU, m) {
          &CpuOrGeneric<&linear_qbits_tiled_cat, &generic::linear_qbits_tiled_cat>::call);
   m.impl("linear_qbytes_cat", &CpuOrGeneric<&linear_qbytes_cat, &generic::linear_qbytes_cat>::call);
   m.impl("linear_w4a8_tiled", &CpuOrGeneric<&linear_w4a8_tiled, &generic::linear_w4a8_tiled>::call);
+  m.impl("linear_w4a8_tiled_cat", &CpuOrGeneric<&linear_w4a8_tiled_cat, &generic::linear_w4a8_tiled_cat>::call);
   m.impl("linear_w8a8", &CpuOrGeneric<&linear_w8a8, &generic::linear_w8a8>::call);
   m.impl("pack_w8a8", &CpuOrGeneric<&pack_w8a8, &generic::pack_w8a8>::call);
   m.impl("unpack_w8a8", &CpuOrGeneric<&unpack_w8a8, &generic::unpack_w8a8>::call);

@@ -41,6 +41,13 @@ at::Tensor linear_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale
       linear_w4a8_tiled_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype), x_data);
 }
 
+at::Tensor linear_w4a8_tiled_cat(const at::Tensor& x_data, const at::Tensor& x_scale, at::TensorList w_tiled,
+                                 at::TensorList w_scale, at::TensorList w_shift, int64_t group_size,
+                                 const c10::List<std::optional<at::Tensor>>& bias, c10::ScalarType out_dtype) {
+  return empty_from_spec(
+      linear_w4a8_tiled_cat_spec(x_data, x_scale, w_tiled, w_scale, w_shift, group_size, bias, out_dtype), x_data);
+}
+
 at::Tensor linear_w8a8(const at::Tensor& x_data, const at::Tensor& x_scale, const at::Tensor& w_data,
                        const at::Tensor& w_scale, const std::optional<at::Tensor>& bias, c10::ScalarType out_dtype) {
   return empty_from_spec(linear_w8a8_spec(x_data, x_scale, w_data, w_scale, bias, out_dtype), x_data);
@@ -68,6 +75,7 @@ TORCH_LIBRARY_IMPL(quanto, Meta, m) {
   m.impl("linear_qbits_tiled_cat", &linear_qbits_tiled_cat);
   m.impl("linear_qbytes_cat", &linear_qbytes_cat);
   m.impl("linear_w4a8_tiled", &linear_w4a8_tiled);
+  m.impl("linear_w4a8_tiled_cat", &linear_w4a8_tiled_cat);
   m.impl("linear_w8a8", &linear_w8a8);
   m.impl("pack_w8a8", &pack_w8a8);
   m.impl("unpack_w8a8", &unpack_w8a8);
