@@ -39,7 +39,8 @@ minus the profiled op time.
 llama.cpp: with LLAMA_BENCH=path/to/llama-bench (and LLAMA_QUANTIZE=path/to/llama-quantize for
 the Q4_0 / Q8_0 files), its own pp128 / tg32 figures on the packaged SmolLM2 GGUF, same threads;
 then quanto and llama.cpp's Q4_0 in alternating rounds, decode and prefill, with the medians of the
-rounds' ratios (on a host whose speed drifts, the one comparison taken side by side). With
+rounds' ratios (on a host whose speed drifts, the one comparison taken side by side): weight-only
+W4, then W4A8 (dynamic int8 activations, the integer arithmetic Q4_0 itself runs). With
 LLAMA_BENCH_AVX2=path/to/llama-bench of an AVX2-only llama.cpp build (GGML_NATIVE=OFF,
 GGML_AVX2=ON) on a CPU with AVX-512, the rounds run again with quanto and torch held to the AVX2
 tier (isa_tiers.py): what an AVX2-only machine gets from each.
@@ -400,15 +401,19 @@ ROUNDS = 3 if QUICK else 8
 ROUND_STEPS = 32
 
 
-def against_llama_cpp(model, bench, q4_0, threads):
-    """quanto W4 g32 + head8 + attn and llama.cpp's Q4_0 in alternating rounds: decode (quanto's
-    compiled greedy loop with quanto.fusion, llama-bench's tg32) and prefill of 128 tokens (the same
-    model eager, prefill_tps; llama-bench's pp128). This host's speed drifts by up to ~40% over
-    minutes, which moves figures taken minutes apart (the tables above) but cancels in a ratio
-    whose two sides ran seconds apart. Prints each round and the median ratios."""
-    loop = CompiledGreedyLoop(quanto_variant(model, "qint4", 32, head8=True, attn=True), ROUNDS * ROUND_STEPS + 8)
+def against_llama_cpp(model, bench, q4_0, threads, dynamic=False):
+    """quanto W4 g32 + head8 + attn (with dynamic int8 activations, W4A8: the arithmetic of
+    llama.cpp's Q4_0 itself, whose activations are int8 per block of 32) and llama.cpp's Q4_0 in
+    alternating rounds: decode (quanto's compiled greedy loop with quanto.fusion, llama-bench's
+    tg32) and prefill of 128 tokens (the same model eager, prefill_tps; llama-bench's pp128). This
+    host's speed drifts by up to ~40% over minutes, which moves figures taken minutes apart (the
+    tables above) but cancels in a ratio whose two sides ran seconds apart. Prints each round and
+    the median ratios."""
+    loop = CompiledGreedyLoop(quanto_variant(model, "qint4", 32, head8=True, dynamic=dynamic, attn=True),
+                              ROUNDS * ROUND_STEPS + 8)
     loop.steps(8)
-    print(f"\n### SmolLM2-135M, quanto W4 g32 + head8 + attn against llama.cpp Q4_0, alternating rounds, "
+    label = "W4A8 (dynamic int8 activations)" if dynamic else "W4"
+    print(f"\n### SmolLM2-135M, quanto {label} g32 + head8 + attn against llama.cpp Q4_0, alternating rounds, "
           f"{threads} threads (tokens/s; decode: quanto's compiled loop with quanto.fusion and tg32; prefill of "
           f"{len(PREFILL)} tokens: eager and pp{len(PREFILL)})\n")
     print("| round | decode quanto | decode Q4_0 | quanto / Q4_0 | prefill quanto | prefill Q4_0 | quanto / Q4_0 |")
@@ -422,8 +427,18 @@ def against_llama_cpp(model, bench, q4_0, threads):
         prefill.append(quanto_pre / llama["pp"])
         print(f"| {r + 1} | {quanto_dec:.1f} | {llama['tg']:.1f} | {decode[-1]:.2f} | {quanto_pre:.0f} | "
               f"{llama['pp']:.0f} | {prefill[-1]:.2f} |", flush=True)
-    for label, ratios in (("decode", decode), ("prefill", prefill)):
-        print(f"\nmedian {label} quanto / Q4_0: {median(ratios):.2f}x (rounds: {min(ratios):.2f}-{max(ratios):.2f}x)")
+    for what, ratios in (("decode", decode), ("prefill", prefill)):
+        print(f"\nmedian {what} quanto {label} / Q4_0: {median(ratios):.2f}x "
+              f"(rounds: {min(ratios):.2f}-{max(ratios):.2f}x)")
+    del loop
+    gc.collect()
+
+
+def both_against_llama_cpp(model, bench, q4_0, threads):
+    """The rounds for weight-only W4, then for W4A8 (one compiled model at a time: compiling the
+    second resets dynamo's caches)."""
+    for dynamic in (False, True):
+        against_llama_cpp(model, bench, q4_0, threads, dynamic)
 
 
 # --- quantization time --------------------------------------------------------------------------------
@@ -449,7 +464,7 @@ def llama_rounds(smol, tools, threads):
     with tempfile.TemporaryDirectory() as tmp:
         files = llama_cpp_files(tmp, tools[1])
         if "Q4_0" in files:
-            against_llama_cpp(smol, tools[0], files["Q4_0"], threads)
+            both_against_llama_cpp(smol, tools[0], files["Q4_0"], threads)
 
 
 def avx2_llama_rounds(tools):
@@ -493,7 +508,7 @@ def main():
             files = llama_cpp_files(tmp, tools[1])  # quantized once, for both tables
             llama_cpp_rows(tools[0], files, threads)
             if smol is not None and "Q4_0" in files:
-                against_llama_cpp(smol, tools[0], files["Q4_0"], threads)
+                both_against_llama_cpp(smol, tools[0], files["Q4_0"], threads)
         if smol is not None:
             del smol
             gc.collect()

@@ -328,11 +328,13 @@ void BM_linear_w2_tiled_bf16x(benchmark::State& state) {
   run_w2<bf16>(state);
 }
 
-// Batch 1 with int8 x (dynamic activations) against 4-bit weights, float parameters (a decode
-// step's W4A8 call, one thread, weights as warm as the cache keeps them): the integer-dot
-// counterpart of BM_linear_w4_gemv_bf16_params. Args: ISA, N, K, 1, group.
-void BM_linear_w4a8_gemv(benchmark::State& state) {
+// Batch 1 with int8 x (dynamic activations) against 4-bit weights with a bf16 model's scales and
+// shifts (a decode step's W4A8 call, one thread, weights as warm as the cache keeps them): the
+// integer-dot counterpart of BM_linear_w4_gemv_bf16_params. Args: ISA, N, K, 1, group.
+void BM_linear_w4a8_gemv_bf16_params(benchmark::State& state) {
   LinearCase c(state);
+  if (c.t.linear.linear_w4a8_gemv_bf16_params == nullptr)
+    return state.SkipWithError("no bf16-parameter W4A8 GEMV on this ISA");
   const int64_t group = state.range(4);
   const auto& gs = c.d.group_params(group);
   state.SetLabel(std::string(isa_name(c.t.isa)) + " " + std::to_string(c.d.N) + "x" + std::to_string(c.d.K) + " g" +
@@ -343,11 +345,11 @@ void BM_linear_w4a8_gemv(benchmark::State& state) {
   const float xs = 0.02f;
   std::vector<float> y(static_cast<size_t>(c.d.N));
   for (auto _ : state) {
-    c.t.linear.linear_w4a8_tiled(x.data(), &xs, 0, c.d.tiled4.data(), group, gs.scale.data(), gs.shift.data(), nullptr,
-                                 c.s, y.data());
+    c.t.linear.linear_w4a8_gemv_bf16_params(x.data(), &xs, 0, c.d.tiled4.data(), group, gs.scale_b16.data(),
+                                            gs.shift_b16.data(), nullptr, c.s, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + gs.bytes()));
+  state.SetBytesProcessed(state.iterations() * (c.d.N * c.d.K / 2 + gs.bytes() / 2));
   c.count_flops(state);
 }
 
@@ -461,7 +463,7 @@ BENCHMARK(BM_linear_fp8_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond
 BENCHMARK(BM_linear_w4_tiled)->Apply(w4_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w4_tiled_bf16x)->Apply(w4_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w4_gemv_bf16_params)->Apply(w4_gemv_bf16_args)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_linear_w4a8_gemv)->Apply(w4_gemv_bf16_args)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_w4a8_gemv_bf16_params)->Apply(w4_gemv_bf16_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w2_tiled_bf16x)->Apply(linear_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_w8a8_packed)->Apply(w8a8_args)->Unit(benchmark::kMicrosecond);

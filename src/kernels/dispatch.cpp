@@ -49,6 +49,7 @@ constexpr KernelTable avx2_table() {
   t.linear.linear_w8a8 = &avx2::linear_w8a8;
   t.linear.linear_w8a8_packed = &avx2::linear_w8a8_packed;
   t.linear.linear_w4a8_tiled = &avx2::linear_w4a8_tiled;
+  t.linear.linear_w4a8_gemv_bf16_params = &avx2::linear_w4a8_gemv_bf16_params;
   t.linear.linear_w8 = &avx2::linear_w8;
   t.linear.linear_fp8 = &avx2::linear_fp8;
   t.linear.linear_w4_tiled = &avx2::linear_w4_tiled;
@@ -69,6 +70,7 @@ constexpr KernelTable avx2vnni_table() {
   t.isa = CpuIsa::avx2vnni;
   t.linear.linear_w8a8 = &avx2vnni::linear_w8a8_vnni;
   t.linear.linear_w4a8_tiled = &avx2vnni::linear_w4a8_tiled_vnni;
+  t.linear.linear_w4a8_gemv_bf16_params = &avx2vnni::linear_w4a8_gemv_bf16_params_vnni;
   return t;
 }
 
@@ -88,6 +90,7 @@ constexpr KernelTable avx512_table() {
   t.linear.linear_w8a8 = &avx512::linear_w8a8;
   t.linear.linear_w8a8_packed = &avx512::linear_w8a8_packed;
   t.linear.linear_w4a8_tiled = &avx512::linear_w4a8_tiled;
+  t.linear.linear_w4a8_gemv_bf16_params = &avx512::linear_w4a8_gemv_bf16_params;
   t.linear.linear_w8 = &avx512::linear_w8;
   t.linear.linear_fp8 = &avx512::linear_fp8;
   t.linear.linear_w4_tiled = &avx512::linear_w4_tiled;
@@ -109,6 +112,7 @@ constexpr KernelTable avx512vnni_table() {
   t.linear.linear_w8a8 = &avx512vnni::linear_w8a8_vnni;
   t.linear.linear_w8a8_packed = &avx512vnni::linear_w8a8_packed_vnni;
   t.linear.linear_w4a8_tiled = &avx512vnni::linear_w4a8_tiled_vnni;
+  t.linear.linear_w4a8_gemv_bf16_params = &avx512vnni::linear_w4a8_gemv_bf16_params_vnni;
   return t;
 }
 

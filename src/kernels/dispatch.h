@@ -107,9 +107,14 @@ inline constexpr int64_t kW4A8PrefillMinRows = 16;
 inline constexpr int64_t kW4A8ChannelBlock = 64;
 using LinearW4A8TiledFn = void (*)(const int8_t*, const float*, int64_t, const uint8_t*, int64_t, const float*,
                                    const float*, const float*, LinearShape, float*);
+// W4A8 at batch 1 with a bf16 model's scales and shifts read in place (the same contract, bf16
+// parameters): a decode step's call with dynamic int8 activations.
+using LinearW4A8GemvBf16ParamsFn = void (*)(const int8_t*, const float*, int64_t, const uint8_t*, int64_t,
+                                            const bf16*, const bf16*, const float*, LinearShape, float*);
 struct LinearKernels {
   LinearW8A8Fn linear_w8a8;
   LinearW4A8TiledFn linear_w4a8_tiled;
+  LinearW4A8GemvBf16ParamsFn linear_w4a8_gemv_bf16_params;
   LinearW8A8PackedFn linear_w8a8_packed;
   LinearW8Fn linear_w8;
   LinearFp8Fn linear_fp8;

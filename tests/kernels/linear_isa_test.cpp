@@ -253,6 +253,43 @@ TEST_P(LinearPerIsa, W4GemvWithBf16ParametersMatchesFloatParameters) {
     }
 }
 
+// W4A8 at batch 1 reading a bf16 model's scales and shifts in place: bit for bit the float-
+// parameter W4A8 kernel on the same (converted) values, and the reference within rounding. The
+// row ranges start mid-layer (a thread's share) and leave odd rows past the kernel's row blocks.
+TEST_P(LinearPerIsa, W4A8GemvWithBf16ParametersMatchesFloatParameters) {
+  const LinearKernels& k = kernel_table(GetParam()).linear;
+  if (k.linear_w4a8_gemv_bf16_params == nullptr) GTEST_SKIP() << "no bf16-parameter W4A8 GEMV on this ISA";
+  for (const auto& [K, N, gs] : std::vector<std::array<int64_t, 3>>{
+           {32, 1, 32}, {64, 7, 32}, {96, 5, 96}, {160, 6, 32}, {576, 53, 32}, {576, 16, 96}, {1152, 7, 64},
+           {4096, 53, 128}, {4096, 2200, 32}})
+    for (bool with_bias : {false, true}) {
+      SCOPED_TRACE("K=" + std::to_string(K) + " N=" + std::to_string(N) + " group=" + std::to_string(gs));
+      const auto [codes, tiled] = random_tiled_w4(N, K, static_cast<uint32_t>(K + N));
+      const size_t groups = static_cast<size_t>(N * K / gs);
+      const auto scale_b = random_values<bf16>(groups, 25, 0.1f);
+      const auto shift_b = random_values<bf16>(groups, 26, 0.5f);
+      const std::vector<float> scale = as_floats(scale_b), shift = as_floats(shift_b);
+      std::mt19937 gen(static_cast<uint32_t>(K * 3 + N));
+      std::vector<int8_t> x(static_cast<size_t>(K));
+      for (auto& v : x) v = static_cast<int8_t>(std::uniform_int_distribution<int>(-128, 127)(gen));
+      const float x_scale = 0.013f;
+      const auto bias = random_values<float>(static_cast<size_t>(N), 28);
+      const float* b = with_bias ? bias.data() : nullptr;
+      std::vector<float> want(static_cast<size_t>(N)), same(want.size()), got(want.size());
+      linear_w4a8_tiled_ref(x.data(), &x_scale, 0, tiled.data(), gs, scale.data(), shift.data(), b, {1, K, N, 0, N},
+                            want.data());
+      const int64_t mid = N / 2 + (N > 2 ? 1 : 0);
+      for (const auto& [n0, n1] : {std::pair{int64_t{0}, mid}, std::pair{mid, N}}) {
+        k.linear_w4a8_gemv_bf16_params(x.data(), &x_scale, 0, tiled.data(), gs, scale_b.data(), shift_b.data(), b,
+                                       {1, K, N, n0, n1}, got.data());
+        k.linear_w4a8_tiled(x.data(), &x_scale, 0, tiled.data(), gs, scale.data(), shift.data(), b, {1, K, N, n0, n1},
+                            same.data());
+      }
+      expect_close(got, want, "w4a8 GEMV, bf16 parameters", 2e-5f);
+      EXPECT_EQ(got, same) << "the float-parameter kernel on the same values differs";
+    }
+}
+
 TEST_P(LinearPerIsa, W2TiledWithBf16ActivationsMatchesReference) {
   const LinearKernels& k = kernel_table(GetParam()).linear;
   if (k.linear_w2_tiled_bf16x == nullptr) GTEST_SKIP() << "no bf16-activation kernel on this ISA";

@@ -250,4 +250,10 @@ void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_sca
   simd::linear_w4a8_tiled<VnniVec>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);
 }
 
+void linear_w4a8_gemv_bf16_params_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride,
+                                       const uint8_t* tiled, int64_t group_size, const bf16* scale, const bf16* shift,
+                                       const float* bias, LinearShape s, float* y) {
+  simd::linear_w4a8_tiled<VnniVec, bf16>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);
+}
+
 }  // namespace quanto::kernels::avx512vnni

@@ -19,6 +19,9 @@ void linear_w8a8_packed_vnni(const int8_t* x, const float* x_scale, int64_t x_sc
 void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
                             int64_t group_size, const float* scale, const float* shift, const float* bias,
                             LinearShape s, float* y);
+void linear_w4a8_gemv_bf16_params_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride,
+                                       const uint8_t* tiled, int64_t group_size, const bf16* scale, const bf16* shift,
+                                       const float* bias, LinearShape s, float* y);
 
 }  // namespace quanto::kernels::avx512vnni
 
@@ -31,5 +34,8 @@ void linear_w8a8_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_str
 void linear_w4a8_tiled_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
                             int64_t group_size, const float* scale, const float* shift, const float* bias,
                             LinearShape s, float* y);
+void linear_w4a8_gemv_bf16_params_vnni(const int8_t* x, const float* x_scale, int64_t x_scale_stride,
+                                       const uint8_t* tiled, int64_t group_size, const bf16* scale, const bf16* shift,
+                                       const float* bias, LinearShape s, float* y);
 
 }  // namespace quanto::kernels::avx2vnni

@@ -25,7 +25,10 @@ namespace quanto::kernels {
                           const float* w_scale, int64_t w_scale_stride, const float* bias, LinearShape s, float* y); \
   void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,    \
                          int64_t group_size, const float* scale, const float* shift, const float* bias,          \
-                         LinearShape s, float* y);
+                         LinearShape s, float* y);                                                         \
+  void linear_w4a8_gemv_bf16_params(const int8_t* x, const float* x_scale, int64_t x_scale_stride,          \
+                                    const uint8_t* tiled, int64_t group_size, const bf16* scale,            \
+                                    const bf16* shift, const float* bias, LinearShape s, float* y);
 
 namespace avx2 {
 QUANTO_DECLARE_LINEAR_X86
@@ -77,6 +80,11 @@ QUANTO_DECLARE_LINEAR_X86
                                                           shift, bias, s, y);                               \
     else                                                                                                   \
       simd::linear_w4a8_tiled<Vec>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);   \
+  }                                                                                                        \
+  void linear_w4a8_gemv_bf16_params(const int8_t* x, const float* x_scale, int64_t x_scale_stride,          \
+                                    const uint8_t* tiled, int64_t group_size, const bf16* scale,            \
+                                    const bf16* shift, const float* bias, LinearShape s, float* y) {        \
+    simd::linear_w4a8_tiled<Vec, bf16>(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y); \
   }
 
 }  // namespace quanto::kernels

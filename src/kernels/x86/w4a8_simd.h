@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -42,16 +43,23 @@ constexpr int w4a8_rows(int MB) {
 }
 
 // One row of int8 x in chunk order (low-nibble codes of the chunk, then high-nibble ones),
-// zero-padded to whole chunks (ldx codes).
+// zero-padded to whole chunks (ldx codes). A tiled block's low nibbles hold its codes 0-15 and
+// its high nibbles 16-31, so the order is x's 16-code runs, the even ones (first halves of the
+// chunk's blocks) then the odd ones: whole 16-byte copies.
 template <class V>
 void w4a8_chunk_order_x(const int8_t* x, int64_t K, int64_t ldx, int8_t* out) {
   constexpr int64_t kBytes = V::kPackedBytes, kCodes = 2 * kBytes;
-  std::fill(out, out + ldx, int8_t{0});
-  for (int64_t c = 0; c < K; c += kCodes)
-    for (int64_t j = 0; j < kBytes; ++j) {
-      const int64_t lo = c + (j / 16) * kTileCodes + j % 16;  // code in byte j's low nibble
-      if (lo < K) out[c + j] = x[lo];
-      if (lo + 16 < K) out[c + kBytes + j] = x[lo + 16];
+  for (int64_t c = 0; c < ldx; c += kCodes)
+    for (int64_t h = 0; h < kCodes / 16; ++h) {  // the chunk's run h of 16 codes
+      const int64_t from = c + h * 16;
+      int8_t* to = out + c + (h % 2) * kBytes + (h / 2) * 16;
+      if (from + 16 <= K) {
+        std::memcpy(to, x + from, 16);
+      } else {
+        const int64_t n = std::max<int64_t>(K - from, 0);
+        std::memcpy(to, x + from, static_cast<size_t>(n));
+        std::memset(to + n, 0, static_cast<size_t>(16 - n));
+      }
     }
 }
 
@@ -125,36 +133,67 @@ template <class V, int MB, int NR>
     for (int r = 0; r < NR; ++r) dots[m][r] = V::hsum(acc[m][r]);
 }
 
-template <class V>
+// P: the storage of the scales and shifts, float or a bf16 model's own bf16 (batch 1: the
+// decode step's entry, linear_w4a8_gemv_bf16_params); bf16 ones are converted a block of rows at
+// a time into L1 just before the block's codes are read and prefetched kPrefetchRows rows ahead,
+// as qbits_gemv_row does, so equal values give equal results.
+template <class V, class P = float>
 void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_stride, const uint8_t* tiled,
-                       int64_t group_size, const float* scale, const float* shift, const float* bias, LinearShape s,
+                       int64_t group_size, const P* scale, const P* shift, const float* bias, LinearShape s,
                        float* y) {
-  if (!slot_gemv_supports<V, 4>(group_size)) {  // not whole 32-code blocks: the tiled layout never has those
-    linear_w4a8_tiled_ref(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);
-    return;
-  }
+  constexpr bool kConvert = !std::is_same_v<P, float>;
   constexpr int64_t kCodes = 2 * V::kPackedBytes;
   const int64_t K = s.K, M = s.M, row_bytes = tiled_row_bytes(4, K);
+  if (!slot_gemv_supports<V, 4>(group_size)) {  // not whole 32-code blocks: the tiled layout never has those
+    if constexpr (kConvert) {
+      const int64_t groups = K / group_size, count = s.N * groups;
+      std::vector<float> sf(static_cast<size_t>(count)), hf(sf.size());
+      bf16_to_floats<V>(scale, count, sf.data());
+      bf16_to_floats<V>(shift, count, hf.data());
+      linear_w4a8_tiled_ref(x, x_scale, x_scale_stride, tiled, group_size, sf.data(), hf.data(), bias, s, y);
+    } else {
+      linear_w4a8_tiled_ref(x, x_scale, x_scale_stride, tiled, group_size, scale, shift, bias, s, y);
+    }
+    return;
+  }
   const ScalePlan<V, 4> plan(group_size, K);
   const int64_t groups = plan.groups, ldx = (K + kCodes - 1) / kCodes * kCodes;
-  // x in chunk order, and its exact group sums (as float: what the shift term multiplies).
-  std::vector<int8_t> xs(static_cast<size_t>(M * ldx));
-  std::vector<float> xsum(static_cast<size_t>(M * groups));
-  for (int64_t m = 0; m < M; ++m) w4a8_chunk_order_x<V>(x + m * K, K, ldx, xs.data() + m * ldx);
-  w4a8_x_group_sums(x, M, K, group_size, xsum.data());
-  auto store = [&](int64_t m, int64_t n, float d) {
-    const float v = x_scale[m * x_scale_stride] * (d - dot<V>(shift + n * groups, xsum.data() + m * groups, groups));
-    y[m * s.N + n] = bias ? v + bias[n] : v;
-  };
+  constexpr int kMaxRows = w4a8_rows<V>(1) > w4a8_rows<V>(2) ? w4a8_rows<V>(1) : w4a8_rows<V>(2);
+  // x's exact group sums (as float: what the shift term multiplies), a block's converted
+  // parameters, then x in chunk order, in this thread's scratch (a decode step calls this for
+  // each part of each thread's rows).
+  const int64_t param_floats = kConvert ? 2 * kMaxRows * groups : 0;
+  float* xsum = thread_scratch<2>(static_cast<size_t>(M * groups + param_floats + (M * ldx + 3) / 4));
+  float* params = xsum + M * groups;
+  int8_t* xs = reinterpret_cast<int8_t*>(params + param_floats);
+  for (int64_t m = 0; m < M; ++m) w4a8_chunk_order_x<V>(x + m * K, K, ldx, xs + m * ldx);
+  w4a8_x_group_sums(x, M, K, group_size, xsum);
   // Rows [n, n + NR) of the weights against every row of x, MB rows at a time.
   auto rows_against_x = [&](auto nr, int64_t n) {
     constexpr int NR = decltype(nr)::value;
+    const float *sc, *sh;
+    if constexpr (kConvert) {
+      const int64_t count = NR * groups, ahead = (n + kPrefetchRows) * groups;
+      for (int64_t i = 0; i < count; i += 64 / int64_t{sizeof(P)}) {
+        prefetch_l2(scale + ahead + i);
+        prefetch_l2(shift + ahead + i);
+      }
+      bf16_to_floats<V>(scale + n * groups, count, params);
+      bf16_to_floats<V>(shift + n * groups, count, params + count);
+      sc = params, sh = params + count;
+    } else {
+      sc = scale + n * groups, sh = shift + n * groups;
+    }
     auto tile = [&](auto mb, int64_t m0) {
       constexpr int MB = decltype(mb)::value;
       float d[MB][NR];
-      w4a8_tile<V, MB, NR>(xs.data() + m0 * ldx, ldx, tiled + n * row_bytes, row_bytes, K, plan, scale + n * groups, d);
+      w4a8_tile<V, MB, NR>(xs + m0 * ldx, ldx, tiled + n * row_bytes, row_bytes, K, plan, sc, d);
       for (int m = 0; m < MB; ++m)
-        for (int r = 0; r < NR; ++r) store(m0 + m, n + r, d[m][r]);
+        for (int r = 0; r < NR; ++r) {
+          const int64_t row = m0 + m;
+          const float v = x_scale[row * x_scale_stride] * (d[m][r] - dot<V>(sh + r * groups, xsum + row * groups, groups));
+          y[row * s.N + n + r] = bias ? v + bias[n + r] : v;
+        }
     };
     int64_t m0 = 0;
     for (; m0 + kW4A8MaxTileRows <= M; m0 += kW4A8MaxTileRows) tile(std::integral_constant<int, kW4A8MaxTileRows>{}, m0);

@@ -337,22 +337,19 @@ std::vector<GemvPart> gemv_parts_of(const at::Tensor& y, at::TensorList w_tiled,
 // kernel a layer of just its rows of a part, with float outputs (and bias) in scratch of its own,
 // so a call allocates only the outputs. The whole-layer float parameters and output of the
 // batched path were three allocations (and frees) a call, ~1 us of a small layer's ~10; separate
-// calls for the parts (a layer's q, k and v) each paid a fork and join of the threads. Given bf16
-// x (x_bf16), a bf16 model's 4-bit scales and shifts go to the kernel as stored where the ISA has
-// one reading them so; otherwise each thread converts its rows first and calls
-// kernel(codes, scale, shift, bias, local shape, y) with float ones.
-template <typename Kernel>
-void gemv_parts(int64_t K, const std::vector<GemvPart>& parts, int64_t bits, int64_t group_size,
-                const kernels::bf16* x_bf16, Kernel kernel) {
+// calls for the parts (a layer's q, k and v) each paid a fork and join of the threads. A bf16
+// model's scales and shifts go as stored to in_place(codes, scale, shift, bias, local shape, y)
+// when the ISA has a kernel reading them so (has_in_place); otherwise each thread converts its
+// rows first and calls kernel(...) with float ones.
+template <typename InPlace, typename Kernel>
+void gemv_parts(int64_t K, const std::vector<GemvPart>& parts, int64_t bits, int64_t group_size, bool has_in_place,
+                InPlace in_place, Kernel kernel) {
   const int64_t row_bytes = K * bits / 8;
-  const auto in_place =
-      bits == 4 && x_bf16 != nullptr ? kernels::kernels().linear.linear_w4_gemv_bf16_params : nullptr;
-  const kernels::bf16* xd = x_bf16;
   int64_t N = 0;
   for (const GemvPart& p : parts) N += p.rows;
   // Rows [n0, n1) of part p.
   auto run = [&](const GemvPart& p, int64_t n0, int64_t n1) {
-    const bool params_in_place = in_place != nullptr && p.params.bf16();
+    const bool params_in_place = has_in_place && p.params.bf16();
     const int64_t rows = n1 - n0, params_floats = params_in_place ? 0 : p.params.scratch_floats(rows);
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(params_floats + 2 * rows));
@@ -363,7 +360,7 @@ void gemv_parts(int64_t K, const std::vector<GemvPart>& parts, int64_t bits, int
     const kernels::LinearShape local{1, K, rows, 0, rows};
     if (params_in_place) {
       const auto [sb, hb] = p.params.bf16_rows_at(n0);
-      in_place(xd, codes, group_size, sb, hb, bf, local, yf);
+      in_place(codes, sb, hb, bf, local, yf);
     } else {
       const auto [sf, hf] = p.params.rows_at(n0, n1, scratch.data());
       kernel(codes, sf, hf, bf, local, yf);
@@ -404,19 +401,25 @@ void gemv_parts(int64_t K, const std::vector<GemvPart>& parts, int64_t bits, int
 void decode_qbits_tiled(const at::Tensor& x, const std::vector<GemvPart>& parts, int64_t bits, int64_t group_size) {
   const kernels::LinearKernels& table = kernels::kernels().linear;
   const auto bf16_fn = bits == 4 ? table.linear_w4_tiled_bf16x : table.linear_w2_tiled_bf16x;
+  const auto in_place_fn = bits == 4 ? table.linear_w4_gemv_bf16_params : nullptr;
+  const auto* xd = data_as<const kernels::bf16>(x);
+  auto in_place = [&](const uint8_t* codes, const kernels::bf16* sb, const kernels::bf16* hb, const float* bf,
+                      kernels::LinearShape local, float* yf) {
+    in_place_fn(xd, codes, group_size, sb, hb, bf, local, yf);
+  };
   if (bf16_fn != nullptr) {
-    gemv_parts(x.numel(), parts, bits, group_size, data_as<const kernels::bf16>(x),
+    gemv_parts(x.numel(), parts, bits, group_size, in_place_fn != nullptr, in_place,
                [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf, kernels::LinearShape local,
-                   float* yf) { bf16_fn(data_as<const kernels::bf16>(x), codes, group_size, sf, hf, bf, local, yf); });
+                   float* yf) { bf16_fn(xd, codes, group_size, sf, hf, bf, local, yf); });
     return;
   }
   // No bf16-activation kernel: the float one, on x converted once, for the parts whose
   // parameters the bf16-parameter GEMV (which takes bf16 x) does not read in place.
   const auto float_fn = bits == 4 ? table.linear_w4_tiled : table.linear_w2_tiled;
-  const bool all_in_place = bits == 4 && table.linear_w4_gemv_bf16_params != nullptr &&
+  const bool all_in_place = in_place_fn != nullptr &&
                             std::all_of(parts.begin(), parts.end(), [](const GemvPart& p) { return p.params.bf16(); });
   const at::Tensor xf = all_in_place ? at::Tensor() : x.to(at::kFloat);
-  gemv_parts(x.numel(), parts, bits, group_size, data_as<const kernels::bf16>(x),
+  gemv_parts(x.numel(), parts, bits, group_size, in_place_fn != nullptr, in_place,
              [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf, kernels::LinearShape local,
                  float* yf) { float_fn(xf.data_ptr<float>(), codes, group_size, sf, hf, bf, local, yf); });
 }
@@ -476,16 +479,21 @@ at::Tensor linear_qbits_tiled_cat(const at::Tensor& x, at::TensorList w_tiled, a
 }
 
 // A decode step with int8 activations (one row of codes and its scale) against every part, into
-// bf16 outputs: the W4A8 kernel through gemv_parts (its parameters converted by each thread).
+// bf16 outputs: the W4A8 kernel through gemv_parts.
 void decode_w4a8_tiled(const at::Tensor& x_data, const at::Tensor& x_scale, const std::vector<GemvPart>& parts,
                        int64_t group_size) {
   const at::Tensor xc = x_data.contiguous(), xs = as_float(x_scale);
-  const auto fn = kernels::kernels().linear.linear_w4a8_tiled;
-  gemv_parts(xc.numel(), parts, 4, group_size, nullptr,
-             [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf, kernels::LinearShape local,
-                 float* yf) {
-               fn(data_as<const int8_t>(xc), xs.data_ptr<float>(), 0, codes, group_size, sf, hf, bf, local, yf);
-             });
+  const kernels::LinearKernels& table = kernels::kernels().linear;
+  const auto fn = table.linear_w4a8_tiled;
+  const auto in_place_fn = table.linear_w4a8_gemv_bf16_params;
+  const auto* xd = data_as<const int8_t>(xc);
+  const float* sd = xs.data_ptr<float>();
+  gemv_parts(
+      xc.numel(), parts, 4, group_size, in_place_fn != nullptr,
+      [&](const uint8_t* codes, const kernels::bf16* sb, const kernels::bf16* hb, const float* bf,
+          kernels::LinearShape local, float* yf) { in_place_fn(xd, sd, 0, codes, group_size, sb, hb, bf, local, yf); },
+      [&](const uint8_t* codes, const float* sf, const float* hf, const float* bf, kernels::LinearShape local,
+          float* yf) { fn(xd, sd, 0, codes, group_size, sf, hf, bf, local, yf); });
 }
 
 bool is_w4a8_decode_step(const at::Tensor& x_data, c10::ScalarType out_dtype) {
