@@ -4,7 +4,9 @@
 #include <immintrin.h>
 
 #include "kernels/ref/convert_ref.h"
+#include "kernels/x86/bf16_simd.h"
 #include "kernels/x86/convert_x86.h"
+#include "kernels/x86/vec_avx2.h"
 
 namespace quanto::kernels::avx2 {
 namespace {
@@ -51,14 +53,6 @@ void to_fp16(const float* src, fp16* dst, int64_t n) {
   to_fp16_ref(src + done, dst + done, n - done);
 }
 
-// bf16 -> float: eight values widened to 32-bit lanes and shifted into the upper half.
-void from_bf16(const bf16* src, float* dst, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
-  }
-  from_bf16_ref(src + i, dst + i, n - i);
-}
+void from_bf16(const bf16* src, float* dst, int64_t n) { simd::bf16_to_floats<Vec>(src, n, dst); }
 
 }  // namespace quanto::kernels::avx2

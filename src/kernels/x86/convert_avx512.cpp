@@ -3,7 +3,9 @@
 // vpmovdw.
 #include <immintrin.h>
 
+#include "kernels/x86/bf16_simd.h"
 #include "kernels/x86/convert_x86.h"
+#include "kernels/x86/vec_avx512.h"
 
 namespace quanto::kernels::avx512 {
 namespace {
@@ -43,15 +45,6 @@ void to_fp16(const float* src, fp16* dst, int64_t n) {
   convert16(src, reinterpret_cast<uint16_t*>(dst), n, fp16_lanes);
 }
 
-// bf16 -> float: sixteen values widened to 32-bit lanes and shifted into the upper half (the
-// last, short step masked).
-void from_bf16(const bf16* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) {
-    const int64_t left = n - i;
-    const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + i));
-    _mm512_mask_storeu_ps(dst + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-  }
-}
+void from_bf16(const bf16* src, float* dst, int64_t n) { simd::bf16_to_floats<Vec>(src, n, dst); }
 
 }  // namespace quanto::kernels::avx512

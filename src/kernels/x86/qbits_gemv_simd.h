@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "kernels/ref/tiled_ref.h"
+#include "kernels/x86/bf16_simd.h"
 #include "kernels/x86/static_rows.h"
 
 namespace quanto::kernels::simd {
@@ -414,14 +415,6 @@ float dot(const float* a, const float* b, int64_t n) {
   float tail = 0.0f;
   for (; i < n; ++i) tail += a[i] * b[i];
   return V::hsum(acc) + tail;
-}
-
-// n bf16 values as floats (exact).
-template <class V>
-void bf16_to_floats(const bf16* p, int64_t n, float* out) {
-  int64_t i = 0;
-  for (; i + V::kWidth <= n; i += V::kWidth) V::store(out + i, V::load(p + i));
-  for (; i < n; ++i) out[i] = to_float(p[i]);
 }
 
 // Batch 1: one row of float x against rows [n_begin, n_end), four at a time. P: the storage of
