@@ -188,12 +188,15 @@ void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_st
       constexpr int MB = decltype(mb)::value;
       float d[MB][NR];
       w4a8_tile<V, MB, NR>(xs + m0 * ldx, ldx, tiled + n * row_bytes, row_bytes, K, plan, sc, d);
-      for (int m = 0; m < MB; ++m)
+      for (int m = 0; m < MB; ++m) {
+        const int64_t row = m0 + m;
+        float terms[NR];  // the rows' shift terms
+        dot_rows<V, NR>(sh, xsum + row * groups, groups, terms);
         for (int r = 0; r < NR; ++r) {
-          const int64_t row = m0 + m;
-          const float v = x_scale[row * x_scale_stride] * (d[m][r] - dot<V>(sh + r * groups, xsum + row * groups, groups));
+          const float v = x_scale[row * x_scale_stride] * (d[m][r] - terms[r]);
           y[row * s.N + n + r] = bias ? v + bias[n + r] : v;
         }
+      }
     };
     int64_t m0 = 0;
     for (; m0 + kW4A8MaxTileRows <= M; m0 += kW4A8MaxTileRows) tile(std::integral_constant<int, kW4A8MaxTileRows>{}, m0);
