@@ -472,12 +472,18 @@ void qbits_gemv_row(const float* x, const uint8_t* tiled, int64_t group_size, co
     } else {
       sc = scale + n * groups, sh = shift + n * groups;
     }
-    float dots[R];
+    float dots[R], terms[R];
     slot_dot_rows<V, Bits, R>(xs, tiled + n * row_bytes, row_bytes, K, plan, sc, dots);
-    // Row by row: four rows' shifts read interleaved cost ~15% of a 14336 x 4096 call whose float
-    // parameters come from memory (AVX-512, groups of 32).
+    // The shift terms: converted ones (in L1) with the rows' chains interleaved; float ones row by
+    // row: four rows' shifts read interleaved from memory cost ~15% of a 14336 x 4096 call
+    // (AVX-512, groups of 32). Either way each row's arithmetic is dot<V>'s.
+    if constexpr (kConvert) {
+      dot_rows<V, R>(sh, xsum, groups, terms);
+    } else {
+      for (int r = 0; r < R; ++r) terms[r] = dot<V>(sh + r * groups, xsum, groups);
+    }
     for (int r = 0; r < R; ++r) {
-      const float v = dots[r] * rs.post - dot<V>(sh + r * groups, xsum, groups);
+      const float v = dots[r] * rs.post - terms[r];
       y[n + r] = bias ? v + bias[n + r] : v;
     }
   };
