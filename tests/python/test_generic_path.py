@@ -386,6 +386,25 @@ def test_linear_qbits_tiled(device, dtype, M, bits, N, K, group_size, zeropoint,
     assert_close_sums(got, want, magnitude(x, w_terms), K, b, BF16_WEIGHTS[dtype])
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("M", [(1,), (5,), (2, 40)])
+@pytest.mark.parametrize("bits", [4, 2])
+def test_linear_qbits_tiled_infinite_activations_follow_the_reference(dtype, M, bits):
+    """An infinite activation gives what the dequantized weights' product gives (+-inf, NaN where
+    a weight is 0): the fused kernels' split of each group into a code and a shift term would make
+    inf - inf of every output, so such calls take the generic path; the cat op too."""
+    N, K, group_size = 48, 128, 64
+    x = random_tensor((*M, K), dtype)
+    x[..., 5] = float("inf")
+    packed, scale, shift, _ = qbits_weight(N, K, bits, group_size, False)
+    tiled = ops.tile_qbits(packed, bits, N, K, group_size)
+    want, got = both_paths(ops.linear_qbits_tiled, x, tiled, scale, shift, bits, group_size, None)
+    assert_same(want, got)
+    assert got.isinf().any() and (got == float("-inf")).any()  # not all NaN: the reference's signs
+    cat = ops.linear_qbits_tiled_cat(x, [tiled, tiled], [scale, scale], [shift, shift], bits, group_size, [])
+    assert_same(torch.cat([want, want], -1), cat)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("out_dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("M", [(1,), (3,), (17,), (2, 3)])
