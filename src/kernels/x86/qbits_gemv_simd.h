@@ -29,6 +29,7 @@
 #include <numeric>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/ref/tiled_ref.h"
@@ -435,6 +436,28 @@ template <class V, int NR>
   for (int r = 0; r < NR; ++r) out[r] = V::hsum(acc[r]) + tail[r];
 }
 
+// Rows [n, n + rows) of a layer's scales and shifts (groups a row) as float: P = float ones as
+// stored; a bf16 model's converted into params (2 * rows * groups floats, in L1) just before the
+// block's codes are read, and the same rows kPrefetchRows ahead requested (at batch 1 a layer's
+// parameters come from memory). Returns (scale, shift) of row n.
+template <class V, class P>
+[[gnu::always_inline]] inline std::pair<const float*, const float*> block_params(const P* scale, const P* shift,
+                                                                                 int64_t n, int64_t rows,
+                                                                                 int64_t groups, float* params) {
+  if constexpr (std::is_same_v<P, float>) {
+    return {scale + n * groups, shift + n * groups};
+  } else {
+    const int64_t count = rows * groups, ahead = (n + kPrefetchRows) * groups;
+    for (int64_t i = 0; i < count; i += 64 / int64_t{sizeof(P)}) {
+      prefetch_l2(scale + ahead + i);
+      prefetch_l2(shift + ahead + i);
+    }
+    bf16_to_floats<V>(scale + n * groups, count, params);
+    bf16_to_floats<V>(shift + n * groups, count, params + count);
+    return {params, params + count};
+  }
+}
+
 // Batch 1: one row of float x against rows [n_begin, n_end), four at a time. P: the storage of
 // the scales and shifts, float or a bf16 model's own bf16; bf16 ones are converted a block of
 // rows at a time into L1 (rows are contiguous, so a block's are one run) just before its codes
@@ -459,19 +482,7 @@ void qbits_gemv_row(const float* x, const uint8_t* tiled, int64_t group_size, co
   group_sums<V>(x, group_size, groups, xsum);
   auto block = [&](auto nr, int64_t n) {
     constexpr int R = decltype(nr)::value;
-    const float *sc, *sh;
-    if constexpr (kConvert) {
-      const int64_t count = R * groups, ahead = (n + kPrefetchRows) * groups;
-      for (int64_t i = 0; i < count; i += 64 / int64_t{sizeof(P)}) {
-        prefetch_l2(scale + ahead + i);
-        prefetch_l2(shift + ahead + i);
-      }
-      bf16_to_floats<V>(scale + n * groups, count, params);
-      bf16_to_floats<V>(shift + n * groups, count, params + count);
-      sc = params, sh = params + count;
-    } else {
-      sc = scale + n * groups, sh = shift + n * groups;
-    }
+    const auto [sc, sh] = block_params<V>(scale, shift, n, R, groups, params);
     float dots[R], terms[R];
     slot_dot_rows<V, Bits, R>(xs, tiled + n * row_bytes, row_bytes, K, plan, sc, dots);
     // The shift terms: converted ones (in L1) with the rows' chains interleaved; float ones row by

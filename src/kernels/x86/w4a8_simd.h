@@ -171,19 +171,7 @@ void linear_w4a8_tiled(const int8_t* x, const float* x_scale, int64_t x_scale_st
   // Rows [n, n + NR) of the weights against every row of x, MB rows at a time.
   auto rows_against_x = [&](auto nr, int64_t n) {
     constexpr int NR = decltype(nr)::value;
-    const float *sc, *sh;
-    if constexpr (kConvert) {
-      const int64_t count = NR * groups, ahead = (n + kPrefetchRows) * groups;
-      for (int64_t i = 0; i < count; i += 64 / int64_t{sizeof(P)}) {
-        prefetch_l2(scale + ahead + i);
-        prefetch_l2(shift + ahead + i);
-      }
-      bf16_to_floats<V>(scale + n * groups, count, params);
-      bf16_to_floats<V>(shift + n * groups, count, params + count);
-      sc = params, sh = params + count;
-    } else {
-      sc = scale + n * groups, sh = shift + n * groups;
-    }
+    const auto [sc, sh] = block_params<V>(scale, shift, n, NR, groups, params);
     auto tile = [&](auto mb, int64_t m0) {
       constexpr int MB = decltype(mb)::value;
       float d[MB][NR];
