@@ -280,6 +280,20 @@ void BM_linear_w4_tiled_bf16x(benchmark::State& state) {
   run_w4<bf16>(state);
 }
 
+// "isa NxK gGROUP": a batch-1 case's label.
+std::string gemv_label(const LinearCase& c, int64_t group) {
+  return std::string(isa_name(c.t.isa)) + " " + std::to_string(c.d.N) + "x" + std::to_string(c.d.K) + " g" +
+         std::to_string(group);
+}
+
+// n int8 activation codes in [-127, 127] (a quantized row, as quantize_per_token writes it).
+std::vector<int8_t> int8_activations(int64_t n, uint32_t seed) {
+  std::vector<int8_t> x(static_cast<size_t>(n));
+  std::mt19937 gen(seed);
+  for (auto& v : x) v = static_cast<int8_t>(static_cast<int>(gen() % 255) - 127);
+  return x;
+}
+
 // Batch 1 with bf16 x and a bf16 model's scales and shifts (a decode step's 4-bit call, one
 // thread, weights as warm as the cache keeps them). Args: ISA, N, K, 1, group.
 void BM_linear_w4_gemv_bf16_params(benchmark::State& state) {
@@ -288,8 +302,7 @@ void BM_linear_w4_gemv_bf16_params(benchmark::State& state) {
     return state.SkipWithError("no bf16-parameter W4 GEMV on this ISA");
   const int64_t group = state.range(4);
   const auto& gs = c.d.group_params(group);
-  state.SetLabel(std::string(isa_name(c.t.isa)) + " " + std::to_string(c.d.N) + "x" + std::to_string(c.d.K) + " g" +
-                 std::to_string(group));
+  state.SetLabel(gemv_label(c, group));
   const auto x = activation_rows<bf16>(c);
   std::vector<float> y(static_cast<size_t>(c.d.N));
   for (auto _ : state) {
@@ -337,11 +350,8 @@ void BM_linear_w4a8_gemv_bf16_params(benchmark::State& state) {
     return state.SkipWithError("no bf16-parameter W4A8 GEMV on this ISA");
   const int64_t group = state.range(4);
   const auto& gs = c.d.group_params(group);
-  state.SetLabel(std::string(isa_name(c.t.isa)) + " " + std::to_string(c.d.N) + "x" + std::to_string(c.d.K) + " g" +
-                 std::to_string(group));
-  std::vector<int8_t> x(static_cast<size_t>(c.d.K));
-  std::mt19937 gen(3);
-  for (auto& v : x) v = static_cast<int8_t>(static_cast<int>(gen() % 255) - 127);
+  state.SetLabel(gemv_label(c, group));
+  const std::vector<int8_t> x = int8_activations(c.d.K, 3);
   const float xs = 0.02f;
   std::vector<float> y(static_cast<size_t>(c.d.N));
   for (auto _ : state) {
@@ -357,9 +367,7 @@ void BM_linear_w4a8_gemv_bf16_params(benchmark::State& state) {
 void BM_linear_w8a8_packed(benchmark::State& state) {
   const int64_t M = state.range(3);
   LinearCase c(state, M);
-  std::vector<int8_t> x(static_cast<size_t>(M * c.d.K));
-  std::mt19937 gen(2);
-  for (auto& v : x) v = static_cast<int8_t>(static_cast<int>(gen() % 255) - 127);
+  const std::vector<int8_t> x = int8_activations(M * c.d.K, 2);
   std::vector<float> xs(static_cast<size_t>(M), 0.02f), y(static_cast<size_t>(M * c.d.N));
   for (auto _ : state) {
     c.t.linear.linear_w8a8_packed(x.data(), xs.data(), 1, c.d.packed8a8.data(), c.d.scale.data(), 1, nullptr, c.s,
